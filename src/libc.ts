@@ -1,0 +1,417 @@
+/**
+ * The libc functions page-primer calls, with errno turned into
+ * {@linkcode SyscallError}. Runtime-neutral: binding goes through
+ * `ffi.ts`.
+ *
+ * @module
+ */
+
+import {
+  addressOf,
+  callback,
+  memory,
+  type NativeLibrary,
+  openLibrary,
+  readCString,
+} from "./ffi.ts";
+
+/** The libc symbol table: one definition for both runtimes. Pointers are `u64`. */
+export const LIBC_SYMBOLS = {
+  __errno_location: { args: [], returns: "u64" },
+  strerror: { args: ["i32"], returns: "u64" },
+  getpid: { args: [], returns: "i32" },
+  open: { args: ["u64", "i32", "i32"], returns: "i32" },
+  read: { args: ["i32", "u64", "u64"], returns: "i64" },
+  pread64: { args: ["i32", "u64", "u64", "i64"], returns: "i64" },
+  lseek64: { args: ["i32", "i64", "i32"], returns: "i64" },
+  close: { args: ["i32"], returns: "i32" },
+  readlink: { args: ["u64", "u64", "u64"], returns: "i64" },
+  getenv: { args: ["u64"], returns: "u64" },
+  uname: { args: ["u64"], returns: "i32" },
+  sysconf: { args: ["i32"], returns: "i64" },
+  getauxval: { args: ["u64"], returns: "u64" },
+  dl_iterate_phdr: { args: ["u64", "u64"], returns: "i32" },
+  mlock: { args: ["u64", "u64"], returns: "i32" },
+  mlock2: { args: ["u64", "u64", "u32"], returns: "i32", optional: true },
+  munlock: { args: ["u64", "u64"], returns: "i32" },
+  madvise: { args: ["u64", "u64", "i32"], returns: "i32" },
+  getrlimit: { args: ["i32", "u64"], returns: "i32" },
+  setrlimit: { args: ["i32", "u64"], returns: "i32" },
+  prctl: { args: ["i32", "u64", "u64", "u64", "u64"], returns: "i32" },
+} as const;
+
+/** Library names tried, in order, to find libc. */
+export const LIBC_NAMES: readonly string[] = [
+  "libc.so.6",
+  "libc.musl-x86_64.so.1",
+  "libc.musl-aarch64.so.1",
+];
+
+/** `getauxval` keys. */
+export const AT_PHDR = 3;
+/** Number of program headers of the main executable. */
+export const AT_PHNUM = 5;
+/** Page size. */
+export const AT_PAGESZ = 6;
+
+/** `madvise` advice. */
+export const MADV_WILLNEED = 3;
+/** Prefault page tables readable (Linux 5.14+). */
+export const MADV_POPULATE_READ = 22;
+/** `mlock2` flag: lock pages as they are faulted in. */
+export const MLOCK_ONFAULT = 1;
+/** `getrlimit` resource: locked-in-memory bytes. */
+export const RLIMIT_MEMLOCK = 8;
+
+const O_RDONLY = 0;
+const O_CLOEXEC = 0o2000000;
+const SEEK_END = 2;
+
+const ERRNO_NAMES: Record<number, string> = {
+  1: "EPERM",
+  2: "ENOENT",
+  3: "ESRCH",
+  4: "EINTR",
+  5: "EIO",
+  9: "EBADF",
+  11: "EAGAIN",
+  12: "ENOMEM",
+  13: "EACCES",
+  14: "EFAULT",
+  16: "EBUSY",
+  17: "EEXIST",
+  22: "EINVAL",
+  23: "ENFILE",
+  24: "EMFILE",
+  28: "ENOSPC",
+  38: "ENOSYS",
+  75: "EOVERFLOW",
+  95: "EOPNOTSUPP",
+};
+
+/**
+ * The symbolic name of an errno value (`"ENOMEM"`), or `"E<n>"` when unknown.
+ *
+ * @example
+ * ```ts
+ * import { errnoName } from "./libc.ts";
+ * console.log(errnoName(12)); // "ENOMEM"
+ * ```
+ */
+export function errnoName(errno: number): string {
+  return ERRNO_NAMES[errno] ?? `E${errno}`;
+}
+
+/** A libc call failed; carries the call, errno and its name. */
+export class SyscallError extends Error {
+  /** The libc function that failed, e.g. `"mlock"`. */
+  readonly call: string;
+  /** The errno value. */
+  readonly errno: number;
+  /** The errno name, e.g. `"ENOMEM"`. */
+  readonly code: string;
+  /**
+   * @param call The libc function that failed.
+   * @param errno The errno it left.
+   * @param detail The system's description of the errno.
+   */
+  constructor(call: string, errno: number, detail: string) {
+    super(`${call} failed: ${errnoName(errno)} (${detail})`);
+    this.name = "SyscallError";
+    this.call = call;
+    this.errno = errno;
+    this.code = errnoName(errno);
+  }
+}
+
+/** `getrlimit` result; `Infinity` stands for `RLIM_INFINITY`. */
+export interface Rlimit {
+  /** Soft limit in bytes. */
+  cur: number;
+  /** Hard limit in bytes. */
+  max: number;
+}
+
+/** One loaded object as reported by `dl_iterate_phdr`. */
+export interface PhdrInfo {
+  /** Load bias (`dlpi_addr`). */
+  bias: number;
+  /** Name as the loader knows it; `""` for the main executable. */
+  name: string;
+  /** Address of its program header table in memory. */
+  phdr: number;
+  /** Number of program headers. */
+  phnum: number;
+}
+
+function cstr(s: string): Uint8Array {
+  const b = new TextEncoder().encode(s);
+  const out = new Uint8Array(b.length + 1);
+  out.set(b);
+  return out;
+}
+
+function u64ToNumber(lo: number, hi: number): number {
+  if (hi === 0xffffffff && lo === 0xffffffff) return Infinity;
+  return hi * 2 ** 32 + lo;
+}
+
+/**
+ * Thin wrappers over libc. Every failing call throws {@linkcode SyscallError}.
+ * Get the process-wide instance with {@linkcode libc}.
+ */
+export class Libc {
+  /** The underlying library. */
+  readonly lib: NativeLibrary<typeof LIBC_SYMBOLS>;
+  #errno: Int32Array | undefined;
+
+  /** @param lib An opened libc. */
+  constructor(lib: NativeLibrary<typeof LIBC_SYMBOLS>) {
+    this.lib = lib;
+  }
+
+  #fn(name: keyof typeof LIBC_SYMBOLS) {
+    const f = this.lib.symbols[name];
+    if (f === undefined) {
+      throw new SyscallError(name, 38, "not provided by this libc");
+    }
+    return f;
+  }
+
+  /** The calling thread's errno. */
+  errno(): number {
+    if (this.#errno === undefined) {
+      const at = this.#fn("__errno_location")();
+      const m = memory(at, 4);
+      this.#errno = new Int32Array(m.buffer, m.byteOffset, 1);
+    }
+    return this.#errno[0];
+  }
+
+  #fail(call: string): never {
+    const e = this.errno();
+    let detail = "";
+    try {
+      detail = readCString(this.#fn("strerror")(e), 256);
+    } catch {
+      detail = "unknown error";
+    }
+    throw new SyscallError(call, e, detail);
+  }
+
+  #check(call: string, r: number): number {
+    if (r < 0) this.#fail(call);
+    return r;
+  }
+
+  /** True when the optional function `name` exists in this libc. */
+  has(name: keyof typeof LIBC_SYMBOLS): boolean {
+    return this.lib.symbols[name] !== undefined;
+  }
+
+  /** `getpid()`. */
+  getpid(): number {
+    return this.#fn("getpid")();
+  }
+
+  /** `getauxval(key)`; 0 when absent. */
+  getauxval(key: number): number {
+    return this.#fn("getauxval")(key);
+  }
+
+  /** `sysconf(_SC_PAGESIZE)`. */
+  pageSize(): number {
+    return this.#check("sysconf", this.#fn("sysconf")(30));
+  }
+
+  /** `getenv(name)`: no runtime permission involved. */
+  getenv(name: string): string | undefined {
+    const b = cstr(name);
+    const p = this.#fn("getenv")(addressOf(b));
+    return p === 0 ? undefined : readCString(p, 1 << 16);
+  }
+
+  /** `uname()`: the kernel release, e.g. `"6.18.44"`. */
+  kernelRelease(): string {
+    const buf = new Uint8Array(65 * 6);
+    this.#check("uname", this.#fn("uname")(addressOf(buf)));
+    const rel = buf.subarray(65 * 2, 65 * 3);
+    const end = rel.indexOf(0);
+    return new TextDecoder().decode(rel.subarray(0, end < 0 ? 65 : end));
+  }
+
+  /** `open(path, O_RDONLY|O_CLOEXEC)`. */
+  openRead(path: string): number {
+    const b = cstr(path);
+    return this.#check(
+      `open(${path})`,
+      this.#fn("open")(addressOf(b), O_RDONLY | O_CLOEXEC, 0),
+    );
+  }
+
+  /** `close(fd)`. */
+  close(fd: number): void {
+    this.#check("close", this.#fn("close")(fd));
+  }
+
+  /** File size through `lseek(fd, 0, SEEK_END)`. */
+  fileSize(fd: number): number {
+    return this.#check("lseek", this.#fn("lseek64")(fd, 0, SEEK_END));
+  }
+
+  /** `pread` exactly `length` bytes at `offset` (fewer only at end of file). */
+  pread(fd: number, offset: number, length: number): Uint8Array {
+    const out = new Uint8Array(length);
+    if (length === 0) return out;
+    let done = 0;
+    const at = addressOf(out);
+    while (done < length) {
+      const r = this.#fn("pread64")(fd, at + done, length - done, offset + done);
+      if (r < 0) {
+        if (this.errno() === 4) continue;
+        this.#fail("pread");
+      }
+      if (r === 0) break;
+      done += r;
+    }
+    return done === length ? out : out.slice(0, done);
+  }
+
+  /**
+   * Reads a whole file with `open`/`read`, e.g. `/proc/self/smaps`. Works in
+   * Deno with only `--allow-ffi`.
+   */
+  readFile(path: string): Uint8Array {
+    const fd = this.openRead(path);
+    try {
+      let buf = new Uint8Array(1 << 16);
+      let len = 0;
+      for (;;) {
+        if (len === buf.length) {
+          const bigger = new Uint8Array(buf.length * 2);
+          bigger.set(buf);
+          buf = bigger;
+        }
+        const r = this.#fn("read")(fd, addressOf(buf) + len, buf.length - len);
+        if (r < 0) {
+          if (this.errno() === 4) continue;
+          this.#fail(`read(${path})`);
+        }
+        if (r === 0) break;
+        len += r;
+      }
+      return buf.slice(0, len);
+    } finally {
+      this.#fn("close")(fd);
+    }
+  }
+
+  /** {@linkcode Libc.readFile} decoded as UTF-8. */
+  readText(path: string): string {
+    return new TextDecoder().decode(this.readFile(path));
+  }
+
+  /** `readlink(path)`. */
+  readlink(path: string): string {
+    const p = cstr(path);
+    const buf = new Uint8Array(4096);
+    const n = this.#check(
+      `readlink(${path})`,
+      this.#fn("readlink")(addressOf(p), addressOf(buf), buf.length),
+    );
+    return new TextDecoder().decode(buf.subarray(0, n));
+  }
+
+  /** `mlock(addr, len)`. */
+  mlock(addr: number, len: number): void {
+    this.#check("mlock", this.#fn("mlock")(addr, len));
+  }
+
+  /** `mlock2(addr, len, flags)`; throws ENOSYS when this libc lacks it. */
+  mlock2(addr: number, len: number, flags: number): void {
+    this.#check("mlock2", this.#fn("mlock2")(addr, len, flags));
+  }
+
+  /** `munlock(addr, len)`. */
+  munlock(addr: number, len: number): void {
+    this.#check("munlock", this.#fn("munlock")(addr, len));
+  }
+
+  /** `madvise(addr, len, advice)`. */
+  madvise(addr: number, len: number, advice: number): void {
+    this.#check("madvise", this.#fn("madvise")(addr, len, advice));
+  }
+
+  /** `prctl(option, a2, a3, a4, a5)`; returns the result. */
+  prctl(option: number, a2 = 0, a3 = 0, a4 = 0, a5 = 0): number {
+    return this.#check("prctl", this.#fn("prctl")(option, a2, a3, a4, a5));
+  }
+
+  /** `getrlimit(resource)`. */
+  getrlimit(resource: number): Rlimit {
+    const buf = new Uint32Array(4);
+    this.#check("getrlimit", this.#fn("getrlimit")(resource, addressOf(buf)));
+    return { cur: u64ToNumber(buf[0], buf[1]), max: u64ToNumber(buf[2], buf[3]) };
+  }
+
+  /** `setrlimit(resource, limit)`; `Infinity` means `RLIM_INFINITY`. */
+  setrlimit(resource: number, limit: Rlimit): void {
+    const buf = new Uint32Array(4);
+    const put = (i: number, v: number) => {
+      if (v === Infinity) {
+        buf[i] = 0xffffffff;
+        buf[i + 1] = 0xffffffff;
+      } else {
+        buf[i] = v % 2 ** 32;
+        buf[i + 1] = Math.floor(v / 2 ** 32);
+      }
+    };
+    put(0, limit.cur);
+    put(2, limit.max);
+    this.#check("setrlimit", this.#fn("setrlimit")(resource, addressOf(buf)));
+  }
+
+  /** Lists loaded objects through `dl_iterate_phdr`. */
+  dlIteratePhdr(): PhdrInfo[] {
+    const out: PhdrInfo[] = [];
+    const cb = callback(
+      { args: ["u64", "u64", "u64"], returns: "i32" },
+      (info: number) => {
+        const v = memory(info, 26);
+        const dv = new DataView(v.buffer, v.byteOffset, 26);
+        const bias = Number(dv.getBigUint64(0, true));
+        const namePtr = Number(dv.getBigUint64(8, true));
+        const phdr = Number(dv.getBigUint64(16, true));
+        const phnum = dv.getUint16(24, true);
+        out.push({ bias, name: readCString(namePtr), phdr, phnum });
+        return 0;
+      },
+    );
+    try {
+      this.#fn("dl_iterate_phdr")(cb.address, 0);
+    } finally {
+      cb.close();
+    }
+    return out;
+  }
+}
+
+let instance: Libc | undefined;
+
+/**
+ * The process-wide libc binding, opened on first use.
+ *
+ * @example
+ * ```ts
+ * import { libc } from "./libc.ts";
+ * console.log(libc().getpid());
+ * ```
+ *
+ * @throws {import("./ffi.ts").FfiUnavailableError} When FFI is not permitted or libc cannot be found.
+ */
+export function libc(): Libc {
+  if (instance === undefined) {
+    instance = new Libc(openLibrary(LIBC_NAMES, LIBC_SYMBOLS));
+  }
+  return instance;
+}

@@ -1,0 +1,168 @@
+/**
+ * Introspection of the running process: which ELF objects are loaded, where,
+ * and what `/proc/self/smaps` says. Reads memory and `/proc` through libc,
+ * so Deno needs only `--allow-ffi`.
+ *
+ * @module
+ */
+
+import {
+  parseProgramHeaders,
+  type ProgramHeader,
+  PT_LOAD,
+  PT_PHDR,
+} from "./elf.ts";
+import { memory } from "./ffi.ts";
+import { AT_PHDR, AT_PHNUM, type Libc } from "./libc.ts";
+import { parseSmaps, type SmapsVma } from "./maps.ts";
+import type { LoadedObject, LoadSegment } from "./segments.ts";
+
+const PHDR_SIZE = 56;
+
+function loadSegments(phdrs: readonly ProgramHeader[]): LoadSegment[] {
+  return phdrs.filter((p) => p.type === PT_LOAD).map((p, index) => ({
+    index,
+    flags: p.flags,
+    vaddr: p.vaddr,
+    memsz: p.memsz,
+    filesz: p.filesz,
+    offset: p.offset,
+  }));
+}
+
+function readPhdrs(at: number, count: number): ProgramHeader[] {
+  return parseProgramHeaders(memory(at, count * PHDR_SIZE).slice(), count);
+}
+
+/**
+ * The main executable, from `getauxval(AT_PHDR/AT_PHNUM)`; the load bias is
+ * `AT_PHDR - PT_PHDR.p_vaddr`.
+ *
+ * @example
+ * ```ts
+ * import { libc } from "./libc.ts";
+ * import { mainExecutable } from "./objects.ts";
+ * console.log(mainExecutable(libc()).path);
+ * ```
+ */
+export function mainExecutable(c: Libc): LoadedObject {
+  const at = c.getauxval(AT_PHDR);
+  const count = c.getauxval(AT_PHNUM);
+  if (at === 0 || count === 0) {
+    throw new Error(
+      "getauxval(AT_PHDR) returned nothing: the kernel gave no auxiliary vector",
+    );
+  }
+  const phdrs = readPhdrs(at, count);
+  const self = phdrs.find((p) => p.type === PT_PHDR);
+  let bias: number;
+  if (self !== undefined) {
+    bias = at - self.vaddr;
+  } else {
+    // No PT_PHDR: the loader's entry for the main program (name "") has it.
+    const entry = c.dlIteratePhdr().find((o) => o.name === "");
+    if (entry === undefined) {
+      throw new Error("cannot find the main executable's load bias");
+    }
+    bias = entry.bias;
+  }
+  return {
+    path: c.readlink("/proc/self/exe"),
+    main: true,
+    bias,
+    segments: loadSegments(phdrs),
+  };
+}
+
+/**
+ * Every loaded object: the main executable first, then each shared library
+ * `dl_iterate_phdr` reports (including ones loaded later through FFI).
+ *
+ * @example
+ * ```ts
+ * import { libc } from "./libc.ts";
+ * import { loadedObjects } from "./objects.ts";
+ * for (const o of loadedObjects(libc())) console.log(o.path);
+ * ```
+ */
+export function loadedObjects(c: Libc): LoadedObject[] {
+  const main = mainExecutable(c);
+  const out: LoadedObject[] = [main];
+  for (const info of c.dlIteratePhdr()) {
+    if (info.name === "" || info.bias === main.bias) continue;
+    if (info.phnum === 0 || info.phdr === 0) continue;
+    out.push({
+      path: info.name,
+      main: false,
+      bias: info.bias,
+      segments: loadSegments(readPhdrs(info.phdr, info.phnum)),
+    });
+  }
+  return out;
+}
+
+/**
+ * Parsed `/proc/self/smaps`, read through libc.
+ *
+ * @example
+ * ```ts
+ * import { libc } from "./libc.ts";
+ * import { readSmaps } from "./objects.ts";
+ * console.log(readSmaps(libc()).length > 0);
+ * ```
+ */
+export function readSmaps(c: Libc): SmapsVma[] {
+  return parseSmaps(c.readText("/proc/self/smaps"));
+}
+
+/** The parts of `/proc/self/status` that matter for locking. */
+export interface ProcessStatus {
+  /** Bytes this process has locked (`VmLck`). */
+  vmLck: number;
+  /** Whether the effective capability set holds CAP_IPC_LOCK. */
+  capIpcLock: boolean;
+  /** Number of threads. */
+  threads: number;
+}
+
+/**
+ * Parses `/proc/self/status` text.
+ *
+ * @example
+ * ```ts
+ * import { parseStatus } from "./objects.ts";
+ * const s = parseStatus("VmLck:\t  8 kB\nCapEff:\t0000000000004000\nThreads:\t3\n");
+ * console.log(s.vmLck, s.capIpcLock, s.threads); // 8192 true 3
+ * ```
+ */
+export function parseStatus(text: string): ProcessStatus {
+  let vmLck = 0;
+  let capIpcLock = false;
+  let threads = 0;
+  for (const line of text.split("\n")) {
+    const i = line.indexOf(":");
+    if (i < 0) continue;
+    const key = line.slice(0, i);
+    const value = line.slice(i + 1).trim();
+    if (key === "VmLck") vmLck = parseInt(value, 10) * 1024;
+    else if (key === "Threads") threads = parseInt(value, 10);
+    else if (key === "CapEff") {
+      capIpcLock = (BigInt("0x" + value) & (1n << 14n)) !== 0n;
+    }
+  }
+  return { vmLck, capIpcLock, threads };
+}
+
+/**
+ * This process's status, read through libc.
+ *
+ * @example
+ * ```ts
+ * import { libc } from "./libc.ts";
+ * import { readStatus } from "./objects.ts";
+ * console.log(readStatus(libc()).threads);
+ * ```
+ */
+export function readStatus(c: Libc): ProcessStatus {
+  return parseStatus(c.readText("/proc/self/status"));
+}

@@ -1,0 +1,337 @@
+/**
+ * The report of a `prime().run()`: per segment and in total, every figure
+ * read back from `/proc/self/smaps` after the actions ran.
+ *
+ * @module
+ */
+
+import {
+  basename,
+  formatBytes,
+  formatMiB,
+  formatPercent,
+  formatTable,
+} from "./format.ts";
+import type { SegmentKind } from "./segments.ts";
+
+/** A failed step: which call, which errno, and a message saying what to do. */
+export interface StepError {
+  /** The step that failed, e.g. `"mlock"`, `"madvise(MADV_POPULATE_READ)"`. */
+  step: string;
+  /** The errno name, e.g. `"ENOMEM"`. */
+  code: string;
+  /** The errno value. */
+  errno: number;
+  /** What failed and what to do about it. */
+  message: string;
+}
+
+/** What was done to a segment. */
+export type SegmentAction = "mlock" | "mlock-onfault" | "populate";
+
+/** One LOAD segment of a selected object, measured after the actions. */
+export interface SegmentReport {
+  /** Path of the object. */
+  object: string;
+  /** LOAD index in the object. */
+  index: number;
+  /** `"text"`, `"rodata"` or `"data"`. */
+  kind: SegmentKind;
+  /** Protection from the program header, e.g. `"r-x"`. */
+  perms: string;
+  /** Page-aligned start address. */
+  start: number;
+  /** Page-aligned end address. */
+  end: number;
+  /** `end - start`. */
+  bytes: number;
+  /** Bytes of the range that are mapped (smaps `Size`). */
+  mapped: number;
+  /** Resident bytes before the actions (smaps `Rss`). */
+  residentBefore: number;
+  /** Resident bytes after (smaps `Rss`). */
+  resident: number;
+  /** Resident bytes in VM_LOCKED VMAs (smaps `Rss` where `VmFlags` has `lo`). */
+  locked: number;
+  /** smaps `Locked:`: proportional to sharing, like `Pss`. */
+  lockedPss: number;
+  /** Bytes on 2 MiB-or-larger pages. */
+  huge: number;
+  /** Actions requested for this segment. */
+  actions: SegmentAction[];
+  /** `"ok"`, `"failed"` (see `error`) or `"inspected"` (no action asked). */
+  status: "ok" | "failed" | "inspected";
+  /** The failure, when `status` is `"failed"`. */
+  error?: StepError;
+}
+
+/** Sums over all reported segments. */
+export interface Totals {
+  /** Number of segments. */
+  segments: number;
+  /** Number of failed segments. */
+  failed: number;
+  /** Sum of `bytes`. */
+  bytes: number;
+  /** Sum of `resident`. */
+  resident: number;
+  /** Sum of `residentBefore`. */
+  residentBefore: number;
+  /** Sum of `locked`. */
+  locked: number;
+  /** Sum of `huge`. */
+  huge: number;
+}
+
+/** Milliseconds spent per phase. */
+export interface Durations {
+  /** Finding objects and reading smaps. */
+  inspectMs: number;
+  /** All mlock calls. */
+  mlockMs: number;
+  /** All populate calls. */
+  populateMs: number;
+  /** The whole `run()`. */
+  totalMs: number;
+}
+
+/** The plain data of an outcome, as `toJSON()` gives it. */
+export interface PrimeOutcomeData {
+  /** False when the environment stopped the run or any segment failed. */
+  ok: boolean;
+  /** Why nothing or not everything happened, when that is the case. */
+  reason?: string;
+  /** True when `PAGE_PRIMER=off` turned the run into a no-op. */
+  disabled: boolean;
+  /** Runtime name and version, e.g. `"deno 2.9.6"`. */
+  runtime: string;
+  /** Process id. */
+  pid: number;
+  /** Kernel release, `""` when unknown. */
+  kernel: string;
+  /** What was asked: `["mlock", "populate"]`, or `[]` for an inspection. */
+  requested: SegmentAction[];
+  /** Per-segment reports. */
+  segments: SegmentReport[];
+  /** Sums. */
+  totals: Totals;
+  /** Time per phase. */
+  durations: Durations;
+  /** Things worth knowing that did not fail the run. */
+  warnings: string[];
+}
+
+/** Options of {@linkcode PrimeOutcome.log}. */
+export interface LogOptions {
+  /** `"text"` (default): a table; `"json"`: one JSON line. */
+  format?: "text" | "json";
+  /** Where to write; default `console.error`. */
+  write?: (text: string) => void;
+}
+
+/**
+ * Sums segment reports.
+ *
+ * @example
+ * ```ts
+ * import { totalsOf } from "./outcome.ts";
+ * console.log(totalsOf([]).bytes); // 0
+ * ```
+ */
+export function totalsOf(segments: readonly SegmentReport[]): Totals {
+  const t: Totals = {
+    segments: segments.length,
+    failed: 0,
+    bytes: 0,
+    resident: 0,
+    residentBefore: 0,
+    locked: 0,
+    huge: 0,
+  };
+  for (const s of segments) {
+    if (s.status === "failed") t.failed++;
+    t.bytes += s.bytes;
+    t.resident += s.resident;
+    t.residentBefore += s.residentBefore;
+    t.locked += s.locked;
+    t.huge += s.huge;
+  }
+  return t;
+}
+
+function statusText(s: SegmentReport): string {
+  if (s.status === "failed") return `FAILED ${s.error?.step}: ${s.error?.code}`;
+  if (s.status === "inspected") return "-";
+  return s.actions.join("+");
+}
+
+/**
+ * What `prime().run()` did, measured. `ok` is false when the environment
+ * stopped it (see `reason`) or any segment failed (see its `error`).
+ *
+ * @example
+ * ```ts
+ * import { prime } from "../mod.ts";
+ * const out = prime().run();
+ * console.log(out.ok, out.totals.resident);
+ * out.log();
+ * ```
+ */
+export class PrimeOutcome implements PrimeOutcomeData {
+  /** False when the environment stopped the run or any segment failed. */
+  readonly ok: boolean;
+  /** Why nothing or not everything happened. */
+  readonly reason?: string;
+  /** True when `PAGE_PRIMER=off` turned the run into a no-op. */
+  readonly disabled: boolean;
+  /** Runtime name and version. */
+  readonly runtime: string;
+  /** Process id. */
+  readonly pid: number;
+  /** Kernel release. */
+  readonly kernel: string;
+  /** What was asked. */
+  readonly requested: SegmentAction[];
+  /** Per-segment reports. */
+  readonly segments: SegmentReport[];
+  /** Sums. */
+  readonly totals: Totals;
+  /** Time per phase. */
+  readonly durations: Durations;
+  /** Things worth knowing that did not fail the run. */
+  readonly warnings: string[];
+
+  /** @param data The measured data. */
+  constructor(data: PrimeOutcomeData) {
+    this.ok = data.ok;
+    if (data.reason !== undefined) this.reason = data.reason;
+    this.disabled = data.disabled;
+    this.runtime = data.runtime;
+    this.pid = data.pid;
+    this.kernel = data.kernel;
+    this.requested = data.requested;
+    this.segments = data.segments;
+    this.totals = data.totals;
+    this.durations = data.durations;
+    this.warnings = data.warnings;
+  }
+
+  /** Plain data, for `JSON.stringify`. */
+  toJSON(): PrimeOutcomeData {
+    const d: PrimeOutcomeData = {
+      ok: this.ok,
+      disabled: this.disabled,
+      runtime: this.runtime,
+      pid: this.pid,
+      kernel: this.kernel,
+      requested: this.requested,
+      segments: this.segments,
+      totals: this.totals,
+      durations: this.durations,
+      warnings: this.warnings,
+    };
+    if (this.reason !== undefined) d.reason = this.reason;
+    return d;
+  }
+
+  /** The readable report: a table of segments, totals, time, warnings and errors. */
+  format(): string {
+    const head = `page-primer: ${this.runtime}, pid ${this.pid}` +
+      (this.kernel ? `, Linux ${this.kernel}` : "") +
+      `: ${this.requested.length ? this.requested.join(" + ") : "inspect"}` +
+      ` ${this.ok ? "ok" : "NOT OK"}`;
+    const lines = [head];
+    if (this.reason !== undefined) lines.push(`  reason: ${this.reason}`);
+    if (this.segments.length > 0) {
+      const rows = this.segments.map((s) => [
+        basename(s.object),
+        String(s.index),
+        s.perms,
+        s.kind,
+        formatMiB(s.bytes),
+        formatMiB(s.residentBefore),
+        formatMiB(s.resident),
+        formatMiB(s.locked),
+        formatMiB(s.huge),
+        statusText(s),
+      ]);
+      const t = this.totals;
+      rows.push([
+        "total",
+        "",
+        "",
+        "",
+        formatMiB(t.bytes),
+        formatMiB(t.residentBefore),
+        formatMiB(t.resident),
+        formatMiB(t.locked),
+        formatMiB(t.huge),
+        t.failed ? `${t.failed} failed` : "",
+      ]);
+      const table = formatTable(
+        [
+          "object",
+          "seg",
+          "perm",
+          "kind",
+          "MiB",
+          "rss before",
+          "rss after",
+          "locked",
+          "huge",
+          "status",
+        ],
+        rows,
+        [
+          "left",
+          "right",
+          "left",
+          "left",
+          "right",
+          "right",
+          "right",
+          "right",
+          "right",
+          "left",
+        ],
+      );
+      lines.push(...table.split("\n").map((l) => "  " + l));
+      lines.push(
+        `  resident ${formatPercent(t.resident, t.bytes)}, locked ${
+          formatPercent(t.locked, t.bytes)
+        } of ${formatBytes(t.bytes)}`,
+      );
+    }
+    const d = this.durations;
+    lines.push(
+      `  time: ${d.totalMs.toFixed(1)} ms (inspect ${
+        d.inspectMs.toFixed(1)
+      }, mlock ${d.mlockMs.toFixed(1)}, populate ${
+        d.populateMs.toFixed(1)
+      })`,
+    );
+    for (const s of this.segments) {
+      if (s.error) {
+        lines.push(`  error: ${basename(s.object)} seg ${s.index}: ${s.error.message}`);
+      }
+    }
+    for (const w of this.warnings) lines.push(`  warning: ${w}`);
+    return lines.join("\n");
+  }
+
+  /**
+   * Writes the report to stderr (or `options.write`).
+   *
+   * @example
+   * ```ts
+   * import { prime } from "../mod.ts";
+   * prime().run().log({ format: "json" });
+   * ```
+   */
+  log(options: LogOptions = {}): void {
+    const write = options.write ?? ((t: string) => console.error(t));
+    write(
+      options.format === "json" ? JSON.stringify(this) : this.format(),
+    );
+  }
+}

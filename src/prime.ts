@@ -1,0 +1,423 @@
+/**
+ * The builder: `prime().mlock(true).populate(true).run()`.
+ *
+ * @module
+ */
+
+import { ffiAvailability, runtimeInfo, runtimeEnv } from "./ffi.ts";
+import { type Libc, libc } from "./libc.ts";
+import { lockRanges, type MlockOptions } from "./mlock.ts";
+import { loadedObjects, mainExecutable, readSmaps, readStatus } from "./objects.ts";
+import {
+  type PrimeOutcomeData,
+  PrimeOutcome,
+  type SegmentAction,
+  type SegmentReport,
+  type StepError,
+  totalsOf,
+} from "./outcome.ts";
+import { populateRanges } from "./populate.ts";
+import {
+  byPriority,
+  type LoadedObject,
+  measureRange,
+  type ObjectSelector,
+  type SegmentRange,
+  segmentRanges,
+  selectObjects,
+} from "./segments.ts";
+
+export type { MlockOptions } from "./mlock.ts";
+export type { ObjectSelector } from "./segments.ts";
+
+/** Options of {@linkcode Primer.populate}. Reserved for future use; no keys yet. */
+export type PopulateOptions = Record<never, never>;
+
+/** A domain failure of `run()` in strict mode: the outcome says what went wrong. */
+export class PrimeError extends Error {
+  /** The outcome that failed. */
+  readonly outcome: PrimeOutcome;
+  /**
+   * @param message What failed and what to do.
+   * @param outcome The outcome of the run.
+   */
+  constructor(message: string, outcome: PrimeOutcome) {
+    super(message);
+    this.name = "PrimeError";
+    this.outcome = outcome;
+  }
+}
+
+const SUPPORTED_ARCH = ["x86_64", "aarch64"];
+
+function describe(v: unknown): string {
+  if (typeof v === "string") return `string ${JSON.stringify(v)}`;
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "an array";
+  return `${typeof v} ${String(v)}`;
+}
+
+function checkKeys(
+  method: string,
+  value: Record<string, unknown>,
+  allowed: readonly string[],
+): void {
+  for (const key of Object.keys(value)) {
+    if (!allowed.includes(key)) {
+      throw new TypeError(
+        `${method}(): unknown option "${key}"; accepted: ${
+          allowed.length ? allowed.join(", ") : "none"
+        }`,
+      );
+    }
+  }
+}
+
+function checkFlag<T extends object>(
+  method: string,
+  value: unknown,
+  allowed: readonly string[],
+  usage: string,
+): false | T {
+  if (value === true) return {} as T;
+  if (value === false) return false;
+  if (typeof value === "object" && value !== null && !Array.isArray(value)) {
+    checkKeys(method, value as Record<string, unknown>, allowed);
+    return value as T;
+  }
+  throw new TypeError(`${method}() accepts ${usage}; got ${describe(value)}`);
+}
+
+/**
+ * Builds and runs a priming of the running executable's pages. Each method
+ * returns the builder; `run()` does the work synchronously.
+ *
+ * @example
+ * ```ts
+ * import { prime } from "../mod.ts";
+ * const out = prime().mlock(true).populate(true).run();
+ * out.log();
+ * ```
+ */
+export class Primer {
+  #mlock: false | MlockOptions = false;
+  #populate: false | PopulateOptions = false;
+  #objects: ObjectSelector[] = ["main"];
+  #strict = false;
+
+  /**
+   * Locks the selected objects' LOAD segments in memory: `true` populates
+   * and locks now; `{ onFault: true }` locks pages as they are touched.
+   *
+   * @example
+   * ```ts
+   * import { prime } from "../mod.ts";
+   * prime().mlock({ onFault: true }).run().log();
+   * ```
+   */
+  mlock(enable: boolean | MlockOptions): this {
+    const v = checkFlag<MlockOptions>(
+      "mlock",
+      enable,
+      ["onFault"],
+      "true, false or { onFault?: boolean }",
+    );
+    if (v && v.onFault !== undefined && typeof v.onFault !== "boolean") {
+      throw new TypeError(
+        `mlock(): onFault must be a boolean; got ${describe(v.onFault)}`,
+      );
+    }
+    this.#mlock = v === false ? false : { ...v };
+    return this;
+  }
+
+  /**
+   * Prefaults the selected segments without pinning them
+   * (`MADV_POPULATE_READ`).
+   *
+   * @example
+   * ```ts
+   * import { prime } from "../mod.ts";
+   * prime().populate(true).run().log();
+   * ```
+   */
+  populate(enable: boolean | PopulateOptions): this {
+    const v = checkFlag<PopulateOptions>(
+      "populate",
+      enable,
+      [],
+      "true or false",
+    );
+    this.#populate = v;
+    return this;
+  }
+
+  /**
+   * Chooses the loaded objects to act on (default `"main"`, the runtime's
+   * executable). Several selectors are alternatives: `"all"`, a path
+   * substring, a RegExp, or a predicate on `{ path, main }`.
+   *
+   * @example
+   * ```ts
+   * import { prime } from "../mod.ts";
+   * prime().objects("main", "libc.so").mlock(true).run().log();
+   * ```
+   */
+  objects(...selectors: ObjectSelector[]): this {
+    if (selectors.length === 0) {
+      throw new RangeError(
+        'objects() needs at least one selector: "main", "all", a path substring, a RegExp or a predicate',
+      );
+    }
+    for (const s of selectors) {
+      const ok = typeof s === "string" ? s.length > 0 : s instanceof RegExp ||
+        typeof s === "function";
+      if (!ok) {
+        throw new TypeError(
+          `objects() accepts "main", "all", a non-empty path substring, a RegExp or a predicate; got ${
+            describe(s)
+          }`,
+        );
+      }
+    }
+    this.#objects = [...selectors];
+    return this;
+  }
+
+  /**
+   * With `true`, `run()` throws {@linkcode PrimeError} when the outcome is
+   * not ok, instead of returning it.
+   *
+   * @example
+   * ```ts
+   * import { prime } from "../mod.ts";
+   * try {
+   *   prime().strict(true).mlock(true).run();
+   * } catch (e) {
+   *   console.error(e);
+   * }
+   * ```
+   */
+  strict(enable: boolean): this {
+    if (typeof enable !== "boolean") {
+      throw new TypeError(`strict() accepts true or false; got ${describe(enable)}`);
+    }
+    this.#strict = enable;
+    return this;
+  }
+
+  /**
+   * Runs the actions and measures the result from `/proc/self/smaps`.
+   * Environment problems (not Linux, no `--allow-ffi`, no libc) never throw
+   * unless strict: the outcome has `ok: false` and the reason.
+   *
+   * @example
+   * ```ts
+   * import { prime } from "../mod.ts";
+   * const out = prime().mlock(true).run();
+   * if (!out.ok) out.log();
+   * ```
+   */
+  run(): PrimeOutcome {
+    const out = this.#run();
+    if (this.#strict && !out.ok) {
+      const failed = out.segments.filter((s) => s.error);
+      throw new PrimeError(
+        out.reason ??
+          `page-primer: ${failed.length} segment(s) failed: ${
+            failed.map((s) => s.error!.message).join("; ")
+          }`,
+        out,
+      );
+    }
+    return out;
+  }
+
+  #requested(): SegmentAction[] {
+    const r: SegmentAction[] = [];
+    if (this.#mlock) r.push(this.#mlock.onFault ? "mlock-onfault" : "mlock");
+    if (this.#populate) r.push("populate");
+    return r;
+  }
+
+  #run(): PrimeOutcome {
+    const t0 = performance.now();
+    const info = runtimeInfo();
+    const requested = this.#requested();
+    const base: PrimeOutcomeData = {
+      ok: false,
+      disabled: false,
+      runtime: `${info.name} ${info.version}`.trim(),
+      pid: 0,
+      kernel: "",
+      requested,
+      segments: [],
+      totals: totalsOf([]),
+      durations: { inspectMs: 0, mlockMs: 0, populateMs: 0, totalMs: 0 },
+      warnings: [],
+    };
+    const stop = (reason: string, ok = false, disabled = false) => {
+      base.durations.totalMs = performance.now() - t0;
+      return new PrimeOutcome({ ...base, ok, reason, disabled });
+    };
+    if (info.os !== "linux") {
+      return stop(`page-primer works on Linux only; this is ${info.os}`);
+    }
+    if (!SUPPORTED_ARCH.includes(info.arch)) {
+      return stop(
+        `unsupported CPU architecture ${info.arch}; page-primer supports ${
+          SUPPORTED_ARCH.join(" and ")
+        }`,
+      );
+    }
+    const envOff = (v: string | undefined) =>
+      v !== undefined && /^(off|0|false|no|none)$/i.test(v.trim());
+    const why = ffiAvailability();
+    if (why !== undefined) {
+      if (envOff(runtimeEnv("PAGE_PRIMER"))) {
+        return stop("PAGE_PRIMER=off in the environment: nothing done", true, true);
+      }
+      return stop(why);
+    }
+    let c: Libc;
+    try {
+      c = libc();
+    } catch (e) {
+      return stop(e instanceof Error ? e.message : String(e));
+    }
+    base.pid = c.getpid();
+    try {
+      base.kernel = c.kernelRelease();
+    } catch {
+      // uname cannot fail in practice; leave it empty if it does.
+    }
+    if (envOff(c.getenv("PAGE_PRIMER"))) {
+      return stop("PAGE_PRIMER=off in the environment: nothing done", true, true);
+    }
+    try {
+      return this.#prime(c, base, t0);
+    } catch (e) {
+      return stop(
+        `unexpected failure while inspecting the process: ${
+          e instanceof Error ? e.message : String(e)
+        }; nothing was changed after it`,
+      );
+    }
+  }
+
+  #prime(c: Libc, base: PrimeOutcomeData, t0: number): PrimeOutcome {
+    const pageSize = c.pageSize();
+    const onlyMain = this.#objects.length === 1 && this.#objects[0] === "main";
+    const objects: LoadedObject[] = onlyMain
+      ? [mainExecutable(c)]
+      : loadedObjects(c);
+    const selected = selectObjects(objects, this.#objects);
+    if (selected.length === 0) {
+      base.warnings.push("no loaded object matched the objects() selectors");
+    }
+    const ranges: SegmentRange[] = selected.flatMap((o) =>
+      segmentRanges(o, pageSize)
+    );
+    const before = readSmaps(c);
+    const errors = new Map<SegmentRange, StepError>();
+    const partlyUnmapped = new Set<SegmentRange>();
+    for (const r of ranges) {
+      if (measureRange(before, r.start, r.end).mapped < r.end - r.start) {
+        partlyUnmapped.add(r);
+      }
+    }
+    const usable = byPriority(ranges.filter((r) => !partlyUnmapped.has(r)));
+    for (const r of partlyUnmapped) {
+      if (base.requested.length > 0) {
+        errors.set(r, {
+          step: "inspect",
+          code: "ENOMEM",
+          errno: 12,
+          message:
+            "part of this segment's range is not mapped (unmapped or replaced by someone else); left untouched",
+        });
+      }
+    }
+
+    let mlockMs = 0;
+    if (this.#mlock) {
+      const t = performance.now();
+      const run = lockRanges(c, usable, this.#mlock, readStatus(c));
+      mlockMs = performance.now() - t;
+      base.warnings.push(...run.warnings);
+      run.results.forEach((res, i) => {
+        if (res.error) errors.set(usable[i], res.error);
+      });
+    }
+    let populateMs = 0;
+    if (this.#populate) {
+      const t = performance.now();
+      const todo = usable.filter((r) => !errors.has(r));
+      const run = populateRanges(c, todo, pageSize);
+      populateMs = performance.now() - t;
+      base.warnings.push(...run.warnings);
+      run.results.forEach((res, i) => {
+        if (res.error) errors.set(todo[i], res.error);
+      });
+    }
+
+    const after = base.requested.length > 0 ? readSmaps(c) : before;
+    const segments: SegmentReport[] = ranges.map((r) => {
+      const m0 = measureRange(before, r.start, r.end);
+      const m = measureRange(after, r.start, r.end);
+      const error = errors.get(r);
+      const report: SegmentReport = {
+        object: r.object,
+        index: r.index,
+        kind: r.kind,
+        perms: r.perms,
+        start: r.start,
+        end: r.end,
+        bytes: r.end - r.start,
+        mapped: m.mapped,
+        residentBefore: m0.resident,
+        resident: m.resident,
+        locked: m.locked,
+        lockedPss: m.lockedPss,
+        huge: m.huge,
+        actions: base.requested,
+        status: error ? "failed" : base.requested.length ? "ok" : "inspected",
+      };
+      if (error) report.error = error;
+      return report;
+    });
+    const totals = totalsOf(segments);
+    const totalMs = performance.now() - t0;
+    return new PrimeOutcome({
+      ...base,
+      ok: totals.failed === 0,
+      segments,
+      totals,
+      durations: {
+        inspectMs: totalMs - mlockMs - populateMs,
+        mlockMs,
+        populateMs,
+        totalMs,
+      },
+      warnings: base.warnings,
+      ...(totals.failed
+        ? { reason: `${totals.failed} of ${totals.segments} segment(s) failed` }
+        : {}),
+    });
+  }
+}
+
+/**
+ * Starts a priming of the running runtime's executable. Nothing is enabled
+ * by default: `prime().run()` only inspects.
+ *
+ * @example
+ * ```ts
+ * import { prime } from "../mod.ts";
+ * const out = prime().mlock(true).run();
+ * out.log();
+ * ```
+ */
+export function prime(): Primer {
+  return new Primer();
+}

@@ -1,0 +1,224 @@
+/**
+ * Pure planning: which loaded objects are selected, the page-aligned
+ * address range of each of their `PT_LOAD` segments, and what smaps says
+ * about each range. No syscalls here, so all of it is tested on fixtures.
+ *
+ * @module
+ */
+
+import { PF_R, PF_W, PF_X } from "./elf.ts";
+import { hugeBytes, type SmapsVma, sumIn } from "./maps.ts";
+
+/** One `PT_LOAD` program header of a loaded object (addresses unrelocated). */
+export interface LoadSegment {
+  /** Index among the object's LOAD segments, from 0. */
+  index: number;
+  /** `p_flags`: PF_R | PF_W | PF_X. */
+  flags: number;
+  /** `p_vaddr`. */
+  vaddr: number;
+  /** `p_memsz`. */
+  memsz: number;
+  /** `p_filesz`. */
+  filesz: number;
+  /** `p_offset`. */
+  offset: number;
+}
+
+/** A loaded ELF object: the main executable or a shared library. */
+export interface LoadedObject {
+  /** Path of the file it was loaded from (the loader's name for virtual objects such as the vDSO). */
+  path: string;
+  /** True for the main executable (the runtime itself). */
+  main: boolean;
+  /** Load bias: runtime address minus `p_vaddr`. */
+  bias: number;
+  /** Its LOAD segments. */
+  segments: LoadSegment[];
+}
+
+/** What a segment holds, from its flags: code, read-only data, or writable data. */
+export type SegmentKind = "text" | "rodata" | "data";
+
+/** A LOAD segment placed in memory: the page-aligned range an action applies to. */
+export interface SegmentRange {
+  /** Path of the object. */
+  object: string;
+  /** Whether the object is the main executable. */
+  main: boolean;
+  /** LOAD index within the object. */
+  index: number;
+  /** What the segment holds. */
+  kind: SegmentKind;
+  /** Protection as `"r-x"`, `"r--"`, `"rw-"`. */
+  perms: string;
+  /** First byte, rounded down to the page size. */
+  start: number;
+  /** One past the last byte, rounded up to the page size. */
+  end: number;
+}
+
+/** Selects loaded objects: `"main"`, `"all"`, a path substring, a RegExp or a predicate. */
+export type ObjectSelector =
+  | "main"
+  | "all"
+  | string
+  | RegExp
+  | ((object: { path: string; main: boolean }) => boolean);
+
+/**
+ * Classifies a segment by its `p_flags`.
+ *
+ * @example
+ * ```ts
+ * import { segmentKind } from "./segments.ts";
+ * console.log(segmentKind(5)); // "text" (PF_R | PF_X)
+ * ```
+ */
+export function segmentKind(flags: number): SegmentKind {
+  if (flags & PF_W) return "data";
+  if (flags & PF_X) return "text";
+  return "rodata";
+}
+
+/**
+ * Formats `p_flags` like `/proc/self/maps` does, without the sharing letter.
+ *
+ * @example
+ * ```ts
+ * import { permsOf } from "./segments.ts";
+ * console.log(permsOf(6)); // "rw-"
+ * ```
+ */
+export function permsOf(flags: number): string {
+  return (flags & PF_R ? "r" : "-") + (flags & PF_W ? "w" : "-") +
+    (flags & PF_X ? "x" : "-");
+}
+
+/**
+ * The page-aligned in-memory ranges of an object's LOAD segments.
+ *
+ * @example
+ * ```ts
+ * import { segmentRanges } from "./segments.ts";
+ * const r = segmentRanges({
+ *   path: "/bin/x", main: true, bias: 0x1000,
+ *   segments: [{ index: 0, flags: 5, vaddr: 0x10, memsz: 0x20, filesz: 0x20, offset: 0x10 }],
+ * }, 4096);
+ * console.log(r[0].start.toString(16), r[0].end.toString(16)); // 1000 2000
+ * ```
+ */
+export function segmentRanges(
+  object: LoadedObject,
+  pageSize: number,
+): SegmentRange[] {
+  return object.segments.filter((s) => s.memsz > 0).map((s) => {
+    const lo = object.bias + s.vaddr;
+    const hi = lo + s.memsz;
+    return {
+      object: object.path,
+      main: object.main,
+      index: s.index,
+      kind: segmentKind(s.flags),
+      perms: permsOf(s.flags),
+      start: Math.floor(lo / pageSize) * pageSize,
+      end: Math.ceil(hi / pageSize) * pageSize,
+    };
+  });
+}
+
+function matches(
+  sel: ObjectSelector,
+  o: { path: string; main: boolean },
+): boolean {
+  if (sel === "main") return o.main;
+  if (sel === "all") return true;
+  if (typeof sel === "string") return o.path.includes(sel);
+  if (sel instanceof RegExp) {
+    sel.lastIndex = 0;
+    return sel.test(o.path);
+  }
+  return sel({ path: o.path, main: o.main });
+}
+
+/**
+ * Keeps the objects any selector matches (all selectors are alternatives).
+ *
+ * @example
+ * ```ts
+ * import { selectObjects } from "./segments.ts";
+ * const objs = [{ path: "/bin/deno", main: true, bias: 0, segments: [] }];
+ * console.log(selectObjects(objs, ["main"]).length); // 1
+ * ```
+ */
+export function selectObjects<T extends { path: string; main: boolean }>(
+  objects: readonly T[],
+  selectors: readonly ObjectSelector[],
+): T[] {
+  return objects.filter((o) => selectors.some((s) => matches(s, o)));
+}
+
+/** What smaps says about one segment's range. All values in bytes. */
+export interface SegmentMeasure {
+  /** Bytes of the range that are mapped at all. */
+  mapped: number;
+  /** Resident bytes (`Rss`). */
+  resident: number;
+  /**
+   * Resident bytes in VMAs flagged `lo` (VM_LOCKED): the bytes actually
+   * pinned. Unlike smaps' `Locked:` field this is not divided among the
+   * processes that share a page.
+   */
+  locked: number;
+  /** smaps `Locked:` (proportional to sharing, like `Pss`). */
+  lockedPss: number;
+  /** Bytes on 2 MiB-or-larger pages. */
+  huge: number;
+}
+
+/**
+ * Measures a range from parsed smaps.
+ *
+ * @example
+ * ```ts
+ * import { measureRange } from "./segments.ts";
+ * console.log(measureRange([], 0x1000, 0x2000).mapped); // 0
+ * ```
+ */
+export function measureRange(
+  smaps: readonly SmapsVma[],
+  start: number,
+  end: number,
+): SegmentMeasure {
+  return {
+    mapped: sumIn(smaps, start, end, (v) => v.size),
+    resident: sumIn(smaps, start, end, (v) => v.rss),
+    locked: sumIn(
+      smaps,
+      start,
+      end,
+      (v) => v.vmFlags.includes("lo") ? v.rss : 0,
+    ),
+    lockedPss: sumIn(smaps, start, end, (v) => v.locked),
+    huge: sumIn(smaps, start, end, hugeBytes),
+  };
+}
+
+/**
+ * Orders ranges so the most valuable are locked first when the budget is
+ * short: text, then read-only data, then writable data; by address within.
+ *
+ * @example
+ * ```ts
+ * import { byPriority } from "./segments.ts";
+ * console.log(byPriority([]).length); // 0
+ * ```
+ */
+export function byPriority<T extends { kind: SegmentKind; start: number }>(
+  ranges: readonly T[],
+): T[] {
+  const rank: Record<SegmentKind, number> = { text: 0, rodata: 1, data: 2 };
+  return [...ranges].sort((a, b) =>
+    rank[a.kind] - rank[b.kind] || a.start - b.start
+  );
+}
