@@ -64,6 +64,8 @@ export interface RuntimeInfo {
 /** Raised when native code cannot be reached at all (no FFI permission, no runtime support). */
 export class FfiUnavailableError extends Error {
   /**
+   * Makes the error.
+   *
    * @param message What failed and what to do about it.
    * @param options Standard error options (`cause`).
    */
@@ -116,8 +118,9 @@ function isBun(): boolean {
 let bunFfiCache: BunFfi | undefined;
 function bunFfi(): BunFfi {
   if (bunFfiCache === undefined) {
-    const req = (import.meta as unknown as { require?: (id: string) => unknown })
-      .require;
+    const req =
+      (import.meta as unknown as { require?: (id: string) => unknown })
+        .require;
     if (typeof req !== "function") {
       throw new FfiUnavailableError(
         "bun:ffi cannot be loaded: import.meta.require is missing (Bun older than 1.0?); upgrade Bun",
@@ -239,7 +242,10 @@ function bindDeno<T extends SymbolTable>(
     try {
       lib = d.dlopen(path, defs);
     } catch (e) {
-      if (e instanceof Error && /ffi/i.test(e.message) && /permission|capab/i.test(e.message)) {
+      if (
+        e instanceof Error && /ffi/i.test(e.message) &&
+        /permission|capab/i.test(e.message)
+      ) {
         throw new FfiUnavailableError(
           "FFI is not permitted: run deno with --allow-ffi (page-primer needs no other permission)",
           { cause: e },
@@ -291,7 +297,9 @@ function bindBun<T extends SymbolTable>(
       continue;
     }
     const handles = [lib];
-    const raw: Record<string, (...a: unknown[]) => unknown> = { ...lib.symbols };
+    const raw: Record<string, (...a: unknown[]) => unknown> = {
+      ...lib.symbols,
+    };
     for (const [name, def] of optional) {
       try {
         const one = ffi.dlopen(path, { [name]: def });
@@ -480,7 +488,10 @@ export function runtimeEnv(name: string): string | undefined {
   if (isDeno()) {
     const d = g.Deno!;
     try {
-      if (d.permissions.querySync({ name: "env", variable: name }).state === "granted") {
+      if (
+        d.permissions.querySync({ name: "env", variable: name }).state ===
+          "granted"
+      ) {
         return d.env.get(name);
       }
     } catch {

@@ -111,6 +111,8 @@ export class SyscallError extends Error {
   /** The errno name, e.g. `"ENOMEM"`. */
   readonly code: string;
   /**
+   * Makes the error from the call and its errno.
+   *
    * @param call The libc function that failed.
    * @param errno The errno it left.
    * @param detail The system's description of the errno.
@@ -165,7 +167,11 @@ export class Libc {
   readonly lib: NativeLibrary<typeof LIBC_SYMBOLS>;
   #errno: Int32Array | undefined;
 
-  /** @param lib An opened libc. */
+  /**
+   * Wraps an opened libc; use {@linkcode libc} instead.
+   *
+   * @param lib An opened libc.
+   */
   constructor(lib: NativeLibrary<typeof LIBC_SYMBOLS>) {
     this.lib = lib;
   }
@@ -266,7 +272,12 @@ export class Libc {
     let done = 0;
     const at = addressOf(out);
     while (done < length) {
-      const r = this.#fn("pread64")(fd, at + done, length - done, offset + done);
+      const r = this.#fn("pread64")(
+        fd,
+        at + done,
+        length - done,
+        offset + done,
+      );
       if (r < 0) {
         if (this.errno() === 4) continue;
         this.#fail("pread");
@@ -351,7 +362,10 @@ export class Libc {
   getrlimit(resource: number): Rlimit {
     const buf = new Uint32Array(4);
     this.#check("getrlimit", this.#fn("getrlimit")(resource, addressOf(buf)));
-    return { cur: u64ToNumber(buf[0], buf[1]), max: u64ToNumber(buf[2], buf[3]) };
+    return {
+      cur: u64ToNumber(buf[0], buf[1]),
+      max: u64ToNumber(buf[2], buf[3]),
+    };
   }
 
   /** `setrlimit(resource, limit)`; `Infinity` means `RLIM_INFINITY`. */

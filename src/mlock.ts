@@ -151,9 +151,6 @@ export function lockRanges(
       warnings.push(`could not raise RLIMIT_MEMLOCK: ${String(e)}`);
     }
   }
-  if (!budget.fits) {
-    warnings.push(limitMessage(needed + status.vmLck, limit, rlimit.max));
-  }
   const onFault = options.onFault === true;
   const results: LockResult[] = [];
   for (const r of ranges) {

@@ -201,7 +201,11 @@ export class PrimeOutcome implements PrimeOutcomeData {
   /** Things worth knowing that did not fail the run. */
   readonly warnings: string[];
 
-  /** @param data The measured data. */
+  /**
+   * Wraps measured data; `run()` makes these, users rarely need to.
+   *
+   * @param data The measured data.
+   */
   constructor(data: PrimeOutcomeData) {
     this.ok = data.ok;
     if (data.reason !== undefined) this.reason = data.reason;
@@ -306,13 +310,13 @@ export class PrimeOutcome implements PrimeOutcomeData {
     lines.push(
       `  time: ${d.totalMs.toFixed(1)} ms (inspect ${
         d.inspectMs.toFixed(1)
-      }, mlock ${d.mlockMs.toFixed(1)}, populate ${
-        d.populateMs.toFixed(1)
-      })`,
+      }, mlock ${d.mlockMs.toFixed(1)}, populate ${d.populateMs.toFixed(1)})`,
     );
     for (const s of this.segments) {
       if (s.error) {
-        lines.push(`  error: ${basename(s.object)} seg ${s.index}: ${s.error.message}`);
+        lines.push(
+          `  error: ${basename(s.object)} seg ${s.index}: ${s.error.message}`,
+        );
       }
     }
     for (const w of this.warnings) lines.push(`  warning: ${w}`);

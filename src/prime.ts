@@ -4,13 +4,18 @@
  * @module
  */
 
-import { ffiAvailability, runtimeInfo, runtimeEnv } from "./ffi.ts";
+import { ffiAvailability, runtimeEnv, runtimeInfo } from "./ffi.ts";
 import { type Libc, libc } from "./libc.ts";
 import { lockRanges, type MlockOptions } from "./mlock.ts";
-import { loadedObjects, mainExecutable, readSmaps, readStatus } from "./objects.ts";
 import {
-  type PrimeOutcomeData,
+  loadedObjects,
+  mainExecutable,
+  readSmaps,
+  readStatus,
+} from "./objects.ts";
+import {
   PrimeOutcome,
+  type PrimeOutcomeData,
   type SegmentAction,
   type SegmentReport,
   type StepError,
@@ -38,6 +43,8 @@ export class PrimeError extends Error {
   /** The outcome that failed. */
   readonly outcome: PrimeOutcome;
   /**
+   * Makes the error; `run()` throws it in strict mode.
+   *
    * @param message What failed and what to do.
    * @param outcome The outcome of the run.
    */
@@ -200,7 +207,9 @@ export class Primer {
    */
   strict(enable: boolean): this {
     if (typeof enable !== "boolean") {
-      throw new TypeError(`strict() accepts true or false; got ${describe(enable)}`);
+      throw new TypeError(
+        `strict() accepts true or false; got ${describe(enable)}`,
+      );
     }
     this.#strict = enable;
     return this;
@@ -222,11 +231,11 @@ export class Primer {
     const out = this.#run();
     if (this.#strict && !out.ok) {
       const failed = out.segments.filter((s) => s.error);
+      const details = failed.map((s) =>
+        `${s.object} LOAD ${s.index} (${s.kind}): ${s.error!.message}`
+      );
       throw new PrimeError(
-        out.reason ??
-          `page-primer: ${failed.length} segment(s) failed: ${
-            failed.map((s) => s.error!.message).join("; ")
-          }`,
+        `page-primer: ${[out.reason ?? "run failed", ...details].join("\n  ")}`,
         out,
       );
     }
@@ -275,7 +284,11 @@ export class Primer {
     const why = ffiAvailability();
     if (why !== undefined) {
       if (envOff(runtimeEnv("PAGE_PRIMER"))) {
-        return stop("PAGE_PRIMER=off in the environment: nothing done", true, true);
+        return stop(
+          "PAGE_PRIMER=off in the environment: nothing done",
+          true,
+          true,
+        );
       }
       return stop(why);
     }
@@ -292,7 +305,11 @@ export class Primer {
       // uname cannot fail in practice; leave it empty if it does.
     }
     if (envOff(c.getenv("PAGE_PRIMER"))) {
-      return stop("PAGE_PRIMER=off in the environment: nothing done", true, true);
+      return stop(
+        "PAGE_PRIMER=off in the environment: nothing done",
+        true,
+        true,
+      );
     }
     try {
       return this.#prime(c, base, t0);

@@ -1,0 +1,29 @@
+#!/bin/sh
+# One-time set-up, run by `npm run demo` and `npm test`: installs Deno, Bun
+# and bun-types from the npm registry, and the Debian tools the tests use.
+set -e
+cd "$(dirname "$0")/.."
+
+if [ ! -x node_modules/.bin/deno ] || [ ! -x node_modules/.bin/bun ] ||
+  [ package.json -nt node_modules/.package-lock.json ]; then
+  echo "page-primer setup: installing deno, bun and bun-types from npm" >&2
+  if [ -f package-lock.json ]; then
+    npm ci --no-audit --no-fund --loglevel=error >&2
+  else
+    npm install --no-audit --no-fund --loglevel=error >&2
+  fi
+fi
+
+# Debian packages the test suite calls: readelf/nm (binutils) to check the
+# ELF parser, setpriv (util-linux) to drop CAP_IPC_LOCK in a child.
+missing=""
+command -v readelf >/dev/null 2>&1 || missing="$missing binutils"
+command -v setpriv >/dev/null 2>&1 || missing="$missing util-linux"
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "page-primer setup: apt-get install$missing" >&2
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >&2
+  else
+    echo "page-primer setup: please install:$missing (tests that need them will fail)" >&2
+  fi
+fi

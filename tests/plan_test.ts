@@ -1,0 +1,348 @@
+// Pure logic on fixtures: segment ranges, selection, measuring from smaps,
+// the lock budget, formatting, the outcome report and argument checking.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import {
+  byPriority,
+  measureRange,
+  permsOf,
+  segmentKind,
+  segmentRanges,
+  selectObjects,
+} from "../src/segments.ts";
+import { parseSmaps } from "../src/maps.ts";
+import { limitMessage, lockBudget } from "../src/mlock.ts";
+import { formatBytes, formatPercent, formatTable } from "../src/format.ts";
+import { PrimeOutcome, type SegmentReport, totalsOf } from "../src/outcome.ts";
+import { parseStatus } from "../src/objects.ts";
+import { prime } from "../mod.ts";
+
+const MiB = 1024 * 1024;
+
+// deno 2.9.6's LOAD headers (readelf -Wl), loaded at the bias seen in the
+// deno_smaps.txt fixture.
+const DENO_LOADS = [
+  {
+    index: 0,
+    flags: 4,
+    vaddr: 0x0,
+    memsz: 0x1b8dec6,
+    filesz: 0x1b8dec6,
+    offset: 0,
+  },
+  {
+    index: 1,
+    flags: 5,
+    vaddr: 0x1e04000,
+    memsz: 0x3cf3b70,
+    filesz: 0x3cf3b70,
+    offset: 0x1b8e000,
+  },
+  {
+    index: 2,
+    flags: 6,
+    vaddr: 0x5af8b70,
+    memsz: 0x271490,
+    filesz: 0x270cf8,
+    offset: 0x5881b70,
+  },
+  {
+    index: 3,
+    flags: 6,
+    vaddr: 0x5d6a868,
+    memsz: 0x67488,
+    filesz: 0x38d58,
+    offset: 0x5af2868,
+  },
+];
+
+function denoFixture() {
+  const text = readFileSync(
+    new URL("./fixtures/maps/deno_smaps.txt", import.meta.url),
+    "utf8",
+  );
+  const smaps = parseSmaps(text);
+  const exe = smaps.find((v) => v.path.endsWith("/deno") && v.offset === 0)!;
+  assert.ok(exe, "fixture lacks the deno executable's first VMA");
+  return { smaps, bias: exe.start, path: exe.path };
+}
+
+test("segmentKind and permsOf follow p_flags", () => {
+  assert.equal(segmentKind(5), "text");
+  assert.equal(segmentKind(4), "rodata");
+  assert.equal(segmentKind(6), "data");
+  assert.equal(segmentKind(7), "data");
+  assert.equal(permsOf(5), "r-x");
+  assert.equal(permsOf(6), "rw-");
+  assert.equal(permsOf(4), "r--");
+});
+
+test("segmentRanges page-aligns each LOAD at the load bias", () => {
+  const r = segmentRanges(
+    { path: "/x", main: true, bias: 0x555500000000, segments: DENO_LOADS },
+    4096,
+  );
+  assert.equal(r.length, 4);
+  assert.equal(r[1].start, 0x555500000000 + 0x1e04000);
+  assert.equal(r[1].end, 0x555500000000 + 0x5af8000);
+  assert.equal(r[2].start, 0x555500000000 + 0x5af8000);
+  assert.equal(r[3].start, 0x555500000000 + 0x5d6a000);
+  assert.equal(r[3].end, 0x555500000000 + 0x5dd2000);
+  assert.deepEqual(r.map((x) => x.kind), ["rodata", "text", "data", "data"]);
+  for (const x of r) {
+    assert.equal(x.start % 4096, 0);
+    assert.equal(x.end % 4096, 0);
+  }
+});
+
+test("segmentRanges drops empty segments", () => {
+  const r = segmentRanges({
+    path: "/x",
+    main: true,
+    bias: 0,
+    segments: [{
+      index: 0,
+      flags: 4,
+      vaddr: 0x1000,
+      memsz: 0,
+      filesz: 0,
+      offset: 0,
+    }],
+  }, 4096);
+  assert.equal(r.length, 0);
+});
+
+test("measureRange on the deno fixture matches the smaps lines", () => {
+  const { smaps, bias } = denoFixture();
+  const [, text] = segmentRanges(
+    { path: "/x", main: true, bias, segments: DENO_LOADS },
+    4096,
+  );
+  const m = measureRange(smaps, text.start, text.end);
+  const vma = smaps.find((v) => v.start === text.start)!;
+  assert.ok(vma, "no VMA starts at the text segment");
+  assert.equal(vma.perms, "r-xp");
+  assert.equal(m.mapped, text.end - text.start);
+  assert.equal(m.resident, vma.rss);
+  assert.equal(m.locked, vma.vmFlags.includes("lo") ? vma.rss : 0);
+  assert.equal(m.lockedPss, vma.locked);
+});
+
+test("measureRange counts only VM_LOCKED VMAs as locked, by Rss", () => {
+  const base = parseSmaps(
+    "1000-3000 r-xp 00000000 08:01 1 /bin/x\nSize: 8 kB\nRss: 8 kB\nLocked: 4 kB\nVmFlags: rd ex lo\n" +
+      "3000-5000 r--p 00000000 08:01 1 /bin/x\nSize: 8 kB\nRss: 4 kB\nLocked: 0 kB\nVmFlags: rd\n",
+  );
+  const m = measureRange(base, 0x1000, 0x5000);
+  assert.equal(m.mapped, 16384);
+  assert.equal(m.resident, 12288);
+  assert.equal(m.locked, 8192); // Rss of the "lo" VMA, not its PSS-like Locked
+  assert.equal(m.lockedPss, 4096);
+});
+
+test("selectObjects: main, all, substring, RegExp, predicate", () => {
+  const objs = [
+    { path: "/usr/bin/deno", main: true },
+    { path: "/lib/x86_64-linux-gnu/libc.so.6", main: false },
+    { path: "/lib/x86_64-linux-gnu/libm.so.6", main: false },
+  ];
+  assert.deepEqual(selectObjects(objs, ["main"]).map((o) => o.path), [
+    "/usr/bin/deno",
+  ]);
+  assert.equal(selectObjects(objs, ["all"]).length, 3);
+  assert.deepEqual(selectObjects(objs, ["libc"]).map((o) => o.path), [
+    objs[1].path,
+  ]);
+  assert.equal(selectObjects(objs, [/lib[cm]\.so/g]).length, 2);
+  assert.equal(
+    selectObjects(objs, [/lib[cm]\.so/g]).length,
+    2,
+    "a global RegExp must not keep state",
+  );
+  assert.equal(selectObjects(objs, [(o) => !o.main]).length, 2);
+  assert.equal(selectObjects(objs, ["nothing-like-this"]).length, 0);
+});
+
+test("byPriority puts text first, then rodata, then data", () => {
+  const r = byPriority([
+    { kind: "data" as const, start: 1 },
+    { kind: "text" as const, start: 3 },
+    { kind: "rodata" as const, start: 0 },
+    { kind: "text" as const, start: 2 },
+  ]);
+  assert.deepEqual(r.map((x) => `${x.kind}${x.start}`), [
+    "text2",
+    "text3",
+    "rodata0",
+    "data1",
+  ]);
+});
+
+test("lockBudget: CAP_IPC_LOCK ignores the limit; soft raised up to hard", () => {
+  assert.equal(
+    lockBudget(100 * MiB, 0, { cur: 8 * MiB, max: 8 * MiB }, true).fits,
+    true,
+  );
+  const short = lockBudget(100 * MiB, 0, { cur: 8 * MiB, max: 8 * MiB }, false);
+  assert.equal(short.fits, false);
+  assert.equal(short.raiseTo, undefined);
+  const raise = lockBudget(
+    100 * MiB,
+    MiB,
+    { cur: 8 * MiB, max: Infinity },
+    false,
+  );
+  assert.equal(raise.fits, true);
+  assert.equal(raise.raiseTo, 101 * MiB);
+  const partial = lockBudget(
+    100 * MiB,
+    0,
+    { cur: 8 * MiB, max: 64 * MiB },
+    false,
+  );
+  assert.equal(partial.fits, false);
+  assert.equal(partial.raiseTo, 64 * MiB);
+  assert.equal(
+    lockBudget(MiB, 0, { cur: 8 * MiB, max: 8 * MiB }, false).raiseTo,
+    undefined,
+  );
+});
+
+test("limitMessage names the limit, the need and every remedy", () => {
+  const m = limitMessage(91.4 * MiB, 8 * MiB, 8 * MiB);
+  assert.match(m, /RLIMIT_MEMLOCK is 8\.0 MiB \(hard limit 8\.0 MiB\)/);
+  assert.match(m, /needs 91\.4 MiB/);
+  assert.match(m, /ulimit -l 93594/);
+  assert.match(m, /LimitMEMLOCK=infinity/);
+  assert.match(m, /CAP_IPC_LOCK/);
+  assert.match(limitMessage(MiB, Infinity, Infinity), /unlimited/);
+});
+
+test("parseStatus reads VmLck, CapEff bit 14 and Threads", () => {
+  const s = parseStatus(
+    "Name:\tdeno\nThreads:\t6\nVmLck:\t    1024 kB\nCapEff:\t000001ffffffffff\n",
+  );
+  assert.deepEqual(s, { vmLck: 1024 * 1024, capIpcLock: true, threads: 6 });
+  assert.equal(parseStatus("CapEff:\t000001ffffffbfff\n").capIpcLock, false);
+});
+
+test("formatBytes, formatPercent, formatTable", () => {
+  assert.equal(formatBytes(512), "512 B");
+  assert.equal(formatBytes(2048), "2 KiB");
+  assert.equal(formatBytes(61 * MiB), "61.0 MiB");
+  assert.equal(formatPercent(1, 0), "-");
+  assert.equal(formatPercent(99, 100), "99.0%");
+  const t = formatTable(["a", "n"], [["x", "1"], ["yy", "100"]], [
+    "left",
+    "right",
+  ]);
+  assert.equal(t, "a     n\n--  ---\nx     1\nyy  100");
+});
+
+function report(over: Partial<SegmentReport>): SegmentReport {
+  return {
+    object: "/usr/bin/deno",
+    index: 1,
+    kind: "text",
+    perms: "r-x",
+    start: 0x1000,
+    end: 0x1000 + 61 * MiB,
+    bytes: 61 * MiB,
+    mapped: 61 * MiB,
+    residentBefore: 13 * MiB,
+    resident: 61 * MiB,
+    locked: 61 * MiB,
+    lockedPss: 61 * MiB,
+    huge: 0,
+    actions: ["mlock"],
+    status: "ok",
+    ...over,
+  };
+}
+
+test("PrimeOutcome: totals, table, errors, JSON", () => {
+  const segs = [
+    report({}),
+    report({
+      index: 0,
+      kind: "rodata",
+      perms: "r--",
+      bytes: 27 * MiB,
+      resident: 12 * MiB,
+      locked: 0,
+      status: "failed",
+      error: { step: "mlock", code: "ENOMEM", errno: 12, message: "too much" },
+    }),
+  ];
+  const totals = totalsOf(segs);
+  assert.equal(totals.failed, 1);
+  assert.equal(totals.bytes, 88 * MiB);
+  assert.equal(totals.locked, 61 * MiB);
+  const out = new PrimeOutcome({
+    ok: false,
+    reason: "1 of 2 segment(s) failed",
+    disabled: false,
+    runtime: "deno 2.9.6",
+    pid: 42,
+    kernel: "6.18",
+    requested: ["mlock"],
+    segments: segs,
+    totals,
+    durations: { inspectMs: 1, mlockMs: 2, populateMs: 0, totalMs: 3 },
+    warnings: ["w1"],
+  });
+  const text = out.format();
+  assert.match(text, /deno 2\.9\.6, pid 42, Linux 6\.18: mlock NOT OK/);
+  assert.match(
+    text,
+    /deno\s+1\s+r-x\s+text\s+61\.0\s+13\.0\s+61\.0\s+61\.0\s+0\.0\s+mlock/,
+  );
+  assert.match(text, /FAILED mlock: ENOMEM/);
+  assert.match(text, /error: deno seg 0: too much/);
+  assert.match(text, /warning: w1/);
+  let logged = "";
+  out.log({ format: "json", write: (t) => (logged = t) });
+  const back = JSON.parse(logged);
+  assert.equal(back.ok, false);
+  assert.equal(back.segments[1].error.code, "ENOMEM");
+  assert.equal(back.totals.bytes, 88 * MiB);
+});
+
+test("bad arguments throw TypeError/RangeError naming what is accepted", () => {
+  // deno-lint-ignore no-explicit-any
+  const p = prime() as any;
+  assert.throws(() => p.mlock("yes"), {
+    name: "TypeError",
+    message:
+      /mlock\(\) accepts true, false or \{ onFault\?: boolean \}; got string "yes"/,
+  });
+  assert.throws(() => p.mlock({ onfault: true }), {
+    name: "TypeError",
+    message: /unknown option "onfault"; accepted: onFault/,
+  });
+  assert.throws(() => p.mlock({ onFault: 1 }), {
+    name: "TypeError",
+    message: /onFault must be a boolean/,
+  });
+  assert.throws(() => p.populate(1), {
+    name: "TypeError",
+    message: /populate\(\) accepts true or false/,
+  });
+  assert.throws(() => p.populate({ x: 1 }), {
+    name: "TypeError",
+    message: /unknown option "x"/,
+  });
+  assert.throws(() => p.objects(), { name: "RangeError" });
+  assert.throws(() => p.objects(42), {
+    name: "TypeError",
+    message: /got number 42/,
+  });
+  assert.throws(() => p.objects(""), { name: "TypeError" });
+  assert.throws(() => p.strict("true"), { name: "TypeError" });
+  // Valid calls chain.
+  assert.equal(
+    p.mlock(false).populate(true).objects("main", /libc/).strict(false),
+    p,
+  );
+});
