@@ -7,11 +7,7 @@ cd "$(dirname "$0")/.."
 if [ ! -x node_modules/.bin/deno ] || [ ! -x node_modules/.bin/bun ] ||
   [ package.json -nt node_modules/.package-lock.json ]; then
   echo "page-primer setup: installing deno, bun and bun-types from npm" >&2
-  if [ -f package-lock.json ]; then
-    npm ci --no-audit --no-fund --loglevel=error >&2
-  else
-    npm install --no-audit --no-fund --loglevel=error >&2
-  fi
+  npm install --no-audit --no-fund --loglevel=error >&2
 fi
 
 # Debian packages the test suite calls: readelf/nm (binutils) to check the
