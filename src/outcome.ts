@@ -37,6 +37,8 @@ export interface SegmentReport {
   index: number;
   /** `"text"`, `"rodata"` or `"data"`. */
   kind: SegmentKind;
+  /** `"load"` for a PT_LOAD segment, `"alias"` for a second mapping of the file made by the runtime. */
+  origin: "load" | "alias";
   /** Protection from the program header, e.g. `"r-x"`. */
   perms: string;
   /** Page-aligned start address. */
@@ -249,7 +251,7 @@ export class PrimeOutcome implements PrimeOutcomeData {
     if (this.segments.length > 0) {
       const rows = this.segments.map((s) => [
         basename(s.object),
-        String(s.index),
+        s.origin === "alias" ? `${s.index}*` : String(s.index),
         s.perms,
         s.kind,
         formatMiB(s.bytes),
@@ -300,6 +302,11 @@ export class PrimeOutcome implements PrimeOutcomeData {
         ],
       );
       lines.push(...table.split("\n").map((l) => "  " + l));
+      if (this.segments.some((s) => s.origin === "alias")) {
+        lines.push(
+          "  * a second mapping of the executable made by the runtime (V8's embedded builtins), not a LOAD segment",
+        );
+      }
       lines.push(
         `  resident ${formatPercent(t.resident, t.bytes)}, locked ${
           formatPercent(t.locked, t.bytes)

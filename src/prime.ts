@@ -23,6 +23,7 @@ import {
 } from "./outcome.ts";
 import { populateRanges } from "./populate.ts";
 import {
+  aliasRanges,
   byPriority,
   type LoadedObject,
   measureRange,
@@ -332,10 +333,11 @@ export class Primer {
     if (selected.length === 0) {
       base.warnings.push("no loaded object matched the objects() selectors");
     }
-    const ranges: SegmentRange[] = selected.flatMap((o) =>
-      segmentRanges(o, pageSize)
-    );
     const before = readSmaps(c);
+    const ranges: SegmentRange[] = selected.flatMap((o) => {
+      const loads = segmentRanges(o, pageSize);
+      return [...loads, ...aliasRanges(o, loads, before)];
+    });
     const errors = new Map<SegmentRange, StepError>();
     const partlyUnmapped = new Set<SegmentRange>();
     for (const r of ranges) {
@@ -387,6 +389,7 @@ export class Primer {
         object: r.object,
         index: r.index,
         kind: r.kind,
+        origin: r.origin,
         perms: r.perms,
         start: r.start,
         end: r.end,

@@ -7,7 +7,7 @@
  */
 
 import { PF_R, PF_W, PF_X } from "./elf.ts";
-import { hugeBytes, type SmapsVma, sumIn } from "./maps.ts";
+import { hugeBytes, type SmapsVma, sumIn, type Vma } from "./maps.ts";
 
 /** One `PT_LOAD` program header of a loaded object (addresses unrelocated). */
 export interface LoadSegment {
@@ -56,6 +56,12 @@ export interface SegmentRange {
   start: number;
   /** One past the last byte, rounded up to the page size. */
   end: number;
+  /**
+   * `"load"`: a PT_LOAD segment. `"alias"`: a second, read-only mapping of
+   * the same file made by the runtime itself (V8 maps its embedded builtins
+   * a second time near its code range); it is code the runtime executes.
+   */
+  origin: "load" | "alias";
 }
 
 /** Selects loaded objects: `"main"`, `"all"`, a path substring, a RegExp or a predicate. */
@@ -123,8 +129,52 @@ export function segmentRanges(
       perms: permsOf(s.flags),
       start: Math.floor(lo / pageSize) * pageSize,
       end: Math.ceil(hi / pageSize) * pageSize,
+      origin: "load" as const,
     };
   });
+}
+
+/**
+ * Further read-only mappings of the object's file outside its LOAD ranges,
+ * e.g. the copy of V8's embedded builtins that Deno maps from its own
+ * executable. Adjacent VMAs with the same protection are merged; writable
+ * ones are left out.
+ *
+ * @example
+ * ```ts
+ * import { aliasRanges, segmentRanges } from "./segments.ts";
+ * const obj = { path: "/bin/x", main: true, bias: 0, segments: [] };
+ * console.log(aliasRanges(obj, segmentRanges(obj, 4096), []).length); // 0
+ * ```
+ */
+export function aliasRanges(
+  object: LoadedObject,
+  loads: readonly SegmentRange[],
+  vmas: readonly Vma[],
+): SegmentRange[] {
+  const out: SegmentRange[] = [];
+  let next = object.segments.length;
+  for (const v of vmas) {
+    if (v.path !== object.path || v.write) continue;
+    if (loads.some((r) => v.start < r.end && r.start < v.end)) continue;
+    const perms = (v.read ? "r" : "-") + "-" + (v.exec ? "x" : "-");
+    const last = out[out.length - 1];
+    if (last && last.end === v.start && last.perms === perms) {
+      last.end = v.end;
+      continue;
+    }
+    out.push({
+      object: object.path,
+      main: object.main,
+      index: next++,
+      kind: v.exec ? "text" : "rodata",
+      perms,
+      start: v.start,
+      end: v.end,
+      origin: "alias",
+    });
+  }
+  return out;
 }
 
 function matches(

@@ -4,6 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import {
+  aliasRanges,
   byPriority,
   measureRange,
   permsOf,
@@ -129,6 +130,21 @@ test("measureRange on the deno fixture matches the smaps lines", () => {
   assert.equal(m.lockedPss, vma.locked);
 });
 
+test("aliasRanges finds V8's second mapping of deno's text, nothing inside LOADs", () => {
+  const { smaps, bias, path } = denoFixture();
+  const obj = { path, main: true, bias, segments: DENO_LOADS };
+  const loads = segmentRanges(obj, 4096);
+  const aliases = aliasRanges(obj, loads, smaps);
+  assert.equal(aliases.length, 1, JSON.stringify(aliases));
+  assert.equal(aliases[0].start, 0x7f1ff3dc0000);
+  assert.equal(aliases[0].end, 0x7f1ff3fe6000);
+  assert.equal(aliases[0].kind, "text");
+  assert.equal(aliases[0].origin, "alias");
+  assert.equal(aliases[0].index, 4);
+  // Another object's path matches nothing.
+  assert.equal(aliasRanges({ ...obj, path: "/nope" }, loads, smaps).length, 0);
+});
+
 test("measureRange counts only VM_LOCKED VMAs as locked, by Rss", () => {
   const base = parseSmaps(
     "1000-3000 r-xp 00000000 08:01 1 /bin/x\nSize: 8 kB\nRss: 8 kB\nLocked: 4 kB\nVmFlags: rd ex lo\n" +
@@ -245,6 +261,7 @@ function report(over: Partial<SegmentReport>): SegmentReport {
     object: "/usr/bin/deno",
     index: 1,
     kind: "text",
+    origin: "load",
     perms: "r-x",
     start: 0x1000,
     end: 0x1000 + 61 * MiB,
