@@ -38,6 +38,12 @@ export const LIBC_SYMBOLS = {
   getrlimit: { args: ["i32", "u64"], returns: "i32" },
   setrlimit: { args: ["i32", "u64"], returns: "i32" },
   prctl: { args: ["i32", "u64", "u64", "u64", "u64"], returns: "i32" },
+  mmap: { args: ["u64", "u64", "i32", "i32", "i32", "i64"], returns: "i64" },
+  munmap: { args: ["u64", "u64"], returns: "i32" },
+  memfd_create: { args: ["u64", "u32"], returns: "i32", optional: true },
+  write: { args: ["i32", "u64", "u64"], returns: "i64" },
+  fstat: { args: ["i32", "u64"], returns: "i32", optional: true },
+  __fxstat64: { args: ["i32", "i32", "u64"], returns: "i32", optional: true },
 } as const;
 
 /** Library names tried, in order, to find libc. */
@@ -53,6 +59,21 @@ export const AT_PHDR = 3;
 export const AT_PHNUM = 5;
 /** Page size. */
 export const AT_PAGESZ = 6;
+
+/** `mmap` protection: readable. */
+export const PROT_READ = 1;
+/** `mmap` protection: writable. */
+export const PROT_WRITE = 2;
+/** `mmap` protection: executable. */
+export const PROT_EXEC = 4;
+/** `mmap` flag: private mapping. */
+export const MAP_PRIVATE = 0x02;
+/** `mmap` flag: anonymous mapping. */
+export const MAP_ANONYMOUS = 0x20;
+/** `mmap` flag: at exactly this address, failing with EEXIST if taken (4.17+). */
+export const MAP_FIXED_NOREPLACE = 0x100000;
+/** `prctl`: is THP disabled for this process? */
+export const PR_GET_THP_DISABLE = 42;
 
 /** `madvise` advice. */
 export const MADV_WILLNEED = 3;
@@ -351,6 +372,64 @@ export class Libc {
   /** `madvise(addr, len, advice)`. */
   madvise(addr: number, len: number, advice: number): void {
     this.#check("madvise", this.#fn("madvise")(addr, len, advice));
+  }
+
+  /** `mmap(...)`; returns the address. */
+  mmap(
+    addr: number,
+    len: number,
+    prot: number,
+    flags: number,
+    fd = -1,
+    offset = 0,
+  ): number {
+    const r = this.#fn("mmap")(addr, len, prot, flags, fd, offset);
+    if (r === -1) this.#fail("mmap");
+    return r;
+  }
+
+  /** `munmap(addr, len)`. */
+  munmap(addr: number, len: number): void {
+    this.#check("munmap", this.#fn("munmap")(addr, len));
+  }
+
+  /** `memfd_create(name, flags)`. */
+  memfdCreate(name: string, flags: number): number {
+    const b = cstr(name);
+    return this.#check(
+      "memfd_create",
+      this.#fn("memfd_create")(addressOf(b), flags),
+    );
+  }
+
+  /** Writes all of `bytes` to `fd`. */
+  writeAll(fd: number, bytes: Uint8Array): void {
+    let done = 0;
+    const at = addressOf(bytes);
+    while (done < bytes.length) {
+      const r = this.#fn("write")(fd, at + done, bytes.length - done);
+      if (r < 0) {
+        if (this.errno() === 4) continue;
+        this.#fail("write");
+      }
+      done += r;
+    }
+  }
+
+  /** `fstat(fd)`: device, inode and size (x86_64/aarch64 `struct stat`). */
+  fstat(fd: number): { dev: number; ino: number; size: number } {
+    const buf = new BigUint64Array(18);
+    const at = addressOf(buf);
+    if (this.has("fstat")) {
+      this.#check("fstat", this.#fn("fstat")(fd, at));
+    } else {
+      this.#check("fstat", this.#fn("__fxstat64")(1, fd, at));
+    }
+    return {
+      dev: Number(buf[0]),
+      ino: Number(buf[1]),
+      size: Number(buf[6]),
+    };
   }
 
   /** `prctl(option, a2, a3, a4, a5)`; returns the result. */

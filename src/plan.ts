@@ -1,0 +1,247 @@
+/**
+ * Pure planning of a remap: which VMAs of the selected objects can move to
+ * 2 MiB pages, and the exact 2 MiB-aligned range each one will occupy.
+ *
+ * Rules (see the README's "Remap" section):
+ * - only read-only (`r--`) and code (`r-x`) VMAs of the object's file that
+ *   lie inside its LOAD segments; writable VMAs are never copied while
+ *   threads run and are listed as skipped;
+ * - every remapped range starts and ends on a 2 MiB boundary, so it is all
+ *   huge pages and no huge page mixes two protections;
+ * - aggressive alignment grows a range outward to the 2 MiB boundary when
+ *   the address space there is free (the gap is reserved before use);
+ *   conservative alignment only shrinks inward.
+ *
+ * @module
+ */
+
+import type { Vma } from "./maps.ts";
+import type { LoadedObject, SegmentKind, SegmentRange } from "./segments.ts";
+
+/** Size of a huge page: 2 MiB. */
+export const HUGE_PAGE: number = 2 * 1024 * 1024;
+
+/** How a region may be aligned to 2 MiB. */
+export type Alignment = "aggressive" | "conservative";
+
+/** A free range to reserve (MAP_FIXED_NOREPLACE) before the swap. */
+export interface Gap {
+  /** First byte. */
+  start: number;
+  /** One past the last byte. */
+  end: number;
+}
+
+/** One region to move onto 2 MiB pages. */
+export interface PlannedRegion {
+  /** Object path. */
+  object: string;
+  /** LOAD index of the segment the VMA belongs to. */
+  index: number;
+  /** `"text"` or `"rodata"`. */
+  kind: SegmentKind;
+  /** Protection, e.g. `"r-x"`. */
+  perms: string;
+  /** The original VMA (page-aligned). */
+  vmaStart: number;
+  /** End of the original VMA. */
+  vmaEnd: number;
+  /** Remapped range start, 2 MiB aligned. */
+  start: number;
+  /** Remapped range end, 2 MiB aligned. */
+  end: number;
+  /** Part of [start, end) copied from the original mapping. */
+  dataStart: number;
+  /** End of the copied part. */
+  dataEnd: number;
+  /** File offset of `dataStart`. */
+  fileOffset: number;
+  /** Device of the file, as maps prints it (`"fe:00"`). */
+  dev: string;
+  /** Inode of the file. */
+  inode: number;
+  /** Free ranges that aggressive alignment grows into, to reserve first. */
+  gaps: Gap[];
+}
+
+/** A VMA that is not remapped, and why. */
+export interface SkippedRegion {
+  /** Object path. */
+  object: string;
+  /** LOAD index. */
+  index: number;
+  /** Protection. */
+  perms: string;
+  /** VMA start. */
+  start: number;
+  /** VMA end. */
+  end: number;
+  /** Why it stays as it is. */
+  reason: string;
+}
+
+/** The plan: regions to remap and VMAs left alone. */
+export interface RemapPlan {
+  /** Regions to remap, by address. */
+  regions: PlannedRegion[];
+  /** VMAs left alone, with reasons. */
+  skipped: SkippedRegion[];
+}
+
+/** Prefix of the names page-primer gives its anonymous copies. */
+export const NAME_PREFIX = "page-primer:";
+
+const floorHuge = (n: number) => Math.floor(n / HUGE_PAGE) * HUGE_PAGE;
+const ceilHuge = (n: number) => Math.ceil(n / HUGE_PAGE) * HUGE_PAGE;
+
+function isFree(vmas: readonly Vma[], start: number, end: number): boolean {
+  return !vmas.some((v) => v.start < end && start < v.end);
+}
+
+/** True when a VMA is one of page-primer's copies. */
+export function isOurs(v: Vma): boolean {
+  return v.path.startsWith(`[anon:${NAME_PREFIX}`);
+}
+
+/**
+ * Plans a remap of the selected objects' read-only and code VMAs.
+ *
+ * @example
+ * ```ts
+ * import { planRemap } from "./plan.ts";
+ * const plan = planRemap([], [], [], "aggressive");
+ * console.log(plan.regions.length); // 0
+ * ```
+ *
+ * @param objects Objects whose segments are considered.
+ * @param ranges Their page-aligned LOAD ranges (`segmentRanges`).
+ * @param vmas The process's VMAs, sorted by address (parsed maps or smaps).
+ * @param align Alignment strategy.
+ */
+export function planRemap(
+  objects: readonly LoadedObject[],
+  ranges: readonly SegmentRange[],
+  vmas: readonly Vma[],
+  align: Alignment,
+): RemapPlan {
+  const regions: PlannedRegion[] = [];
+  const skipped: SkippedRegion[] = [];
+  const paths = new Set(objects.map((o) => o.path));
+  for (const r of ranges) {
+    if (r.origin !== "load" || !paths.has(r.object)) continue;
+    // VMAs inside this LOAD range, merged when contiguous in memory and
+    // file with the same protection.
+    const inside = vmas.filter((v) => v.start >= r.start && v.end <= r.end);
+    let run: Vma[] = [];
+    const flush = () => {
+      if (run.length === 0) return;
+      const first = run[0];
+      const last = run[run.length - 1];
+      const perms = first.perms.slice(0, 3);
+      const skip = (reason: string) =>
+        skipped.push({
+          object: r.object,
+          index: r.index,
+          perms,
+          start: first.start,
+          end: last.end,
+          reason,
+        });
+      run = [];
+      if (first.write) {
+        return skip(
+          "writable: a store by another thread between copy and swap would be lost",
+        );
+      }
+      if (isOurs(first)) return skip("already remapped by page-primer");
+      if (first.path !== r.object) {
+        return skip("not mapped from the object's file (replaced by someone else)");
+      }
+      if (first.shared) return skip("a shared mapping");
+      const vs = first.start;
+      const ve = last.end;
+      let start = ceilHuge(vs);
+      let end = floorHuge(ve);
+      const gaps: Gap[] = [];
+      if (align === "aggressive") {
+        const lo = floorHuge(vs);
+        if (lo < vs && isFree(vmas, lo, vs) && !claimed(regions, lo, vs)) {
+          start = lo;
+          gaps.push({ start: lo, end: vs });
+        }
+        const hi = ceilHuge(ve);
+        if (hi > ve && isFree(vmas, ve, hi) && !claimed(regions, ve, hi)) {
+          end = hi;
+          gaps.push({ start: ve, end: hi });
+        }
+      }
+      if (end - start < HUGE_PAGE) {
+        return skip(
+          "no whole 2 MiB page fits (too small or its neighbours leave no room)",
+        );
+      }
+      const dataStart = Math.max(start, vs);
+      regions.push({
+        object: r.object,
+        index: r.index,
+        kind: first.exec ? "text" : "rodata",
+        perms,
+        vmaStart: vs,
+        vmaEnd: ve,
+        start,
+        end,
+        dataStart,
+        dataEnd: Math.min(end, ve),
+        fileOffset: first.offset + (dataStart - vs),
+        dev: first.dev,
+        inode: first.inode,
+        gaps,
+      });
+    };
+    for (const v of inside) {
+      const prev = run[run.length - 1];
+      const joins = prev !== undefined && prev.end === v.start &&
+        prev.perms === v.perms && prev.path === v.path &&
+        (v.path === "" || v.offset === prev.offset + (prev.end - prev.start));
+      if (!joins) flush();
+      run.push(v);
+    }
+    flush();
+  }
+  regions.sort((a, b) => a.start - b.start);
+  // A region grown into a gap must not share a 2 MiB page with another.
+  for (let i = 1; i < regions.length; i++) {
+    if (regions[i].start < regions[i - 1].end) {
+      throw new Error(
+        `internal error: planned regions overlap at 0x${regions[i].start.toString(16)}`,
+      );
+    }
+  }
+  return { regions, skipped };
+}
+
+function claimed(regions: readonly PlannedRegion[], start: number, end: number) {
+  return regions.some((r) => r.start < end && start < r.end);
+}
+
+/**
+ * Bytes of `[start, end)` that a plan moves onto 2 MiB pages (the part of
+ * each region that holds original bytes).
+ *
+ * @example
+ * ```ts
+ * import { plannedCoverage } from "./plan.ts";
+ * console.log(plannedCoverage({ regions: [], skipped: [] }, 0, 4096)); // 0
+ * ```
+ */
+export function plannedCoverage(
+  plan: RemapPlan,
+  start: number,
+  end: number,
+): number {
+  let n = 0;
+  for (const r of plan.regions) {
+    n += Math.max(0, Math.min(end, r.dataEnd) - Math.max(start, r.dataStart));
+  }
+  return n;
+}

@@ -1,0 +1,140 @@
+/**
+ * Whether this process can get transparent huge pages, and if not, why and
+ * what to change.
+ *
+ * @module
+ */
+
+import { type Libc, PR_GET_THP_DISABLE } from "./libc.ts";
+
+/** The THP situation of this process. */
+export interface ThpStatus {
+  /** `/sys/kernel/mm/transparent_hugepage/enabled`: `always`, `madvise`, `never` or `unavailable`. */
+  enabled: string;
+  /** `/sys/kernel/mm/transparent_hugepage/defrag` selection, or `unavailable`. */
+  defrag: string;
+  /** `PR_GET_THP_DISABLE`: THP switched off for this whole process. */
+  processDisabled: boolean;
+  /** Whether `MADV_COLLAPSE` exists (Linux 6.1+). */
+  collapse: boolean;
+  /** Whether page-primer can get huge pages here. */
+  usable: boolean;
+  /** When not usable: why, and what to change. When usable: a caveat, if any. */
+  reason?: string;
+}
+
+/**
+ * The bracketed choice of a sysfs selector: `"always [madvise] never"` →
+ * `"madvise"`.
+ *
+ * @example
+ * ```ts
+ * import { selected } from "./thp.ts";
+ * console.log(selected("always [madvise] never")); // "madvise"
+ * ```
+ */
+export function selected(text: string): string {
+  const m = /\[([^\]]+)\]/.exec(text);
+  return m ? m[1] : text.trim();
+}
+
+/**
+ * Parses `"6.18.44-fc"` into `[6, 18]`.
+ *
+ * @example
+ * ```ts
+ * import { kernelVersion } from "./thp.ts";
+ * console.log(kernelVersion("6.1.0-18-amd64")); // [6, 1]
+ * ```
+ */
+export function kernelVersion(release: string): [number, number] {
+  const m = /^(\d+)\.(\d+)/.exec(release);
+  return m ? [Number(m[1]), Number(m[2])] : [0, 0];
+}
+
+/**
+ * Decides from the raw facts whether THP can work. Pure.
+ *
+ * @example
+ * ```ts
+ * import { thpVerdict } from "./thp.ts";
+ * console.log(thpVerdict("always [madvise] never", "madvise", false, "6.18.0").usable); // true
+ * ```
+ */
+export function thpVerdict(
+  enabledText: string | undefined,
+  defragText: string | undefined,
+  processDisabled: boolean,
+  release: string,
+): ThpStatus {
+  const [maj, min] = kernelVersion(release);
+  const collapse = maj > 6 || (maj === 6 && min >= 1);
+  const enabled = enabledText === undefined ? "unavailable" : selected(enabledText);
+  const defrag = defragText === undefined ? "unavailable" : selected(defragText);
+  const base = { enabled, defrag, processDisabled, collapse };
+  if (enabled === "unavailable") {
+    return {
+      ...base,
+      usable: false,
+      reason:
+        "this kernel has no transparent huge pages (/sys/kernel/mm/transparent_hugepage is missing): use a kernel built with CONFIG_TRANSPARENT_HUGEPAGE",
+    };
+  }
+  if (processDisabled) {
+    return {
+      ...base,
+      usable: false,
+      reason:
+        "THP is disabled for this whole process (PR_SET_THP_DISABLE; Bun's allocator set it in 2024-2026 releases, and systemd's MemoryDenyWriteExecute-like sandboxes or a parent may too): upgrade the runtime or start it from a process that has not set it",
+    };
+  }
+  if (enabled === "never") {
+    return collapse
+      ? {
+        ...base,
+        usable: true,
+        reason:
+          "THP is 'never' system-wide; MADV_COLLAPSE still gets huge pages. For faster fills: echo madvise > /sys/kernel/mm/transparent_hugepage/enabled",
+      }
+      : {
+        ...base,
+        usable: false,
+        reason:
+          "THP is 'never' and this kernel (< 6.1) has no MADV_COLLAPSE: echo madvise > /sys/kernel/mm/transparent_hugepage/enabled",
+      };
+  }
+  return { ...base, usable: true };
+}
+
+function readOptional(c: Libc, path: string): string | undefined {
+  try {
+    return c.readText(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Reads the THP situation of this process.
+ *
+ * @example
+ * ```ts no-eval
+ * import { libc } from "./libc.ts";
+ * import { thpStatus } from "./thp.ts";
+ * console.log(thpStatus(libc()));
+ * ```
+ */
+export function thpStatus(c: Libc): ThpStatus {
+  let disabled = false;
+  try {
+    disabled = c.prctl(PR_GET_THP_DISABLE) === 1;
+  } catch {
+    disabled = false;
+  }
+  return thpVerdict(
+    readOptional(c, "/sys/kernel/mm/transparent_hugepage/enabled"),
+    readOptional(c, "/sys/kernel/mm/transparent_hugepage/defrag"),
+    disabled,
+    c.kernelRelease(),
+  );
+}

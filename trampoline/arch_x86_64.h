@@ -1,0 +1,44 @@
+/* x86_64 parts of the trampoline: raw syscalls, a byte copy that is not a
+ * libc call, and the (empty) instruction-cache sync. */
+#ifndef PP_ARCH_H
+#define PP_ARCH_H
+
+#define PP_SYS_MMAP 9
+#define PP_SYS_MPROTECT 10
+#define PP_SYS_MUNMAP 11
+#define PP_SYS_MREMAP 25
+#define PP_SYS_MADVISE 28
+#define PP_SYS_PRCTL 157
+
+static inline long pp_syscall6(long nr, long a, long b, long c, long d,
+                               long e, long f)
+{
+	register long r10 __asm__("r10") = d;
+	register long r8 __asm__("r8") = e;
+	register long r9 __asm__("r9") = f;
+	long ret;
+
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8),
+			   "r"(r9)
+			 : "rcx", "r11", "memory");
+	return ret;
+}
+
+static inline void pp_copy(void *dst, const void *src, unsigned long n)
+{
+	__asm__ volatile("rep movsb"
+			 : "+D"(dst), "+S"(src), "+c"(n)
+			 :
+			 : "memory");
+}
+
+/* x86 keeps instruction fetch coherent with stores: nothing to do. */
+static inline void pp_sync_icache(unsigned long start, unsigned long len)
+{
+	(void)start;
+	(void)len;
+}
+
+#endif

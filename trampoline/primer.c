@@ -1,0 +1,280 @@
+// SPDX-License-Identifier: MIT
+/*
+ * page-primer trampoline: executes a prepared plan of region swaps.
+ *
+ * Each region is replaced by an identical copy in one syscall:
+ *   stage:   mmap an anonymous RW area, over-allocated and trimmed so it is
+ *            one VMA aligned to 2 MiB;
+ *   advise:  MADV_HUGEPAGE (or MADV_NOHUGEPAGE for a small-page copy);
+ *   fill:    copy the original bytes in;
+ *   collapse, name: MADV_COLLAPSE and PR_SET_VMA_ANON_NAME (best effort);
+ *   protect: mprotect to the region's protection (never W+X);
+ *   swap:    mremap(MREMAP_MAYMOVE|MREMAP_FIXED) onto the original address.
+ * Restore maps the file back over the copy with one mmap(MAP_FIXED).
+ *
+ * No libc: libc may be one of the objects being remapped. No allocation.
+ * Every syscall's result is checked; a failure before the swap changes
+ * nothing visible (the stage is unmapped again).
+ */
+#include <stdint.h>
+
+#if defined(__x86_64__)
+#include "arch_x86_64.h"
+#else
+#error "page-primer trampoline: only x86_64 so far (aarch64 needs svc syscalls and an I-cache flush before the swap)"
+#endif
+
+#define PP_ABI_VERSION 1
+
+#define PROT_READ 0x1
+#define PROT_WRITE 0x2
+#define PROT_EXEC 0x4
+#define MAP_PRIVATE 0x02
+#define MAP_FIXED 0x10
+#define MAP_ANONYMOUS 0x20
+#define MREMAP_MAYMOVE 1
+#define MREMAP_FIXED 2
+#define MADV_HUGEPAGE 14
+#define MADV_NOHUGEPAGE 15
+#define MADV_COLLAPSE 25
+#define PR_SET_VMA 0x53564d41
+#define PR_SET_VMA_ANON_NAME 0
+
+#define HUGE_SIZE (2UL << 20)
+
+/* Operations. */
+#define PP_OP_SWAP 1
+#define PP_OP_RESTORE 2
+
+/* Flags. */
+#define PP_F_SMALL 0x1 /* copy on 4 KiB pages: no THP, no collapse */
+
+/* Steps, reported in `step` when one fails. */
+enum pp_step {
+	PP_OK = 0,
+	PP_STEP_CHECK = 1,
+	PP_STEP_STAGE = 2,
+	PP_STEP_TRIM = 3,
+	PP_STEP_ADVISE = 4,
+	PP_STEP_PROTECT = 5,
+	PP_STEP_SWAP = 6,
+	PP_STEP_RESTORE = 7,
+	PP_STEP_UNMAP_EXTENSION = 8,
+};
+
+/* One region record; every field is 64 bits so both sides agree on layout. */
+struct pp_region {
+	uint64_t op;         /* PP_OP_* */
+	uint64_t start;      /* destination, 2 MiB aligned */
+	uint64_t len;        /* bytes, a multiple of 2 MiB */
+	uint64_t data_start; /* the part that exists in the original mapping */
+	uint64_t data_len;
+	uint64_t prot;       /* final protection */
+	uint64_t flags;      /* PP_F_* */
+	uint64_t name;       /* NUL-terminated name for the VMA, or 0 */
+	uint64_t fd;         /* the file, for restore and for recovery */
+	uint64_t file_off;   /* file offset of data_start */
+	/* results */
+	uint64_t step;          /* enum pp_step that failed, 0 when ok */
+	uint64_t err;           /* its errno */
+	uint64_t collapse_err;  /* errno of MADV_COLLAPSE, 0 when it worked */
+	uint64_t name_err;      /* errno of PR_SET_VMA_ANON_NAME */
+	uint64_t recovered;     /* 1: a failed swap was undone by remapping the file */
+	uint64_t stage;         /* staging address used */
+};
+
+static int is_err(long r)
+{
+	return r < 0 && r > -4096;
+}
+
+static long fail(struct pp_region *r, enum pp_step step, long ret)
+{
+	r->step = step;
+	r->err = (uint64_t)-ret;
+	return -1;
+}
+
+static int check_region(struct pp_region *r)
+{
+	uint64_t data_end = r->data_start + r->data_len;
+
+	if (r->len == 0 || r->start % HUGE_SIZE || r->len % HUGE_SIZE)
+		return 0;
+	if (r->data_start < r->start || data_end > r->start + r->len ||
+	    data_end < r->data_start || r->data_start % 4096 || r->data_len % 4096)
+		return 0;
+	if ((r->prot & PROT_WRITE) && (r->prot & PROT_EXEC))
+		return 0;
+	return 1;
+}
+
+/* An anonymous RW area of r->len bytes aligned to 2 MiB, as one VMA. */
+static long stage_alloc(struct pp_region *r, uint64_t *out)
+{
+	uint64_t span = r->len + HUGE_SIZE;
+	long p = pp_syscall6(PP_SYS_MMAP, 0, span, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint64_t base, head, tail;
+	long ret;
+
+	if (is_err(p))
+		return fail(r, PP_STEP_STAGE, p);
+	base = ((uint64_t)p + HUGE_SIZE - 1) & ~(HUGE_SIZE - 1);
+	head = base - (uint64_t)p;
+	tail = span - head - r->len;
+	if (head) {
+		ret = pp_syscall6(PP_SYS_MUNMAP, p, head, 0, 0, 0, 0);
+		if (is_err(ret)) {
+			pp_syscall6(PP_SYS_MUNMAP, p, span, 0, 0, 0, 0);
+			return fail(r, PP_STEP_TRIM, ret);
+		}
+	}
+	if (tail) {
+		ret = pp_syscall6(PP_SYS_MUNMAP, base + r->len, tail, 0, 0, 0, 0);
+		if (is_err(ret)) {
+			pp_syscall6(PP_SYS_MUNMAP, base, r->len + tail, 0, 0, 0, 0);
+			return fail(r, PP_STEP_TRIM, ret);
+		}
+	}
+	*out = base;
+	return 0;
+}
+
+static long stage_advise(struct pp_region *r, uint64_t stage)
+{
+	long advice = (r->flags & PP_F_SMALL) ? MADV_NOHUGEPAGE : MADV_HUGEPAGE;
+	long ret = pp_syscall6(PP_SYS_MADVISE, stage, r->len, advice, 0, 0, 0);
+
+	return is_err(ret) ? fail(r, PP_STEP_ADVISE, ret) : 0;
+}
+
+static void stage_fill(struct pp_region *r, uint64_t stage)
+{
+	pp_copy((void *)(stage + (r->data_start - r->start)),
+		(const void *)r->data_start, r->data_len);
+}
+
+/* Best effort: huge pages the fill did not get, and a name in maps. */
+static void stage_finish(struct pp_region *r, uint64_t stage)
+{
+	long ret;
+
+	if (!(r->flags & PP_F_SMALL)) {
+		ret = pp_syscall6(PP_SYS_MADVISE, stage, r->len, MADV_COLLAPSE,
+				  0, 0, 0);
+		r->collapse_err = is_err(ret) ? (uint64_t)-ret : 0;
+	}
+	if (r->name) {
+		ret = pp_syscall6(PP_SYS_PRCTL, PR_SET_VMA, PR_SET_VMA_ANON_NAME,
+				  stage, r->len, r->name, 0);
+		r->name_err = is_err(ret) ? (uint64_t)-ret : 0;
+	}
+	pp_sync_icache(stage, r->len);
+}
+
+static long stage_protect(struct pp_region *r, uint64_t stage)
+{
+	long ret = pp_syscall6(PP_SYS_MPROTECT, stage, r->len, r->prot, 0, 0, 0);
+
+	return is_err(ret) ? fail(r, PP_STEP_PROTECT, ret) : 0;
+}
+
+/* Maps the file back over [data_start, +data_len): one syscall. */
+static long map_file(struct pp_region *r)
+{
+	return pp_syscall6(PP_SYS_MMAP, r->data_start, r->data_len, r->prot,
+			   MAP_PRIVATE | MAP_FIXED, (long)r->fd, r->file_off);
+}
+
+static long swap(struct pp_region *r, uint64_t stage)
+{
+	long ret = pp_syscall6(PP_SYS_MREMAP, stage, r->len, r->len,
+			       MREMAP_MAYMOVE | MREMAP_FIXED, r->start, 0);
+
+	if (!is_err(ret))
+		return 0;
+	/* mremap may have unmapped the destination before failing: put the
+	 * file back so no hole is left, then drop the stage. */
+	if ((long)r->fd >= 0 && !is_err(map_file(r)))
+		r->recovered = 1;
+	pp_syscall6(PP_SYS_MUNMAP, stage, r->len, 0, 0, 0, 0);
+	return fail(r, PP_STEP_SWAP, ret);
+}
+
+static long do_swap(struct pp_region *r)
+{
+	uint64_t stage = 0;
+
+	if (stage_alloc(r, &stage))
+		return -1;
+	r->stage = stage;
+	if (stage_advise(r, stage) == 0) {
+		stage_fill(r, stage);
+		stage_finish(r, stage);
+		if (stage_protect(r, stage) == 0)
+			return swap(r, stage);
+	}
+	pp_syscall6(PP_SYS_MUNMAP, stage, r->len, 0, 0, 0, 0);
+	return -1;
+}
+
+static long do_restore(struct pp_region *r)
+{
+	uint64_t data_end = r->data_start + r->data_len;
+	uint64_t end = r->start + r->len;
+	long ret = map_file(r);
+
+	if (is_err(ret))
+		return fail(r, PP_STEP_RESTORE, ret);
+	/* The parts outside the file were our own extension: release them. */
+	if (r->data_start > r->start) {
+		ret = pp_syscall6(PP_SYS_MUNMAP, r->start,
+				  r->data_start - r->start, 0, 0, 0, 0);
+		if (is_err(ret))
+			return fail(r, PP_STEP_UNMAP_EXTENSION, ret);
+	}
+	if (end > data_end) {
+		ret = pp_syscall6(PP_SYS_MUNMAP, data_end, end - data_end, 0, 0,
+				  0, 0);
+		if (is_err(ret))
+			return fail(r, PP_STEP_UNMAP_EXTENSION, ret);
+	}
+	return 0;
+}
+
+__attribute__((visibility("default"))) uint64_t pp_abi(void)
+{
+	return PP_ABI_VERSION;
+}
+
+/* Runs `count` records in order; returns how many failed. */
+__attribute__((visibility("default"))) uint64_t pp_run(struct pp_region *regions,
+						       uint64_t count)
+{
+	uint64_t failed = 0;
+
+	for (uint64_t i = 0; i < count; i++) {
+		struct pp_region *r = &regions[i];
+		long ret;
+
+		r->step = PP_OK;
+		r->err = r->collapse_err = r->name_err = r->recovered = 0;
+		r->stage = 0;
+		if (!check_region(r)) {
+			r->step = PP_STEP_CHECK;
+			r->err = 22; /* EINVAL */
+			failed++;
+			continue;
+		}
+		if (r->op == PP_OP_SWAP)
+			ret = do_swap(r);
+		else if (r->op == PP_OP_RESTORE)
+			ret = do_restore(r);
+		else
+			ret = fail(r, PP_STEP_CHECK, -22);
+		if (ret)
+			failed++;
+	}
+	return failed;
+}
