@@ -22,7 +22,17 @@ export {
   prime,
   PrimeError,
   Primer,
+  type RemapOptions,
+  restore,
 } from "./src/prime.ts";
+export type {
+  Coverage,
+  RegionReport,
+  RemapReport,
+  RestoreReport,
+} from "./src/remap.ts";
+export type { ThpStatus } from "./src/thp.ts";
+export type { Gap, SkippedRegion } from "./src/plan.ts";
 export {
   type Durations,
   type LogOptions,

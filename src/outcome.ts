@@ -12,6 +12,7 @@ import {
   formatPercent,
   formatTable,
 } from "./format.ts";
+import type { RemapReport, RestoreReport } from "./remap.ts";
 import type { SegmentKind } from "./segments.ts";
 
 /** A failed step: which call, which errno, and a message saying what to do. */
@@ -27,7 +28,12 @@ export interface StepError {
 }
 
 /** What was done to a segment. */
-export type SegmentAction = "mlock" | "mlock-onfault" | "populate";
+export type SegmentAction =
+  | "mlock"
+  | "mlock-onfault"
+  | "populate"
+  | "remap"
+  | "remap-4k";
 
 /** One LOAD segment of a selected object, measured after the actions. */
 export interface SegmentReport {
@@ -93,6 +99,8 @@ export interface Durations {
   mlockMs: number;
   /** All populate calls. */
   populateMs: number;
+  /** The remap. */
+  remapMs: number;
   /** The whole `run()`. */
   totalMs: number;
 }
@@ -121,6 +129,8 @@ export interface PrimeOutcomeData {
   durations: Durations;
   /** Things worth knowing that did not fail the run. */
   warnings: string[];
+  /** What the remap did, when it was asked for. */
+  remap?: RemapReport;
 }
 
 /** Options of {@linkcode PrimeOutcome.log}. */
@@ -202,13 +212,19 @@ export class PrimeOutcome implements PrimeOutcomeData {
   readonly durations: Durations;
   /** Things worth knowing that did not fail the run. */
   readonly warnings: string[];
+  /** What the remap did, when it was asked for. */
+  readonly remap?: RemapReport;
+  #restore: (() => RestoreReport) | undefined;
 
   /**
    * Wraps measured data; `run()` makes these, users rarely need to.
    *
    * @param data The measured data.
+   * @param restore Undoes the remap (given by `run()`).
    */
-  constructor(data: PrimeOutcomeData) {
+  constructor(data: PrimeOutcomeData, restore?: () => RestoreReport) {
+    this.#restore = restore;
+    if (data.remap !== undefined) this.remap = data.remap;
     this.ok = data.ok;
     if (data.reason !== undefined) this.reason = data.reason;
     this.disabled = data.disabled;
@@ -237,7 +253,26 @@ export class PrimeOutcome implements PrimeOutcomeData {
       warnings: this.warnings,
     };
     if (this.reason !== undefined) d.reason = this.reason;
+    if (this.remap !== undefined) d.remap = this.remap;
     return d;
+  }
+
+  /**
+   * Puts the remapped regions back on the executable's file pages, each in
+   * one syscall; refuses regions whose file on disk changed since loading.
+   *
+   * @example
+   * ```ts
+   * import { prime } from "../mod.ts";
+   * const out = prime().remap(true).run();
+   * console.log(out.restore().restored);
+   * ```
+   */
+  restore(): RestoreReport {
+    if (this.#restore === undefined) {
+      return { restored: 0, bytes: 0, failed: [], ms: 0 };
+    }
+    return this.#restore();
   }
 
   /** The readable report: a table of segments, totals, time, warnings and errors. */
@@ -313,11 +348,14 @@ export class PrimeOutcome implements PrimeOutcomeData {
         } of ${formatBytes(t.bytes)}`,
       );
     }
+    if (this.remap !== undefined) lines.push(...formatRemap(this.remap));
     const d = this.durations;
     lines.push(
       `  time: ${d.totalMs.toFixed(1)} ms (inspect ${
         d.inspectMs.toFixed(1)
-      }, mlock ${d.mlockMs.toFixed(1)}, populate ${d.populateMs.toFixed(1)})`,
+      }, remap ${d.remapMs.toFixed(1)}, mlock ${
+        d.mlockMs.toFixed(1)
+      }, populate ${d.populateMs.toFixed(1)})`,
     );
     for (const s of this.segments) {
       if (s.error) {
@@ -345,4 +383,48 @@ export class PrimeOutcome implements PrimeOutcomeData {
       options.format === "json" ? JSON.stringify(this) : this.format(),
     );
   }
+}
+
+function formatRemap(r: RemapReport): string[] {
+  const lines = [
+    `  remap (${r.pageSize === "4k" ? "4 KiB copy" : "2 MiB pages"}, ${r.align}): ${
+      r.regions.filter((x) => x.status === "remapped").length
+    } of ${r.regions.length} region(s) in ${r.ms.toFixed(1)} ms`,
+  ];
+  if (r.regions.length > 0) {
+    const rows = r.regions.map((x) => [
+      basename(x.object),
+      String(x.index),
+      x.perms,
+      x.kind,
+      "0x" + x.start.toString(16),
+      formatMiB(x.bytes),
+      formatMiB(x.huge),
+      x.status === "failed" ? `FAILED ${x.error?.step}: ${x.error?.code}` : x.status,
+    ]);
+    const table = formatTable(
+      ["object", "seg", "perm", "kind", "at", "MiB", "huge", "status"],
+      rows,
+      ["left", "right", "left", "left", "left", "right", "right", "left"],
+    );
+    lines.push(...table.split("\n").map((l) => "  " + l));
+  }
+  lines.push(
+    `  on 2 MiB pages: text ${formatMiB(r.text.huge)} of ${formatMiB(r.text.bytes)} MiB (${
+      formatPercent(r.text.huge, r.text.bytes)
+    }), rodata ${formatMiB(r.rodata.huge)} of ${formatMiB(r.rodata.bytes)} MiB (${
+      formatPercent(r.rodata.huge, r.rodata.bytes)
+    }); copies resident ${formatBytes(r.copyResident)}`,
+  );
+  for (const x of r.regions) {
+    if (x.error) lines.push(`  error: ${basename(x.object)} seg ${x.index}: ${x.error.message}`);
+    for (const n of x.notes) lines.push(`  note: ${basename(x.object)} seg ${x.index}: ${n}`);
+  }
+  for (const k of r.skipped) {
+    lines.push(
+      `  skipped: ${basename(k.object)} seg ${k.index} ${k.perms} ${formatBytes(k.end - k.start)}: ${k.reason}`,
+    );
+  }
+  for (const w of r.warnings) lines.push(`  warning: ${w}`);
+  return lines;
 }

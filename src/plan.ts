@@ -117,12 +117,14 @@ export function isOurs(v: Vma): boolean {
  * @param ranges Their page-aligned LOAD ranges (`segmentRanges`).
  * @param vmas The process's VMAs, sorted by address (parsed maps or smaps).
  * @param align Alignment strategy.
+ * @param ours Ranges page-primer already swapped (skipped as done).
  */
 export function planRemap(
   objects: readonly LoadedObject[],
   ranges: readonly SegmentRange[],
   vmas: readonly Vma[],
   align: Alignment,
+  ours: readonly Gap[] = [],
 ): RemapPlan {
   const regions: PlannedRegion[] = [];
   const skipped: SkippedRegion[] = [];
@@ -131,7 +133,12 @@ export function planRemap(
     if (r.origin !== "load" || !paths.has(r.object)) continue;
     // VMAs inside this LOAD range, merged when contiguous in memory and
     // file with the same protection.
-    const inside = vmas.filter((v) => v.start >= r.start && v.end <= r.end);
+    // (A copy of ours may stick out: it grew into the neighbouring gap.)
+    const inside = vmas.filter((v) =>
+      (v.start >= r.start && v.end <= r.end) ||
+      (v.start < r.end && r.start < v.end &&
+        ours.some((o) => o.start <= v.start && v.end <= o.end))
+    );
     let run: Vma[] = [];
     const flush = () => {
       if (run.length === 0) return;
@@ -153,7 +160,12 @@ export function planRemap(
           "writable: a store by another thread between copy and swap would be lost",
         );
       }
-      if (isOurs(first)) return skip("already remapped by page-primer");
+      if (
+        isOurs(first) ||
+        ours.some((o) => o.start < last.end && first.start < o.end)
+      ) {
+        return skip("already remapped by page-primer");
+      }
       if (first.path !== r.object) {
         return skip("not mapped from the object's file (replaced by someone else)");
       }

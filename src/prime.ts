@@ -23,6 +23,13 @@ import {
 } from "./outcome.ts";
 import { populateRanges } from "./populate.ts";
 import {
+  type RemapOptions,
+  type RemapReport,
+  remapObjects,
+  type RestoreReport,
+  restoreRemapped,
+} from "./remap.ts";
+import {
   aliasRanges,
   byPriority,
   type LoadedObject,
@@ -34,6 +41,7 @@ import {
 } from "./segments.ts";
 
 export type { MlockOptions } from "./mlock.ts";
+export type { RemapOptions } from "./remap.ts";
 export type { ObjectSelector } from "./segments.ts";
 
 /** Options of {@linkcode Primer.populate}. Reserved for future use; no keys yet. */
@@ -110,6 +118,7 @@ function checkFlag<T extends object>(
 export class Primer {
   #mlock: false | MlockOptions = false;
   #populate: false | PopulateOptions = false;
+  #remap: false | RemapOptions = false;
   #objects: ObjectSelector[] = ["main"];
   #strict = false;
 
@@ -157,6 +166,41 @@ export class Primer {
       "true or false",
     );
     this.#populate = v;
+    return this;
+  }
+
+  /**
+   * Moves the selected objects' code and read-only data onto 2 MiB pages
+   * while the process's threads keep running: each region is replaced by an
+   * identical copy in one syscall. Options: `align` (`"aggressive"`,
+   * default, or `"conservative"`), `pageSize` (`"2m"`, default, or `"4k"`
+   * for an A/B copy on small pages). Writable segments are never copied.
+   *
+   * @example
+   * ```ts
+   * import { prime } from "../mod.ts";
+   * const out = prime().remap(true).run();
+   * out.log();
+   * ```
+   */
+  remap(enable: boolean | RemapOptions): this {
+    const v = checkFlag<RemapOptions>(
+      "remap",
+      enable,
+      ["align", "pageSize"],
+      'true, false or { align?: "aggressive" | "conservative", pageSize?: "2m" | "4k" }',
+    );
+    if (v && v.align !== undefined && v.align !== "aggressive" && v.align !== "conservative") {
+      throw new RangeError(
+        `remap(): align must be "aggressive" or "conservative"; got ${describe(v.align)}`,
+      );
+    }
+    if (v && v.pageSize !== undefined && v.pageSize !== "2m" && v.pageSize !== "4k") {
+      throw new RangeError(
+        `remap(): pageSize must be "2m" or "4k"; got ${describe(v.pageSize)}`,
+      );
+    }
+    this.#remap = v === false ? false : { ...v };
     return this;
   }
 
@@ -245,6 +289,7 @@ export class Primer {
 
   #requested(): SegmentAction[] {
     const r: SegmentAction[] = [];
+    if (this.#remap) r.push(this.#remap.pageSize === "4k" ? "remap-4k" : "remap");
     if (this.#mlock) r.push(this.#mlock.onFault ? "mlock-onfault" : "mlock");
     if (this.#populate) r.push("populate");
     return r;
@@ -263,7 +308,13 @@ export class Primer {
       requested,
       segments: [],
       totals: totalsOf([]),
-      durations: { inspectMs: 0, mlockMs: 0, populateMs: 0, totalMs: 0 },
+      durations: {
+        inspectMs: 0,
+        mlockMs: 0,
+        populateMs: 0,
+        remapMs: 0,
+        totalMs: 0,
+      },
       warnings: [],
     };
     const stop = (reason: string, ok = false, disabled = false) => {
@@ -358,6 +409,12 @@ export class Primer {
       }
     }
 
+    let remap: RemapReport | undefined;
+    let remapMs = 0;
+    if (this.#remap) {
+      remap = remapObjects(c, selected, ranges, this.#remap);
+      remapMs = remap.ms;
+    }
     let mlockMs = 0;
     if (this.#mlock) {
       const t = performance.now();
@@ -408,22 +465,34 @@ export class Primer {
     });
     const totals = totalsOf(segments);
     const totalMs = performance.now() - t0;
-    return new PrimeOutcome({
+    const reasons: string[] = [];
+    if (totals.failed) {
+      reasons.push(`${totals.failed} of ${totals.segments} segment(s) failed`);
+    }
+    if (remap) {
+      const bad = remap.regions.filter((r) => r.status === "failed").length;
+      if (bad) reasons.push(`${bad} of ${remap.regions.length} remap region(s) failed`);
+      if (remap.pageSize === "2m" && !remap.thp.usable) {
+        reasons.push(`remap got no huge pages: ${remap.thp.reason}`);
+      }
+    }
+    const data: PrimeOutcomeData = {
       ...base,
-      ok: totals.failed === 0,
+      ok: reasons.length === 0,
       segments,
       totals,
       durations: {
-        inspectMs: totalMs - mlockMs - populateMs,
+        inspectMs: totalMs - mlockMs - populateMs - remapMs,
         mlockMs,
         populateMs,
+        remapMs,
         totalMs,
       },
       warnings: base.warnings,
-      ...(totals.failed
-        ? { reason: `${totals.failed} of ${totals.segments} segment(s) failed` }
-        : {}),
-    });
+    };
+    if (reasons.length) data.reason = reasons.join("; ");
+    if (remap) data.remap = remap;
+    return new PrimeOutcome(data, () => restoreRemapped(c));
   }
 }
 
@@ -440,4 +509,21 @@ export class Primer {
  */
 export function prime(): Primer {
   return new Primer();
+}
+
+/**
+ * Puts every region this process remapped back on the executable's file
+ * pages (the same as `out.restore()` on the outcome that remapped them).
+ *
+ * @example
+ * ```ts
+ * import { prime, restore } from "../mod.ts";
+ * prime().remap(true).run();
+ * console.log(restore().restored);
+ * ```
+ */
+export function restore(): RestoreReport {
+  const why = ffiAvailability();
+  if (why !== undefined) return { restored: 0, bytes: 0, failed: [], ms: 0 };
+  return restoreRemapped(libc());
 }

@@ -1,0 +1,547 @@
+/**
+ * Executing a remap plan in the live, multi-threaded process, and undoing
+ * it. Each region is replaced by an identical copy in one syscall (by the
+ * trampoline); gaps that aggressive alignment grows into are reserved first
+ * with `MAP_FIXED_NOREPLACE`, so no mapping made by another thread is ever
+ * clobbered. Any failure before the swap leaves the region untouched.
+ *
+ * @module
+ */
+
+import { bytesSource, parseElf } from "./elf.ts";
+import { formatBytes } from "./format.ts";
+import {
+  errnoName,
+  type Libc,
+  MAP_ANONYMOUS,
+  MAP_FIXED_NOREPLACE,
+  MAP_PRIVATE,
+  PROT_EXEC,
+  PROT_READ,
+  SyscallError,
+} from "./libc.ts";
+import { hugeBytes, parseMaps, type SmapsVma, sumIn } from "./maps.ts";
+import { readSmaps } from "./objects.ts";
+import type { StepError } from "./outcome.ts";
+import {
+  type Alignment,
+  HUGE_PAGE,
+  NAME_PREFIX,
+  planRemap,
+  type PlannedRegion,
+  type SkippedRegion,
+} from "./plan.ts";
+import type { LoadedObject, SegmentRange } from "./segments.ts";
+import { thpStatus, type ThpStatus } from "./thp.ts";
+import { isTrampolinePath, loadTrampoline } from "./trampoline.ts";
+
+/** Options of `remap`. */
+export interface RemapOptions {
+  /** `"aggressive"` (default): grow into free neighbouring space; `"conservative"`: inward only. */
+  align?: Alignment;
+  /** `"2m"` (default): huge pages; `"4k"`: an anonymous copy on small pages (for A/B benchmarks). */
+  pageSize?: "2m" | "4k";
+}
+
+/** What happened to one planned region. */
+export interface RegionReport {
+  /** Object path. */
+  object: string;
+  /** LOAD index. */
+  index: number;
+  /** `"text"` or `"rodata"`. */
+  kind: string;
+  /** Protection. */
+  perms: string;
+  /** Remapped range start (2 MiB aligned). */
+  start: number;
+  /** Remapped range end. */
+  end: number;
+  /** Start of the original content within the range. */
+  dataStart: number;
+  /** End of the original content. */
+  dataEnd: number;
+  /** File offset of `dataStart`. */
+  fileOffset: number;
+  /** Bytes of original content moved (`dataEnd - dataStart`). */
+  bytes: number;
+  /** Bytes of the range on 2 MiB pages afterwards, from smaps. */
+  huge: number;
+  /** `"remapped"` or `"failed"`. */
+  status: "remapped" | "failed";
+  /** The failure. */
+  error?: StepError;
+  /** Milliseconds of the trampoline call. */
+  ms: number;
+  /** Things worth knowing (collapse or naming refused, a gap taken meanwhile). */
+  notes: string[];
+}
+
+/** Bytes of a kind of segment and how many of them are on 2 MiB pages. */
+export interface Coverage {
+  /** Bytes of the LOAD segments of that kind. */
+  bytes: number;
+  /** Of those, bytes on 2 MiB pages (smaps). */
+  huge: number;
+}
+
+/** The remap part of an outcome. */
+export interface RemapReport {
+  /** Options used. */
+  align: Alignment;
+  /** Page size of the copies. */
+  pageSize: "2m" | "4k";
+  /** THP situation. */
+  thp: ThpStatus;
+  /** Per planned region. */
+  regions: RegionReport[];
+  /** VMAs not remapped, and why. */
+  skipped: SkippedRegion[];
+  /** Text coverage over the selected objects' code segments. */
+  text: Coverage;
+  /** Read-only data coverage. */
+  rodata: Coverage;
+  /** Resident bytes of page-primer's copies after the run (smaps Rss). */
+  copyResident: number;
+  /** Milliseconds of the whole remap step. */
+  ms: number;
+  /** Warnings. */
+  warnings: string[];
+}
+
+/** What happened to one region on restore. */
+export interface RestoreReport {
+  /** Regions put back on the file. */
+  restored: number;
+  /** Bytes put back. */
+  bytes: number;
+  /** Regions that could not be restored, with why. */
+  failed: { start: number; end: number; object: string; message: string }[];
+  /** Milliseconds. */
+  ms: number;
+}
+
+interface FileIdentity {
+  path: string;
+  dev: string;
+  inode: number;
+  size: number;
+  buildId: string | undefined;
+}
+
+interface ActiveSwap {
+  region: PlannedRegion;
+  prot: number;
+  file: FileIdentity;
+}
+
+/** Swaps in place in this process, by region start. */
+const active = new Map<number, ActiveSwap>();
+
+function protOf(perms: string): number {
+  return (perms[0] === "r" ? PROT_READ : 0) | (perms[2] === "x" ? PROT_EXEC : 0);
+}
+
+/**
+ * Device number of `stat` as maps prints it (`"fe:00"`), glibc encoding.
+ *
+ * @example
+ * ```ts
+ * import { devString } from "./remap.ts";
+ * console.log(devString(0xfe00)); // "fe:00"
+ * ```
+ */
+export function devString(dev: number): string {
+  const d = BigInt(dev);
+  const major = ((d >> 8n) & 0xfffn) | ((d >> 32n) & ~0xfffn);
+  const minor = (d & 0xffn) | ((d >> 12n) & ~0xffn);
+  return `${major.toString(16).padStart(2, "0")}:${
+    minor.toString(16).padStart(2, "0")
+  }`;
+}
+
+function readBuildIdFromFd(c: Libc, fd: number, size: number) {
+  const src = {
+    size,
+    read: (offset: number, length: number) => c.pread(fd, offset, length),
+  };
+  try {
+    return parseElf(src).buildId;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Opens `path` and checks it is the file mapped with `dev`/`inode`. */
+function openIdentified(
+  c: Libc,
+  path: string,
+  dev: string,
+  inode: number,
+): { fd: number; file: FileIdentity } | string {
+  let fd: number;
+  try {
+    fd = c.openRead(path);
+  } catch (e) {
+    return `cannot open ${path}: ${e instanceof Error ? e.message : e}`;
+  }
+  const st = c.fstat(fd);
+  if (devString(st.dev) !== dev || st.ino !== inode) {
+    c.close(fd);
+    return `${path} on disk is not the file that was loaded (device/inode ${
+      devString(st.dev)
+    }/${st.ino}, loaded ${dev}/${inode}): it was replaced, e.g. by an upgrade`;
+  }
+  return {
+    fd,
+    file: {
+      path,
+      dev,
+      inode,
+      size: st.size,
+      buildId: readBuildIdFromFd(c, fd, st.size),
+    },
+  };
+}
+
+function reserve(c: Libc, start: number, end: number): boolean {
+  let got: number;
+  try {
+    got = c.mmap(
+      start,
+      end - start,
+      0,
+      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+    );
+  } catch {
+    return false; // EEXIST: someone mapped it meanwhile
+  }
+  if (got !== start) {
+    // A kernel older than 4.17 treats the address as a hint.
+    c.munmap(got, end - start);
+    return false;
+  }
+  return true;
+}
+
+function maxMapHeadroom(c: Libc, current: number): number {
+  try {
+    const max = parseInt(c.readText("/proc/sys/vm/max_map_count"), 10);
+    return max - current;
+  } catch {
+    return Infinity;
+  }
+}
+
+function measure(
+  smaps: readonly SmapsVma[],
+  ranges: readonly SegmentRange[],
+  kind: "text" | "rodata",
+): Coverage {
+  let bytes = 0;
+  let huge = 0;
+  for (const r of ranges) {
+    if (r.kind !== kind || r.origin !== "load") continue;
+    bytes += r.end - r.start;
+    huge += Math.min(r.end - r.start, sumIn(smaps, r.start, r.end, hugeBytes));
+  }
+  return { bytes, huge };
+}
+
+/**
+ * Moves the read-only and code VMAs of `objects` onto 2 MiB pages (or a
+ * 4 KiB anonymous copy), one region at a time, and measures the result.
+ *
+ * @example
+ * ```ts no-eval
+ * import { libc } from "./libc.ts";
+ * import { mainExecutable } from "./objects.ts";
+ * import { segmentRanges } from "./segments.ts";
+ * import { remapObjects } from "./remap.ts";
+ * const c = libc();
+ * const exe = mainExecutable(c);
+ * const report = remapObjects(c, [exe], segmentRanges(exe, 4096), {});
+ * console.log(report.text);
+ * ```
+ */
+export function remapObjects(
+  c: Libc,
+  objects: readonly LoadedObject[],
+  ranges: readonly SegmentRange[],
+  options: RemapOptions,
+): RemapReport {
+  const t0 = performance.now();
+  const align = options.align ?? "aggressive";
+  const pageSize = options.pageSize ?? "2m";
+  const small = pageSize === "4k";
+  const thp = thpStatus(c);
+  const warnings: string[] = [];
+  const report = (
+    regions: RegionReport[],
+    skipped: SkippedRegion[],
+    smaps: readonly SmapsVma[],
+  ): RemapReport => ({
+    align,
+    pageSize,
+    thp,
+    regions,
+    skipped,
+    text: measure(smaps, ranges, "text"),
+    rodata: measure(smaps, ranges, "rodata"),
+    copyResident: [...active.values()].reduce(
+      (n, a) => n + sumIn(smaps, a.region.start, a.region.end, (v) => v.rss),
+      0,
+    ),
+    ms: performance.now() - t0,
+    warnings,
+  });
+  const eligible = objects.filter((o) => !isTrampolinePath(o.path));
+  if (!small && !thp.usable) {
+    warnings.push(`no huge pages possible: ${thp.reason}`);
+    return report([], [], readSmaps(c));
+  }
+  if (thp.reason) warnings.push(thp.reason);
+  const maps = parseMaps(c.readText("/proc/self/maps"));
+  const ours = [...active.values()].map((a) => ({
+    start: a.region.start,
+    end: a.region.end,
+  }));
+  const plan = planRemap(eligible, ranges, maps, align, ours);
+  const headroom = maxMapHeadroom(c, maps.length);
+  const needed = plan.regions.length * 6;
+  if (headroom < needed) {
+    warnings.push(
+      `vm.max_map_count leaves room for ${headroom} more mappings, a remap needs up to ${needed}: nothing remapped; raise it with sysctl -w vm.max_map_count=${
+        maps.length + needed + 1024
+      }`,
+    );
+    return report([], plan.skipped, readSmaps(c));
+  }
+  const tramp = loadTrampoline(c);
+  const files = new Map<string, { fd: number; file: FileIdentity } | string>();
+  const results: RegionReport[] = [];
+  try {
+    for (const region of plan.regions) {
+      const notes: string[] = [];
+      const base = {
+        object: region.object,
+        index: region.index,
+        kind: region.kind,
+        perms: region.perms,
+        notes,
+      };
+      const failed = (step: string, code: string, errno: number, message: string) =>
+        results.push({
+          ...base,
+          start: region.start,
+          end: region.end,
+          dataStart: region.dataStart,
+          dataEnd: region.dataEnd,
+          fileOffset: region.fileOffset,
+          bytes: region.dataEnd - region.dataStart,
+          huge: 0,
+          status: "failed",
+          error: { step, code, errno, message },
+          ms: 0,
+        });
+      const key = `${region.object}\0${region.dev}\0${region.inode}`;
+      if (!files.has(key)) {
+        files.set(key, openIdentified(c, region.object, region.dev, region.inode));
+      }
+      const opened = files.get(key)!;
+      if (typeof opened === "string") {
+        failed("open", "ESTALE", 116, `${opened}; left on its original pages`);
+        continue;
+      }
+      // Reserve the gaps; a gap taken meanwhile shrinks the region instead.
+      const held: { start: number; end: number }[] = [];
+      let start = region.start;
+      let end = region.end;
+      for (const g of region.gaps) {
+        if (reserve(c, g.start, g.end)) {
+          held.push(g);
+        } else {
+          notes.push(
+            `the free space at 0x${g.start.toString(16)} was taken by another mapping meanwhile; left it alone`,
+          );
+          if (g.start < region.dataStart) start += HUGE_PAGE;
+          else end -= HUGE_PAGE;
+        }
+      }
+      const dataStart = Math.max(start, region.vmaStart);
+      const dataEnd = Math.min(end, region.vmaEnd);
+      if (end - start < HUGE_PAGE) {
+        for (const g of held) c.munmap(g.start, g.end - g.start);
+        failed("reserve", "EEXIST", 17, "no whole 2 MiB page left after a neighbour appeared");
+        continue;
+      }
+      const planned: PlannedRegion = {
+        ...region,
+        start,
+        end,
+        dataStart,
+        dataEnd,
+        fileOffset: region.fileOffset + (dataStart - region.dataStart),
+        gaps: held,
+      };
+      const prot = protOf(region.perms);
+      const t = performance.now();
+      const [res] = tramp.run([{
+        op: "swap",
+        start,
+        len: end - start,
+        dataStart,
+        dataLen: dataEnd - dataStart,
+        prot,
+        small,
+        name: `${NAME_PREFIX}${region.object}`,
+        fd: opened.fd,
+        fileOffset: planned.fileOffset,
+      }]);
+      const ms = performance.now() - t;
+      if (res.collapseErrno && !small) {
+        notes.push(`MADV_COLLAPSE: ${errnoName(res.collapseErrno)}`);
+      }
+      if (res.nameErrno) {
+        notes.push(
+          `PR_SET_VMA_ANON_NAME: ${errnoName(res.nameErrno)} (kernel without CONFIG_ANON_VMA_NAME); the copy shows as an unnamed anonymous mapping`,
+        );
+      }
+      if (res.errno !== 0) {
+        // Before mremap nothing moved: drop our reservations. If mremap
+        // itself failed, the gaps may be gone already; leave them.
+        if (res.step !== "mremap") {
+          for (const g of held) c.munmap(g.start, g.end - g.start);
+        }
+        results.push({
+          ...base,
+          start,
+          end,
+          dataStart,
+          dataEnd,
+          fileOffset: planned.fileOffset,
+          bytes: dataEnd - dataStart,
+          huge: 0,
+          status: "failed",
+          error: {
+            step: res.step,
+            code: errnoName(res.errno),
+            errno: res.errno,
+            message: `${res.step} failed with ${errnoName(res.errno)} for ${
+              formatBytes(end - start)
+            } at 0x${start.toString(16)}` +
+              (res.step === "mremap"
+                ? res.recovered
+                  ? "; the file was mapped back, the code is intact"
+                  : "; the region could not be verified intact"
+                : "; nothing was changed"),
+          },
+          ms,
+        });
+        continue;
+      }
+      active.set(start, { region: planned, prot, file: opened.file });
+      results.push({
+        ...base,
+        start,
+        end,
+        dataStart,
+        dataEnd,
+        fileOffset: planned.fileOffset,
+        bytes: dataEnd - dataStart,
+        huge: 0,
+        status: "remapped",
+        ms,
+      });
+    }
+  } finally {
+    for (const f of files.values()) if (typeof f !== "string") c.close(f.fd);
+  }
+  const smaps = readSmaps(c);
+  for (const r of results) {
+    if (r.status === "remapped") {
+      const a = active.get(r.start)!.region;
+      r.huge = sumIn(smaps, a.dataStart, a.dataEnd, hugeBytes);
+    }
+  }
+  return report(results, plan.skipped, smaps);
+}
+
+/**
+ * Puts every region this process remapped back on its file, each in one
+ * `mmap(MAP_FIXED|MAP_PRIVATE)` of the executable at the segment's file
+ * offset. Refuses a region whose file on disk is no longer the one loaded
+ * (device, inode, size or build-id differ).
+ *
+ * @example
+ * ```ts no-eval
+ * import { libc } from "./libc.ts";
+ * import { restoreRemapped } from "./remap.ts";
+ * console.log(restoreRemapped(libc()).restored);
+ * ```
+ */
+export function restoreRemapped(c: Libc): RestoreReport {
+  const t0 = performance.now();
+  const out: RestoreReport = { restored: 0, bytes: 0, failed: [], ms: 0 };
+  if (active.size === 0) {
+    out.ms = performance.now() - t0;
+    return out;
+  }
+  const tramp = loadTrampoline(c);
+  for (const [start, swap] of [...active.entries()]) {
+    const r = swap.region;
+    const fail = (message: string) =>
+      out.failed.push({ start: r.start, end: r.end, object: r.object, message });
+    const opened = openIdentified(c, swap.file.path, swap.file.dev, swap.file.inode);
+    if (typeof opened === "string") {
+      fail(`${opened}; kept the in-memory copy`);
+      continue;
+    }
+    try {
+      if (opened.file.size !== swap.file.size || opened.file.buildId !== swap.file.buildId) {
+        fail(
+          `${swap.file.path} changed since it was loaded (size or build-id differ); kept the in-memory copy`,
+        );
+        continue;
+      }
+      const [res] = tramp.run([{
+        op: "restore",
+        start: r.start,
+        len: r.end - r.start,
+        dataStart: r.dataStart,
+        dataLen: r.dataEnd - r.dataStart,
+        prot: swap.prot,
+        small: false,
+        fd: opened.fd,
+        fileOffset: r.fileOffset,
+      }]);
+      if (res.errno !== 0) {
+        fail(`${res.step} failed with ${errnoName(res.errno)}`);
+        if (res.step !== "munmap extension") continue;
+      }
+      active.delete(start);
+      out.restored++;
+      out.bytes += r.dataEnd - r.dataStart;
+    } catch (e) {
+      if (!(e instanceof SyscallError)) throw e;
+      fail(e.message);
+    } finally {
+      c.close(opened.fd);
+    }
+  }
+  out.ms = performance.now() - t0;
+  return out;
+}
+
+/**
+ * Number of regions currently swapped by this process.
+ *
+ * @example
+ * ```ts
+ * import { activeRemaps } from "./remap.ts";
+ * console.log(activeRemaps()); // 0
+ * ```
+ */
+export function activeRemaps(): number {
+  return active.size;
+}
