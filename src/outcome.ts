@@ -387,7 +387,9 @@ export class PrimeOutcome implements PrimeOutcomeData {
 
 function formatRemap(r: RemapReport): string[] {
   const lines = [
-    `  remap (${r.pageSize === "4k" ? "4 KiB copy" : "2 MiB pages"}, ${r.align}): ${
+    `  remap (${
+      r.pageSize === "4k" ? "4 KiB copy" : "2 MiB pages"
+    }, ${r.align}): ${
       r.regions.filter((x) => x.status === "remapped").length
     } of ${r.regions.length} region(s) in ${r.ms.toFixed(1)} ms`,
   ];
@@ -400,7 +402,9 @@ function formatRemap(r: RemapReport): string[] {
       "0x" + x.start.toString(16),
       formatMiB(x.bytes),
       formatMiB(x.huge),
-      x.status === "failed" ? `FAILED ${x.error?.step}: ${x.error?.code}` : x.status,
+      x.status === "failed"
+        ? `FAILED ${x.error?.step}: ${x.error?.code}`
+        : x.status,
     ]);
     const table = formatTable(
       ["object", "seg", "perm", "kind", "at", "MiB", "huge", "status"],
@@ -410,19 +414,29 @@ function formatRemap(r: RemapReport): string[] {
     lines.push(...table.split("\n").map((l) => "  " + l));
   }
   lines.push(
-    `  on 2 MiB pages: text ${formatMiB(r.text.huge)} of ${formatMiB(r.text.bytes)} MiB (${
-      formatPercent(r.text.huge, r.text.bytes)
-    }), rodata ${formatMiB(r.rodata.huge)} of ${formatMiB(r.rodata.bytes)} MiB (${
+    `  on 2 MiB pages: text ${formatMiB(r.text.huge)} of ${
+      formatMiB(r.text.bytes)
+    } MiB (${formatPercent(r.text.huge, r.text.bytes)}), rodata ${
+      formatMiB(r.rodata.huge)
+    } of ${formatMiB(r.rodata.bytes)} MiB (${
       formatPercent(r.rodata.huge, r.rodata.bytes)
     }); copies resident ${formatBytes(r.copyResident)}`,
   );
   for (const x of r.regions) {
-    if (x.error) lines.push(`  error: ${basename(x.object)} seg ${x.index}: ${x.error.message}`);
-    for (const n of x.notes) lines.push(`  note: ${basename(x.object)} seg ${x.index}: ${n}`);
+    if (x.error) {
+      lines.push(
+        `  error: ${basename(x.object)} seg ${x.index}: ${x.error.message}`,
+      );
+    }
+    for (const n of x.notes) {
+      lines.push(`  note: ${basename(x.object)} seg ${x.index}: ${n}`);
+    }
   }
   for (const k of r.skipped) {
     lines.push(
-      `  skipped: ${basename(k.object)} seg ${k.index} ${k.perms} ${formatBytes(k.end - k.start)}: ${k.reason}`,
+      `  skipped: ${basename(k.object)} seg ${k.index} ${k.perms} ${
+        formatBytes(k.end - k.start)
+      }: ${k.reason}`,
     );
   }
   for (const w of r.warnings) lines.push(`  warning: ${w}`);

@@ -167,7 +167,9 @@ export function planRemap(
         return skip("already remapped by page-primer");
       }
       if (first.path !== r.object) {
-        return skip("not mapped from the object's file (replaced by someone else)");
+        return skip(
+          "not mapped from the object's file (replaced by someone else)",
+        );
       }
       if (first.shared) return skip("a shared mapping");
       const vs = first.start;
@@ -225,14 +227,20 @@ export function planRemap(
   for (let i = 1; i < regions.length; i++) {
     if (regions[i].start < regions[i - 1].end) {
       throw new Error(
-        `internal error: planned regions overlap at 0x${regions[i].start.toString(16)}`,
+        `internal error: planned regions overlap at 0x${
+          regions[i].start.toString(16)
+        }`,
       );
     }
   }
   return { regions, skipped };
 }
 
-function claimed(regions: readonly PlannedRegion[], start: number, end: number) {
+function claimed(
+  regions: readonly PlannedRegion[],
+  start: number,
+  end: number,
+) {
   return regions.some((r) => r.start < end && start < r.end);
 }
 

@@ -23,11 +23,11 @@ import {
 } from "./outcome.ts";
 import { populateRanges } from "./populate.ts";
 import {
+  remapObjects,
   type RemapOptions,
   type RemapReport,
-  remapObjects,
-  type RestoreReport,
   restoreRemapped,
+  type RestoreReport,
 } from "./remap.ts";
 import {
   aliasRanges,
@@ -190,12 +190,20 @@ export class Primer {
       ["align", "pageSize"],
       'true, false or { align?: "aggressive" | "conservative", pageSize?: "2m" | "4k" }',
     );
-    if (v && v.align !== undefined && v.align !== "aggressive" && v.align !== "conservative") {
+    if (
+      v && v.align !== undefined && v.align !== "aggressive" &&
+      v.align !== "conservative"
+    ) {
       throw new RangeError(
-        `remap(): align must be "aggressive" or "conservative"; got ${describe(v.align)}`,
+        `remap(): align must be "aggressive" or "conservative"; got ${
+          describe(v.align)
+        }`,
       );
     }
-    if (v && v.pageSize !== undefined && v.pageSize !== "2m" && v.pageSize !== "4k") {
+    if (
+      v && v.pageSize !== undefined && v.pageSize !== "2m" &&
+      v.pageSize !== "4k"
+    ) {
       throw new RangeError(
         `remap(): pageSize must be "2m" or "4k"; got ${describe(v.pageSize)}`,
       );
@@ -289,7 +297,9 @@ export class Primer {
 
   #requested(): SegmentAction[] {
     const r: SegmentAction[] = [];
-    if (this.#remap) r.push(this.#remap.pageSize === "4k" ? "remap-4k" : "remap");
+    if (this.#remap) {
+      r.push(this.#remap.pageSize === "4k" ? "remap-4k" : "remap");
+    }
     if (this.#mlock) r.push(this.#mlock.onFault ? "mlock-onfault" : "mlock");
     if (this.#populate) r.push("populate");
     return r;
@@ -471,7 +481,11 @@ export class Primer {
     }
     if (remap) {
       const bad = remap.regions.filter((r) => r.status === "failed").length;
-      if (bad) reasons.push(`${bad} of ${remap.regions.length} remap region(s) failed`);
+      if (bad) {
+        reasons.push(
+          `${bad} of ${remap.regions.length} remap region(s) failed`,
+        );
+      }
       if (remap.pageSize === "2m" && !remap.thp.usable) {
         reasons.push(`remap got no huge pages: ${remap.thp.reason}`);
       }

@@ -27,12 +27,12 @@ import {
   type Alignment,
   HUGE_PAGE,
   NAME_PREFIX,
-  planRemap,
   type PlannedRegion,
+  planRemap,
   type SkippedRegion,
 } from "./plan.ts";
 import type { LoadedObject, SegmentRange } from "./segments.ts";
-import { thpStatus, type ThpStatus } from "./thp.ts";
+import { type ThpStatus, thpStatus } from "./thp.ts";
 import { isTrampolinePath, loadTrampoline } from "./trampoline.ts";
 
 /** Options of `remap`. */
@@ -139,7 +139,8 @@ interface ActiveSwap {
 const active = new Map<number, ActiveSwap>();
 
 function protOf(perms: string): number {
-  return (perms[0] === "r" ? PROT_READ : 0) | (perms[2] === "x" ? PROT_EXEC : 0);
+  return (perms[0] === "r" ? PROT_READ : 0) |
+    (perms[2] === "x" ? PROT_EXEC : 0);
 }
 
 /**
@@ -330,7 +331,12 @@ export function remapObjects(
         perms: region.perms,
         notes,
       };
-      const failed = (step: string, code: string, errno: number, message: string) =>
+      const failed = (
+        step: string,
+        code: string,
+        errno: number,
+        message: string,
+      ) =>
         results.push({
           ...base,
           start: region.start,
@@ -346,7 +352,10 @@ export function remapObjects(
         });
       const key = `${region.object}\0${region.dev}\0${region.inode}`;
       if (!files.has(key)) {
-        files.set(key, openIdentified(c, region.object, region.dev, region.inode));
+        files.set(
+          key,
+          openIdentified(c, region.object, region.dev, region.inode),
+        );
       }
       const opened = files.get(key)!;
       if (typeof opened === "string") {
@@ -362,7 +371,9 @@ export function remapObjects(
           held.push(g);
         } else {
           notes.push(
-            `the free space at 0x${g.start.toString(16)} was taken by another mapping meanwhile; left it alone`,
+            `the free space at 0x${
+              g.start.toString(16)
+            } was taken by another mapping meanwhile; left it alone`,
           );
           if (g.start < region.dataStart) start += HUGE_PAGE;
           else end -= HUGE_PAGE;
@@ -372,7 +383,12 @@ export function remapObjects(
       const dataEnd = Math.min(end, region.vmaEnd);
       if (end - start < HUGE_PAGE) {
         for (const g of held) c.munmap(g.start, g.end - g.start);
-        failed("reserve", "EEXIST", 17, "no whole 2 MiB page left after a neighbour appeared");
+        failed(
+          "reserve",
+          "EEXIST",
+          17,
+          "no whole 2 MiB page left after a neighbour appeared",
+        );
         continue;
       }
       const planned: PlannedRegion = {
@@ -404,7 +420,9 @@ export function remapObjects(
       }
       if (res.nameErrno) {
         notes.push(
-          `PR_SET_VMA_ANON_NAME: ${errnoName(res.nameErrno)} (kernel without CONFIG_ANON_VMA_NAME); the copy shows as an unnamed anonymous mapping`,
+          `PR_SET_VMA_ANON_NAME: ${
+            errnoName(res.nameErrno)
+          } (kernel without CONFIG_ANON_VMA_NAME); the copy shows as an unnamed anonymous mapping`,
         );
       }
       if (res.errno !== 0) {
@@ -427,9 +445,10 @@ export function remapObjects(
             step: res.step,
             code: errnoName(res.errno),
             errno: res.errno,
-            message: `${res.step} failed with ${errnoName(res.errno)} for ${
-              formatBytes(end - start)
-            } at 0x${start.toString(16)}` +
+            message:
+              `${res.step} failed with ${errnoName(res.errno)} for ${
+                formatBytes(end - start)
+              } at 0x${start.toString(16)}` +
               (res.step === "mremap"
                 ? res.recovered
                   ? "; the file was mapped back, the code is intact"
@@ -491,14 +510,27 @@ export function restoreRemapped(c: Libc): RestoreReport {
   for (const [start, swap] of [...active.entries()]) {
     const r = swap.region;
     const fail = (message: string) =>
-      out.failed.push({ start: r.start, end: r.end, object: r.object, message });
-    const opened = openIdentified(c, swap.file.path, swap.file.dev, swap.file.inode);
+      out.failed.push({
+        start: r.start,
+        end: r.end,
+        object: r.object,
+        message,
+      });
+    const opened = openIdentified(
+      c,
+      swap.file.path,
+      swap.file.dev,
+      swap.file.inode,
+    );
     if (typeof opened === "string") {
       fail(`${opened}; kept the in-memory copy`);
       continue;
     }
     try {
-      if (opened.file.size !== swap.file.size || opened.file.buildId !== swap.file.buildId) {
+      if (
+        opened.file.size !== swap.file.size ||
+        opened.file.buildId !== swap.file.buildId
+      ) {
         fail(
           `${swap.file.path} changed since it was loaded (size or build-id differ); kept the in-memory copy`,
         );

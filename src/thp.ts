@@ -69,8 +69,12 @@ export function thpVerdict(
 ): ThpStatus {
   const [maj, min] = kernelVersion(release);
   const collapse = maj > 6 || (maj === 6 && min >= 1);
-  const enabled = enabledText === undefined ? "unavailable" : selected(enabledText);
-  const defrag = defragText === undefined ? "unavailable" : selected(defragText);
+  const enabled = enabledText === undefined
+    ? "unavailable"
+    : selected(enabledText);
+  const defrag = defragText === undefined
+    ? "unavailable"
+    : selected(defragText);
   const base = { enabled, defrag, processDisabled, collapse };
   if (enabled === "unavailable") {
     return {

@@ -12,10 +12,7 @@
 
 import { addressOf, type NativeLibrary, openLibrary } from "./ffi.ts";
 import type { Libc } from "./libc.ts";
-import {
-  TRAMPOLINE_ABI,
-  TRAMPOLINE_SO_BASE64,
-} from "./trampoline_so.ts";
+import { TRAMPOLINE_ABI, TRAMPOLINE_SO_BASE64 } from "./trampoline_so.ts";
 
 const SYMBOLS = {
   pp_abi: { args: [], returns: "u64" },

@@ -69,10 +69,15 @@ export interface Child {
  */
 export function startChild(
   runtime: "deno" | "bun",
-  cfg: Record<string, unknown>,
-  options: { shellPrefix?: string; env?: Record<string, string> } = {},
+  cfg: unknown,
+  options: {
+    shellPrefix?: string;
+    env?: Record<string, string>;
+    script?: string;
+  } = {},
 ): Promise<Child> {
-  const cmd = runtimeCommand(runtime, `${ROOT}tests/fixtures/child.ts`, [
+  const script = options.script ?? "child.ts";
+  const cmd = runtimeCommand(runtime, `${ROOT}tests/fixtures/${script}`, [
     JSON.stringify(cfg),
   ]);
   const quoted = shellQuote(cmd);

@@ -306,7 +306,13 @@ test("PrimeOutcome: totals, table, errors, JSON", () => {
     requested: ["mlock"],
     segments: segs,
     totals,
-    durations: { inspectMs: 1, mlockMs: 2, populateMs: 0, remapMs: 0, totalMs: 3 },
+    durations: {
+      inspectMs: 1,
+      mlockMs: 2,
+      populateMs: 0,
+      remapMs: 0,
+      totalMs: 3,
+    },
     warnings: ["w1"],
   });
   const text = out.format();

@@ -15,10 +15,23 @@ import { fileURLToPath } from "node:url";
 const dir = fileURLToPath(new URL(".", import.meta.url));
 export const SOURCES = ["primer.c", "arch_x86_64.h"];
 export const CFLAGS = [
-  "-std=gnu11", "-O2", "-fPIC", "-shared", "-nostdlib", "-ffreestanding",
-  "-fno-builtin", "-fno-stack-protector", "-fno-tree-loop-distribute-patterns",
-  "-fvisibility=hidden", "-Wall", "-Wextra", "-Werror",
-  "-Wl,-z,now", "-Wl,-z,defs", "-Wl,--build-id=none", "-s",
+  "-std=gnu11",
+  "-O2",
+  "-fPIC",
+  "-shared",
+  "-nostdlib",
+  "-ffreestanding",
+  "-fno-builtin",
+  "-fno-stack-protector",
+  "-fno-tree-loop-distribute-patterns",
+  "-fvisibility=hidden",
+  "-Wall",
+  "-Wextra",
+  "-Werror",
+  "-Wl,-z,now",
+  "-Wl,-z,defs",
+  "-Wl,--build-id=none",
+  "-s",
 ];
 
 export function sourceHash() {
@@ -33,7 +46,9 @@ export function sourceHash() {
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const out = dir + "primer.so";
   const cc = process.env.CC ?? "gcc";
-  execFileSync(cc, [...CFLAGS, "-o", out, dir + "primer.c"], { stdio: "inherit" });
+  execFileSync(cc, [...CFLAGS, "-o", out, dir + "primer.c"], {
+    stdio: "inherit",
+  });
   const so = readFileSync(out);
   const b64 = so.toString("base64").replace(/.{1,76}/g, (l) => `  "${l}",\n`);
   const cver = execFileSync(cc, ["--version"]).toString().split("\n")[0];
@@ -52,5 +67,7 @@ export const TRAMPOLINE_SO_BASE64: string = [
 ${b64}].join("");
 `;
   writeFileSync(new URL("../src/trampoline_so.ts", import.meta.url), ts);
-  console.log(`trampoline: ${so.length} bytes, sources ${sourceHash().slice(0, 12)}…`);
+  console.log(
+    `trampoline: ${so.length} bytes, sources ${sourceHash().slice(0, 12)}…`,
+  );
 }

@@ -1,0 +1,237 @@
+// remap() end to end: children of each runtime move their own text and
+// rodata onto 2 MiB pages; this process checks /proc/<pid>/smaps, and the
+// child compares every remapped byte with the executable file.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { RUNTIMES, startChild } from "./helpers.ts";
+import { hugeBytes, type SmapsVma, sumIn } from "../src/maps.ts";
+import type { PrimeOutcomeData, SegmentReport } from "../src/outcome.ts";
+
+const HUGE = 2 * 1024 * 1024;
+
+interface Report {
+  pid: number;
+  results: {
+    remap?: PrimeOutcomeData;
+    restore?: { restored: number; failed: unknown[] };
+    verify?: { bytes: number; mismatches: number };
+    occupyGap?: { at: number; textStart: number } | string;
+  }[];
+  marker?: number[];
+}
+
+function run(rt: "deno" | "bun", steps: unknown[]) {
+  return startChild(rt, steps, { script: "remap_child.ts" });
+}
+
+function loadSeg(
+  out: PrimeOutcomeData,
+  kind: "text" | "rodata",
+): SegmentReport {
+  const s = out.segments.find((s) => s.kind === kind && s.origin === "load");
+  assert.ok(s, `no ${kind} segment`);
+  return s;
+}
+
+function hugeIn(smaps: readonly SmapsVma[], s: { start: number; end: number }) {
+  return sumIn(smaps, s.start, s.end, hugeBytes);
+}
+
+// The best any 2 MiB-aligned remap can do for a text segment whose end
+// touches the next segment: everything up to the last 2 MiB boundary.
+function reachable(s: { start: number; end: number }): number {
+  return (Math.floor(s.end / HUGE) * HUGE - s.start) / (s.end - s.start);
+}
+
+for (const rt of RUNTIMES) {
+  test(`${rt}: remap(true) puts text and rodata on 2 MiB pages, bytes equal the file`, async () => {
+    const child = await run(rt, [{ remap: {} }, "verify"]);
+    try {
+      const rep = child.outcome as unknown as Report;
+      const out = rep.results[0].remap!;
+      assert.equal(out.ok, true, out.reason);
+      const smaps = child.smaps();
+      const text = loadSeg(out, "text");
+      const rodata = loadSeg(out, "rodata");
+      const textCov = hugeIn(smaps, text) / text.bytes;
+      const roCov = hugeIn(smaps, rodata) / rodata.bytes;
+      console.log(
+        `${rt}: text ${(100 * textCov).toFixed(1)}% (best possible here ${
+          (100 * reachable(text)).toFixed(1)
+        }%), rodata ${(100 * roCov).toFixed(1)}% on 2 MiB pages, remap ${
+          out.remap!.ms.toFixed(1)
+        } ms`,
+      );
+      // Every planned byte got a huge page, and the geometry's best is met.
+      assert.ok(
+        textCov >= Math.min(0.97, reachable(text)) - 0.001,
+        `text ${textCov}`,
+      );
+      assert.ok(roCov >= 0.95, `rodata ${roCov}`);
+      for (const r of out.remap!.regions) {
+        assert.equal(r.status, "remapped");
+        assert.equal(r.start % HUGE, 0);
+        assert.equal(r.end % HUGE, 0);
+        assert.equal(
+          r.huge,
+          r.bytes,
+          `${r.kind}: ${r.huge} of ${r.bytes} on huge pages`,
+        );
+      }
+      // The copies are anonymous and never writable (so never W+X). The
+      // runtimes' own JIT areas are rwx; they are not ours and not checked.
+      for (const r of out.remap!.regions) {
+        const copy = smaps.filter((v) => v.start < r.end && r.start < v.end);
+        assert.ok(copy.length >= 1);
+        for (const v of copy) {
+          assert.equal(v.perms, r.kind === "text" ? "r-xp" : "r--p");
+          assert.equal(v.inode, 0, "copy is not anonymous");
+          assert.ok(
+            v.start >= r.start && v.end <= r.end,
+            "copy VMA sticks out",
+          );
+        }
+      }
+      const verify = rep.results[1].verify!;
+      assert.equal(verify.mismatches, 0);
+      assert.equal(
+        verify.bytes,
+        out.remap!.regions.reduce((n, r) => n + r.bytes, 0),
+      );
+      assert.ok(verify.bytes > 80 * 1024 * 1024);
+    } finally {
+      const end = await child.finish();
+      assert.equal(end.code, 0, end.stderr);
+      assert.match(end.stdout, /ALIVE \d+/);
+    }
+  });
+
+  test(`${rt}: restore() puts the file-backed pages back, bytes equal the file`, async () => {
+    const child = await run(rt, [{ remap: {} }, "restore", "verify"]);
+    try {
+      const rep = child.outcome as unknown as Report;
+      const out = rep.results[0].remap!;
+      assert.equal(rep.results[1].restore!.restored, out.remap!.regions.length);
+      assert.deepEqual(rep.results[1].restore!.failed, []);
+      assert.equal(rep.results[2].verify!.mismatches, 0);
+      const smaps = child.smaps();
+      const exe = out.segments[0].object;
+      for (const kind of ["text", "rodata"] as const) {
+        const s = loadSeg(out, kind);
+        assert.equal(hugeIn(smaps, s), 0, `${kind} still on huge pages`);
+        const inside = smaps.filter((v) => v.start < s.end && s.start < v.end);
+        assert.ok(inside.length > 0);
+        for (const v of inside) {
+          assert.equal(v.path, exe, `${kind} VMA not file-backed`);
+        }
+      }
+      // The gaps we grew into are free again: nothing maps below rodata's start.
+      for (const r of out.remap!.regions) {
+        const stray = smaps.filter((v) =>
+          v.start < r.end && r.start < v.end && v.path !== exe
+        );
+        assert.deepEqual(stray.map((v) => v.start.toString(16)), []);
+      }
+    } finally {
+      const end = await child.finish();
+      assert.equal(end.code, 0, end.stderr);
+    }
+  });
+
+  test(`${rt}: a second remap skips what is already on huge pages`, async () => {
+    const child = await run(rt, [{ remap: {} }, { remap: {} }]);
+    try {
+      const rep = child.outcome as unknown as Report;
+      const second = rep.results[1].remap!;
+      assert.equal(second.ok, true);
+      assert.equal(second.remap!.regions.length, 0);
+      const done = second.remap!.skipped.filter((s) =>
+        /already remapped/.test(s.reason)
+      );
+      assert.equal(done.length, rep.results[0].remap!.remap!.regions.length);
+    } finally {
+      await child.finish();
+    }
+  });
+
+  test(`${rt}: conservative alignment stays inside the original mappings`, async () => {
+    const child = await run(rt, [
+      { remap: { align: "conservative" } },
+      "verify",
+    ]);
+    try {
+      const rep = child.outcome as unknown as Report;
+      const out = rep.results[0].remap!;
+      assert.equal(out.ok, true, out.reason);
+      assert.ok(out.remap!.regions.length >= 1);
+      for (const r of out.remap!.regions) {
+        const seg = out.segments.find((s) =>
+          s.index === r.index && s.origin === "load"
+        )!;
+        assert.ok(
+          r.start >= seg.start && r.end <= seg.end,
+          `${r.kind} grew outside`,
+        );
+        assert.equal(r.dataStart, r.start);
+        assert.equal(r.dataEnd, r.end);
+      }
+      assert.equal(rep.results[1].verify!.mismatches, 0);
+    } finally {
+      await child.finish();
+    }
+  });
+
+  test(`${rt}: pageSize "4k" makes an anonymous small-page copy`, async () => {
+    const child = await run(rt, [{ remap: { pageSize: "4k" } }, "verify"]);
+    try {
+      const rep = child.outcome as unknown as Report;
+      const out = rep.results[0].remap!;
+      assert.equal(out.ok, true, out.reason);
+      const smaps = child.smaps();
+      const text = loadSeg(out, "text");
+      assert.equal(hugeIn(smaps, text), 0);
+      const r = out.remap!.regions.find((r) => r.kind === "text")!;
+      const copy = smaps.filter((v) => v.start >= r.start && v.end <= r.end);
+      assert.ok(
+        copy.length >= 1 && copy.every((v) => v.inode === 0),
+        "text not an anonymous copy",
+      );
+      assert.ok(
+        copy.every((v) => v.vmFlags.includes("nh")),
+        "copy lacks MADV_NOHUGEPAGE",
+      );
+      assert.equal(rep.results[1].verify!.mismatches, 0);
+    } finally {
+      await child.finish();
+    }
+  });
+}
+
+test("deno: a mapping in the gap aggressive alignment wants survives the remap", async () => {
+  // Deno is PIE with free space below its text; bun's text has rodata below.
+  const child = await run("deno", [
+    { occupyGap: true },
+    { remap: {} },
+    "verify",
+  ]);
+  try {
+    const rep = child.outcome as unknown as Report;
+    const gap = rep.results[0].occupyGap as { at: number; textStart: number };
+    assert.equal(typeof gap, "object", String(rep.results[0].occupyGap));
+    const out = rep.results[1].remap!;
+    assert.equal(out.ok, true, out.reason);
+    assert.deepEqual(rep.marker, [0x70, 0x70, 0x2d, 0x6f, 0x6b, 0x21]);
+    const text = out.remap!.regions.find((r) => r.kind === "text")!;
+    assert.ok(
+      text.start >= gap.textStart,
+      "the text region grew over the occupied gap",
+    );
+    const smaps = child.smaps();
+    const page = smaps.find((v) => v.start <= gap.at && gap.at < v.end);
+    assert.ok(page, "the gap mapping is gone");
+    assert.equal(page.perms, "rw-p");
+    assert.equal(rep.results[2].verify!.mismatches, 0);
+  } finally {
+    await child.finish();
+  }
+});
