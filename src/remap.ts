@@ -8,7 +8,7 @@
  * @module
  */
 
-import { bytesSource, parseElf } from "./elf.ts";
+import { parseElf } from "./elf.ts";
 import { formatBytes } from "./format.ts";
 import {
   errnoName,
