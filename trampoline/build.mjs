@@ -3,6 +3,7 @@
 // has no files beside it, and the user's machine may have no compiler).
 //
 //   node trampoline/build.mjs          (or: npm run build:trampoline)
+//   node trampoline/build.mjs --out X  (compile only, e.g. for PAGE_PRIMER_TRAMPOLINE)
 //
 // The generated module records the SHA-256 of the sources it was built
 // from; tests/trampoline_test.ts fails when the sources change and the
@@ -44,8 +45,17 @@ export function sourceHash() {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const out = dir + "primer.so";
   const cc = process.env.CC ?? "gcc";
+  const outArg = process.argv.indexOf("--out");
+  if (outArg > 0) {
+    // Only compile, to the given path (for PAGE_PRIMER_TRAMPOLINE).
+    const target = process.argv[outArg + 1];
+    execFileSync(cc, [...CFLAGS, "-o", target, dir + "primer.c"], {
+      stdio: "inherit",
+    });
+    process.exit(0);
+  }
+  const out = dir + "primer.so";
   execFileSync(cc, [...CFLAGS, "-o", out, dir + "primer.c"], {
     stdio: "inherit",
   });

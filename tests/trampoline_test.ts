@@ -1,0 +1,144 @@
+// The shipped trampoline: built from the current sources, self-contained,
+// loadable from a memfd, and refusing bad records without side effects.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ROOT, RUNTIMES, startChild } from "./helpers.ts";
+import {
+  TRAMPOLINE_SO_BASE64,
+  TRAMPOLINE_SOURCE_SHA256,
+} from "../src/trampoline_so.ts";
+import { bytesSource, parseElf, PT_INTERP } from "../src/elf.ts";
+import { libc } from "../src/libc.ts";
+import { loadTrampoline } from "../src/trampoline.ts";
+import { parseMaps } from "../src/maps.ts";
+
+const SOURCES = ["primer.c", "arch_x86_64.h"];
+
+function sourceHash(): string {
+  const h = createHash("sha256");
+  for (const f of SOURCES) {
+    h.update(f + "\0");
+    h.update(readFileSync(join(ROOT, "trampoline", f)));
+  }
+  return h.digest("hex");
+}
+
+function soBytes(): Uint8Array {
+  return new Uint8Array(Buffer.from(TRAMPOLINE_SO_BASE64, "base64"));
+}
+
+test("the shipped trampoline bytes were built from the current sources", () => {
+  assert.equal(
+    TRAMPOLINE_SOURCE_SHA256,
+    sourceHash(),
+    "trampoline/ changed but src/trampoline_so.ts was not rebuilt: run `npm run build:trampoline`",
+  );
+});
+
+test("the trampoline is a self-contained x86_64 shared object exporting pp_run", () => {
+  const elf = parseElf(bytesSource(soBytes()));
+  assert.equal(elf.header.machine, 62);
+  assert.equal(elf.header.type, 3);
+  assert.ok(!elf.programHeaders.some((p) => p.type === PT_INTERP));
+  const dyn = elf.symbols(".dynsym");
+  const defined = dyn.filter((s) => s.shndx !== 0).map((s) => s.name).sort();
+  assert.deepEqual(defined, ["pp_abi", "pp_run"]);
+  const undefinedSyms = dyn.filter((s) => s.shndx === 0 && s.name !== "");
+  assert.deepEqual(
+    undefinedSyms.map((s) => s.name),
+    [],
+    "it must not call libc",
+  );
+  const text = readFileSync(join(ROOT, "trampoline", "primer.c"), "utf8");
+  assert.ok(text.split("\n").length <= 300, "primer.c grew past 300 lines");
+});
+
+test("it loads from a memfd and rejects a bad record with EINVAL, changing nothing", () => {
+  const c = libc();
+  const t = loadTrampoline(c);
+  assert.match(t.path, /^\/proc\/self\/fd\/\d+$|primer\.so$/);
+  const before = c.readText("/proc/self/maps");
+  const [res] = t.run([{
+    op: "swap",
+    start: 0x200000 + 4096, // not 2 MiB aligned
+    len: 0x200000,
+    dataStart: 0x200000 + 4096,
+    dataLen: 4096,
+    prot: 5,
+    small: false,
+    fd: -1,
+    fileOffset: 0,
+  }]);
+  assert.equal(res.step, "check");
+  assert.equal(res.errno, 22);
+  const [wx] = t.run([{
+    op: "swap",
+    start: 0x200000,
+    len: 0x200000,
+    dataStart: 0x200000,
+    dataLen: 4096,
+    prot: 7, // W+X is refused
+    small: false,
+    fd: -1,
+    fileOffset: 0,
+  }]);
+  assert.equal(wx.step, "check");
+  const after = c.readText("/proc/self/maps");
+  const stable = (t: string) =>
+    parseMaps(t).filter((v) => v.path !== "" && !v.path.startsWith("["))
+      .map((v) => `${v.start}-${v.end}`).join();
+  assert.equal(stable(after), stable(before));
+});
+
+const gcc = (() => {
+  try {
+    execFileSync("gcc", ["--version"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+for (const rt of RUNTIMES) {
+  test(`${rt}: PAGE_PRIMER_TRAMPOLINE loads a locally built trampoline`, {
+    skip: gcc ? false : "gcc is not installed",
+  }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pp-tramp-"));
+    try {
+      execFileSync("node", [
+        join(ROOT, "trampoline", "build.mjs"),
+        "--out",
+        join(dir, "primer.so"),
+      ]);
+      assert.ok(existsSync(join(dir, "primer.so")));
+      const child = await startChild(rt, [{ remap: {} }, "verify"], {
+        script: "remap_child.ts",
+        env: { PAGE_PRIMER_TRAMPOLINE: join(dir, "primer.so") },
+      });
+      try {
+        const smaps = child.smaps();
+        assert.ok(
+          smaps.some((v) => v.path === join(dir, "primer.so")),
+          "override not loaded",
+        );
+        const rep = child.outcome as unknown as {
+          results: {
+            remap?: { ok: boolean };
+            verify?: { mismatches: number };
+          }[];
+        };
+        assert.equal(rep.results[0].remap!.ok, true);
+        assert.equal(rep.results[1].verify!.mismatches, 0);
+      } finally {
+        await child.finish();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
