@@ -9,7 +9,7 @@ echo "== deno test" >&2
 node_modules/.bin/deno test -A --junit-path="$out/deno.xml" tests/
 deno_rc=$?
 echo "== bun test" >&2
-node_modules/.bin/bun test --timeout 120000 --reporter=junit --reporter-outfile="$out/bun.xml" tests/
+node_modules/.bin/bun test --timeout 900000 --reporter=junit --reporter-outfile="$out/bun.xml" tests/
 bun_rc=$?
 
 node scripts/junit_count.mjs "$out/deno.xml" "$out/bun.xml"
