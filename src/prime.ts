@@ -21,6 +21,7 @@ import {
   type StepError,
   totalsOf,
 } from "./outcome.ts";
+import type { SmapsVma } from "./maps.ts";
 import { populateRanges } from "./populate.ts";
 import {
   remapObjects,
@@ -420,10 +421,14 @@ export class Primer {
     }
 
     let remap: RemapReport | undefined;
+    let afterRemap: SmapsVma[] | undefined;
     let remapMs = 0;
     if (this.#remap) {
-      remap = remapObjects(c, selected, ranges, this.#remap);
+      const done = remapObjects(c, selected, ranges, this.#remap, before);
+      const { after: _after, ...report } = done;
+      remap = report;
       remapMs = remap.ms;
+      afterRemap = done.after;
     }
     let mlockMs = 0;
     if (this.#mlock) {
@@ -447,7 +452,11 @@ export class Primer {
       });
     }
 
-    const after = base.requested.length > 0 ? readSmaps(c) : before;
+    const after = base.requested.length === 0
+      ? before
+      : afterRemap !== undefined && !this.#mlock && !this.#populate
+      ? afterRemap
+      : readSmaps(c);
     const segments: SegmentReport[] = ranges.map((r) => {
       const m0 = measureRange(before, r.start, r.end);
       const m = measureRange(after, r.start, r.end);

@@ -20,7 +20,7 @@ import {
   PROT_READ,
   SyscallError,
 } from "./libc.ts";
-import { hugeBytes, parseMaps, type SmapsVma, sumIn } from "./maps.ts";
+import { hugeBytes, type SmapsVma, sumIn, vmasIn } from "./maps.ts";
 import { readSmaps } from "./objects.ts";
 import type { StepError } from "./outcome.ts";
 import {
@@ -270,7 +270,8 @@ export function remapObjects(
   objects: readonly LoadedObject[],
   ranges: readonly SegmentRange[],
   options: RemapOptions,
-): RemapReport {
+  before?: readonly SmapsVma[],
+): RemapReport & { after: SmapsVma[] } {
   const t0 = performance.now();
   const align = options.align ?? "aggressive";
   const pageSize = options.pageSize ?? "2m";
@@ -280,8 +281,9 @@ export function remapObjects(
   const report = (
     regions: RegionReport[],
     skipped: SkippedRegion[],
-    smaps: readonly SmapsVma[],
-  ): RemapReport => ({
+    smaps: SmapsVma[],
+  ): RemapReport & { after: SmapsVma[] } => ({
+    after: smaps,
     align,
     pageSize,
     thp,
@@ -302,7 +304,7 @@ export function remapObjects(
     return report([], [], readSmaps(c));
   }
   if (thp.reason) warnings.push(thp.reason);
-  const maps = parseMaps(c.readText("/proc/self/maps"));
+  const maps: readonly SmapsVma[] = before ?? readSmaps(c);
   const ours = [...active.values()].map((a) => ({
     start: a.region.start,
     end: a.region.end,
@@ -319,6 +321,7 @@ export function remapObjects(
     return report([], plan.skipped, readSmaps(c));
   }
   const tramp = loadTrampoline(c);
+  const fillMode = c.getenv("PAGE_PRIMER_FILL") ?? "auto";
   const files = new Map<string, { fd: number; file: FileIdentity } | string>();
   const results: RegionReport[] = [];
   try {
@@ -401,6 +404,13 @@ export function remapObjects(
         gaps: held,
       };
       const prot = protOf(region.perms);
+      // A mapping with no private (COW) page equals its file: fill from the
+      // page cache with pread, without faulting the source in.
+      // PAGE_PRIMER_FILL=memory forces the copy from memory (tests, doubt).
+      const fromFile = fillMode !== "memory" &&
+        vmasIn(maps, dataStart, dataEnd).every((v) =>
+          v.anonymous === 0 && v.inode === region.inode
+        );
       const t = performance.now();
       const [res] = tramp.run([{
         op: "swap",
@@ -410,6 +420,7 @@ export function remapObjects(
         dataLen: dataEnd - dataStart,
         prot,
         small,
+        fromFile,
         name: `${NAME_PREFIX}${region.object}`,
         fd: opened.fd,
         fileOffset: planned.fileOffset,

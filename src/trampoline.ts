@@ -38,6 +38,8 @@ export interface TrampolineRecord {
   prot: number;
   /** Copy on 4 KiB pages instead of 2 MiB ones. */
   small: boolean;
+  /** Fill with pread from `fd` (only when the mapping holds no private page). */
+  fromFile?: boolean;
   /** Name for the anonymous VMA, or `undefined`. */
   name?: string;
   /** The file's descriptor (restore, and recovery of a failed swap), or -1. */
@@ -70,6 +72,7 @@ const STEPS = [
   "mremap",
   "restore mmap",
   "munmap extension",
+  "fill",
 ];
 
 const WORDS = 16;
@@ -120,7 +123,7 @@ function bind(lib: NativeLibrary<typeof SYMBOLS>, path: string): Trampoline {
         words[w + 3] = BigInt(r.dataStart);
         words[w + 4] = BigInt(r.dataLen);
         words[w + 5] = BigInt(r.prot);
-        words[w + 6] = r.small ? 1n : 0n;
+        words[w + 6] = (r.small ? 1n : 0n) | (r.fromFile ? 2n : 0n);
         words[w + 7] = name;
         words[w + 8] = BigInt.asUintN(64, BigInt(r.fd));
         words[w + 9] = BigInt(r.fileOffset);

@@ -20,8 +20,12 @@ interface Report {
   marker?: number[];
 }
 
-function run(rt: "deno" | "bun", steps: unknown[]) {
-  return startChild(rt, steps, { script: "remap_child.ts" });
+function run(
+  rt: "deno" | "bun",
+  steps: unknown[],
+  env: Record<string, string> = {},
+) {
+  return startChild(rt, steps, { script: "remap_child.ts", env });
 }
 
 function loadSeg(
@@ -103,6 +107,26 @@ for (const rt of RUNTIMES) {
       const end = await child.finish();
       assert.equal(end.code, 0, end.stderr);
       assert.match(end.stdout, /ALIVE \d+/);
+    }
+  });
+
+  test(`${rt}: the copy from memory (not from the page cache) is byte-identical too`, async () => {
+    const child = await run(rt, [{ remap: {} }, "verify"], {
+      PAGE_PRIMER_FILL: "memory",
+    });
+    try {
+      const rep = child.outcome as unknown as Report;
+      const out = rep.results[0].remap!;
+      assert.equal(out.ok, true, out.reason);
+      assert.ok(
+        out.remap!.regions.every((r) =>
+          r.status === "remapped" && r.huge === r.bytes
+        ),
+      );
+      assert.equal(rep.results[1].verify!.mismatches, 0);
+      assert.ok(rep.results[1].verify!.bytes > 80 * 1024 * 1024);
+    } finally {
+      await child.finish();
     }
   });
 

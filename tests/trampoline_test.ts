@@ -4,7 +4,13 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT, RUNTIMES, startChild } from "./helpers.ts";
@@ -17,7 +23,7 @@ import { libc } from "../src/libc.ts";
 import { loadTrampoline } from "../src/trampoline.ts";
 import { parseMaps } from "../src/maps.ts";
 
-const SOURCES = ["primer.c", "arch_x86_64.h"];
+const SOURCES = ["primer.c", "arch_x86_64.h", "linux_abi.h"];
 
 function sourceHash(): string {
   const h = createHash("sha256");
@@ -33,6 +39,13 @@ function soBytes(): Uint8Array {
 }
 
 test("the shipped trampoline bytes were built from the current sources", () => {
+  const onDisk = readdirSync(join(ROOT, "trampoline"))
+    .filter((f) => /\.(c|h)$/.test(f)).sort();
+  assert.deepEqual(
+    onDisk,
+    [...SOURCES].sort(),
+    "a trampoline source is missing from the hash",
+  );
   assert.equal(
     TRAMPOLINE_SOURCE_SHA256,
     sourceHash(),

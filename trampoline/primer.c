@@ -6,7 +6,8 @@
  *   stage:   mmap an anonymous RW area, over-allocated and trimmed so it is
  *            one VMA aligned to 2 MiB;
  *   advise:  MADV_HUGEPAGE (or MADV_NOHUGEPAGE for a small-page copy);
- *   fill:    copy the original bytes in;
+ *   fill:    copy the original bytes in (from memory, or with pread from
+ *            the file when the mapping is known to equal it);
  *   collapse, name: MADV_COLLAPSE and PR_SET_VMA_ANON_NAME (best effort);
  *   protect: mprotect to the region's protection (never W+X);
  *   swap:    mremap(MREMAP_MAYMOVE|MREMAP_FIXED) onto the original address.
@@ -18,6 +19,8 @@
  */
 #include <stdint.h>
 
+#include "linux_abi.h"
+
 #if defined(__x86_64__)
 #include "arch_x86_64.h"
 #else
@@ -26,20 +29,6 @@
 
 #define PP_ABI_VERSION 1
 
-#define PROT_READ 0x1
-#define PROT_WRITE 0x2
-#define PROT_EXEC 0x4
-#define MAP_PRIVATE 0x02
-#define MAP_FIXED 0x10
-#define MAP_ANONYMOUS 0x20
-#define MREMAP_MAYMOVE 1
-#define MREMAP_FIXED 2
-#define MADV_HUGEPAGE 14
-#define MADV_NOHUGEPAGE 15
-#define MADV_COLLAPSE 25
-#define PR_SET_VMA 0x53564d41
-#define PR_SET_VMA_ANON_NAME 0
-
 #define HUGE_SIZE (2UL << 20)
 
 /* Operations. */
@@ -47,7 +36,8 @@
 #define PP_OP_RESTORE 2
 
 /* Flags. */
-#define PP_F_SMALL 0x1 /* copy on 4 KiB pages: no THP, no collapse */
+#define PP_F_SMALL 0x1     /* copy on 4 KiB pages: no THP, no collapse */
+#define PP_F_FROM_FILE 0x2 /* fill with pread from fd (mapping == file) */
 
 /* Steps, reported in `step` when one fails. */
 enum pp_step {
@@ -60,6 +50,7 @@ enum pp_step {
 	PP_STEP_SWAP = 6,
 	PP_STEP_RESTORE = 7,
 	PP_STEP_UNMAP_EXTENSION = 8,
+	PP_STEP_FILL = 9,
 };
 
 /* One region record; every field is 64 bits so both sides agree on layout. */
@@ -149,10 +140,39 @@ static long stage_advise(struct pp_region *r, uint64_t stage)
 	return is_err(ret) ? fail(r, PP_STEP_ADVISE, ret) : 0;
 }
 
-static void stage_fill(struct pp_region *r, uint64_t stage)
+/* From the page cache with pread when the caller knows the mapping holds
+ * no private (COW) page, i.e. equals the file: no source page faults. */
+static long fill_from_file(struct pp_region *r, uint64_t dst)
 {
-	pp_copy((void *)(stage + (r->data_start - r->start)),
-		(const void *)r->data_start, r->data_len);
+	uint64_t done = 0;
+	long ret;
+
+	while (done < r->data_len) {
+		ret = pp_syscall6(PP_SYS_PREAD64, (long)r->fd, dst + done,
+				  r->data_len - done, r->file_off + done, 0, 0);
+		if (ret == -4) /* EINTR */
+			continue;
+		if (is_err(ret))
+			return fail(r, PP_STEP_FILL, ret);
+		if (ret == 0)
+			return fail(r, PP_STEP_FILL, -5); /* EIO: file too short */
+		done += (uint64_t)ret;
+	}
+	return 0;
+}
+
+/* From memory: prefault the source in one call (much cheaper than a page
+ * fault every few KiB; best effort, Linux 5.14+), then copy. */
+static long stage_fill(struct pp_region *r, uint64_t stage)
+{
+	uint64_t dst = stage + (r->data_start - r->start);
+
+	if (r->flags & PP_F_FROM_FILE)
+		return fill_from_file(r, dst);
+	pp_syscall6(PP_SYS_MADVISE, r->data_start, r->data_len,
+		    MADV_POPULATE_READ, 0, 0, 0);
+	pp_copy((void *)dst, (const void *)r->data_start, r->data_len);
+	return 0;
 }
 
 /* Best effort: huge pages the fill did not get, and a name in maps. */
@@ -209,8 +229,7 @@ static long do_swap(struct pp_region *r)
 	if (stage_alloc(r, &stage))
 		return -1;
 	r->stage = stage;
-	if (stage_advise(r, stage) == 0) {
-		stage_fill(r, stage);
+	if (stage_advise(r, stage) == 0 && stage_fill(r, stage) == 0) {
 		stage_finish(r, stage);
 		if (stage_protect(r, stage) == 0)
 			return swap(r, stage);
