@@ -2,8 +2,12 @@
  * The demo: primes the runtime this script runs in (Deno or Bun) and prints
  * what happened, measured from /proc/self/smaps.
  *
- *   deno run --allow-ffi examples/demo.ts [--json] [--no-mlock] [--populate] [--on-fault]
+ *   deno run --allow-ffi examples/demo.ts [--json] [--no-remap] [--small-pages]
+ *                                         [--no-mlock] [--on-fault] [--populate]
  *   bun examples/demo.ts [same options]
+ *
+ * By default it remaps the runtime's code and read-only data onto 2 MiB
+ * pages and locks it in memory: prime().remap(true).mlock(true).run().
  *
  * @module
  */
@@ -15,6 +19,8 @@ const { values } = parseArgs({
   args: process.argv.slice(2),
   options: {
     json: { type: "boolean", default: false },
+    "no-remap": { type: "boolean", default: false },
+    "small-pages": { type: "boolean", default: false },
     "no-mlock": { type: "boolean", default: false },
     populate: { type: "boolean", default: false },
     "on-fault": { type: "boolean", default: false },
@@ -24,14 +30,18 @@ const { values } = parseArgs({
 
 if (values.help) {
   console.log(
-    "usage: demo.ts [--json] [--no-mlock] [--populate] [--on-fault]\n" +
-      "  Locks (mlock) the running runtime's executable in memory and prints\n" +
-      "  the per-segment outcome read back from /proc/self/smaps.",
+    "usage: demo.ts [--json] [--no-remap] [--small-pages] [--no-mlock] [--on-fault] [--populate]\n" +
+      "  Remaps the running runtime's code onto 2 MiB pages, locks it in memory\n" +
+      "  (mlock), and prints the outcome read back from /proc/self/smaps.\n" +
+      "  --small-pages: remap onto a 4 KiB anonymous copy instead (A/B).",
   );
   process.exit(0);
 }
 
 const mlock = values["no-mlock"] ? false : { onFault: values["on-fault"] };
-const out = prime().mlock(mlock).populate(values.populate).run();
+const remap = values["no-remap"]
+  ? false
+  : { pageSize: values["small-pages"] ? "4k" as const : "2m" as const };
+const out = prime().remap(remap).mlock(mlock).populate(values.populate).run();
 out.log({ format: values.json ? "json" : "text" });
 process.exitCode = out.ok ? 0 : 1;

@@ -432,11 +432,21 @@ function formatRemap(r: RemapReport): string[] {
       lines.push(`  note: ${basename(x.object)} seg ${x.index}: ${n}`);
     }
   }
+  // One line per segment and reason: a data segment has many small VMAs.
+  const groups = new Map<string, { n: number; bytes: number }>();
   for (const k of r.skipped) {
+    const key = `${basename(k.object)} seg ${k.index}\u0000${k.reason}`;
+    const g = groups.get(key) ?? { n: 0, bytes: 0 };
+    g.n++;
+    g.bytes += k.end - k.start;
+    groups.set(key, g);
+  }
+  for (const [key, g] of groups) {
+    const [where, why] = key.split("\u0000");
     lines.push(
-      `  skipped: ${basename(k.object)} seg ${k.index} ${k.perms} ${
-        formatBytes(k.end - k.start)
-      }: ${k.reason}`,
+      `  skipped: ${where}: ${g.n} VMA${g.n > 1 ? "s" : ""} (${
+        formatBytes(g.bytes)
+      }): ${why}`,
     );
   }
   for (const w of r.warnings) lines.push(`  warning: ${w}`);

@@ -433,7 +433,23 @@ export class Primer {
     let mlockMs = 0;
     if (this.#mlock) {
       const t = performance.now();
-      const run = lockRanges(c, usable, this.#mlock, readStatus(c));
+      // A remapped copy is locked whole: locking only the segment's part
+      // would split its VMA inside a huge page and break that page up.
+      const copies = (remap?.regions ?? []).filter((r) =>
+        r.status === "remapped"
+      );
+      const lockTargets = usable.map((r) => {
+        let start = r.start;
+        let end = r.end;
+        for (const k of copies) {
+          if (k.start < end && start < k.end) {
+            start = Math.min(start, k.start);
+            end = Math.max(end, k.end);
+          }
+        }
+        return { start, end };
+      });
+      const run = lockRanges(c, lockTargets, this.#mlock, readStatus(c));
       mlockMs = performance.now() - t;
       base.warnings.push(...run.warnings);
       run.results.forEach((res, i) => {

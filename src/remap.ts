@@ -322,6 +322,7 @@ export function remapObjects(
   }
   const tramp = loadTrampoline(c);
   const fillMode = c.getenv("PAGE_PRIMER_FILL") ?? "auto";
+  let namingWarned = false;
   const files = new Map<string, { fd: number; file: FileIdentity } | string>();
   const results: RegionReport[] = [];
   try {
@@ -429,11 +430,12 @@ export function remapObjects(
       if (res.collapseErrno && !small) {
         notes.push(`MADV_COLLAPSE: ${errnoName(res.collapseErrno)}`);
       }
-      if (res.nameErrno) {
-        notes.push(
+      if (res.nameErrno && !namingWarned) {
+        namingWarned = true;
+        warnings.push(
           `PR_SET_VMA_ANON_NAME: ${
             errnoName(res.nameErrno)
-          } (kernel without CONFIG_ANON_VMA_NAME); the copy shows as an unnamed anonymous mapping`,
+          } (kernel without CONFIG_ANON_VMA_NAME): the copies show as unnamed anonymous mappings in /proc/self/maps`,
         );
       }
       if (res.errno !== 0) {

@@ -264,15 +264,29 @@ test("deno run --allow-ffi (and no other flag) runs the demo", {
 }, async () => {
   const r = await run(runtimeCommand("deno", "examples/demo.ts"));
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stderr, /page-primer: deno [\d.]+, pid \d+.*: mlock ok/);
+  assert.match(
+    r.stderr,
+    /page-primer: deno [\d.]+, pid \d+.*: remap \+ mlock ok/,
+  );
   assert.match(r.stderr, /r-x\s+text/);
   assert.match(r.stderr, /locked 100\.0% of/);
+  assert.match(
+    r.stderr,
+    /on 2 MiB pages: text \d+\.\d of \d+\.\d MiB \(9\d\.\d%\)/,
+  );
 });
 
 test("bun runs the demo with no flag", { skip: NEEDS_ROOT }, async () => {
   const r = await run(runtimeCommand("bun", "examples/demo.ts"));
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stderr, /page-primer: bun [\d.]+, pid \d+.*: mlock ok/);
+  assert.match(
+    r.stderr,
+    /page-primer: bun [\d.]+, pid \d+.*: remap \+ mlock ok/,
+  );
+  assert.match(
+    r.stderr,
+    /on 2 MiB pages: text \d+\.\d of \d+\.\d MiB \(9\d\.\d%\)/,
+  );
 });
 
 test("deno without --allow-ffi: ok false, the reason names --allow-ffi, no crash", async () => {
