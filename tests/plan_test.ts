@@ -12,12 +12,15 @@ import {
   segmentRanges,
   selectObjects,
 } from "../src/segments.ts";
-import { parseSmaps } from "../src/maps.ts";
+import { parseMaps, parseSmaps } from "../src/maps.ts";
 import { limitMessage, lockBudget } from "../src/mlock.ts";
 import { formatBytes, formatPercent, formatTable } from "../src/format.ts";
 import { PrimeOutcome, type SegmentReport, totalsOf } from "../src/outcome.ts";
 import { parseStatus } from "../src/objects.ts";
 import { prime } from "../mod.ts";
+import { HUGE_PAGE, plannedCoverage, planRemap } from "../src/plan.ts";
+import { thpVerdict } from "../src/thp.ts";
+import { devString } from "../src/remap.ts";
 
 const MiB = 1024 * 1024;
 
@@ -371,11 +374,6 @@ test("bad arguments throw TypeError/RangeError naming what is accepted", () => {
 });
 
 // --- remap planning -------------------------------------------------------
-
-import { HUGE_PAGE, plannedCoverage, planRemap } from "../src/plan.ts";
-import { thpVerdict } from "../src/thp.ts";
-import { devString } from "../src/remap.ts";
-import { parseMaps } from "../src/maps.ts";
 
 function denoPlan(align: "aggressive" | "conservative") {
   const { smaps, bias, path } = denoFixture();
