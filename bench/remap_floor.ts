@@ -58,12 +58,16 @@ const src = mapAligned(bytes);
 s.memset!(src, 0x5a, bytes); // resident source
 
 const remapMs: number[] = [];
+const stepMs: number[] = [];
+const trampolineMs: number[] = [];
 const floorMs: number[] = [];
 for (let i = 0; i < rounds; i++) {
   const t0 = performance.now();
   const out = prime().remap(true).run();
   remapMs.push(performance.now() - t0);
   if (!out.ok) throw new Error(out.reason);
+  stepMs.push(out.remap!.ms);
+  trampolineMs.push(out.remap!.regions.reduce((n, r) => n + r.ms, 0));
   out.restore();
   floorMs.push(floor(src, bytes));
 }
@@ -75,6 +79,8 @@ const result = {
   rounds,
   remapMedianMs: median(remapMs),
   floorMedianMs: median(floorMs),
+  remapStepMedianMs: median(stepMs),
+  trampolineMedianMs: median(trampolineMs),
   ratio: median(remapMs) / median(floorMs),
   pairedRatios: remapMs.map((r, i) => r / floorMs[i]).sort((a, b) => a - b),
 };
@@ -87,6 +93,8 @@ else {
       result.floorMedianMs.toFixed(1)
     } ms; ratio ${result.ratio.toFixed(2)} (paired median ${
       median(result.pairedRatios).toFixed(2)
-    }) over ${rounds} rounds`,
+    }) over ${rounds} rounds; within the run: remap step ${
+      result.remapStepMedianMs.toFixed(1)
+    } ms, of which trampoline calls ${result.trampolineMedianMs.toFixed(1)} ms`,
   );
 }
