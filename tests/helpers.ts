@@ -74,12 +74,17 @@ export function startChild(
     shellPrefix?: string;
     env?: Record<string, string>;
     script?: string;
+    /** Extra deno flags, e.g. `--allow-read=...` for a Worker's module. */
+    denoFlags?: string[];
   } = {},
 ): Promise<Child> {
   const script = options.script ?? "child.ts";
   const cmd = runtimeCommand(runtime, `${ROOT}tests/fixtures/${script}`, [
     JSON.stringify(cfg),
   ]);
+  if (runtime === "deno" && options.denoFlags) {
+    cmd.splice(3, 0, ...options.denoFlags);
+  }
   const quoted = shellQuote(cmd);
   const line = options.shellPrefix
     ? `${options.shellPrefix} ${quoted}`

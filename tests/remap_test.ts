@@ -3,7 +3,7 @@
 // child compares every remapped byte with the executable file.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { RUNTIMES, startChild } from "./helpers.ts";
+import { ROOT, RUNTIMES, startChild } from "./helpers.ts";
 import { hugeBytes, type SmapsVma, sumIn } from "../src/maps.ts";
 import type { PrimeOutcomeData, SegmentReport } from "../src/outcome.ts";
 
@@ -259,3 +259,82 @@ test("deno: a mapping in the gap aggressive alignment wants survives the remap",
     await child.finish();
   }
 });
+
+test("deno: another thread racing to map into the gap is never clobbered", async () => {
+  // Deno loads a Worker's module only with read permission for it.
+  const child = await startChild("deno", [{ raceGap: 20 }], {
+    script: "remap_child.ts",
+    denoFlags: [`--allow-read=${ROOT}tests/fixtures,${ROOT}src`],
+  });
+  try {
+    const rep = child.outcome as unknown as {
+      results: {
+        raceGap: {
+          want: number;
+          textStart: number;
+          cycles: {
+            ok: boolean;
+            regionStart: number;
+            got: number;
+            marker?: number[];
+            mismatches: number;
+          }[];
+        };
+      }[];
+    };
+    const race = rep.results[0].raceGap;
+    let sawWorker = false;
+    for (const [i, cyc] of race.cycles.entries()) {
+      assert.equal(cyc.ok, true, `cycle ${i}`);
+      assert.equal(cyc.mismatches, 0, `cycle ${i}: bytes differ from the file`);
+      if (cyc.got) {
+        sawWorker = true;
+        // Once the worker holds the page, the text never grows over it and
+        // the worker's marker survives every later remap.
+        assert.deepEqual(
+          cyc.marker,
+          [0x70, 0x70, 0x2d, 0x6f, 0x6b, 0x21],
+          `cycle ${i}`,
+        );
+        assert.ok(
+          cyc.regionStart >= race.textStart,
+          `cycle ${i}: text grew over the worker's page`,
+        );
+      }
+    }
+    assert.ok(
+      sawWorker,
+      "the worker never got the page (after a restore the gap is free)",
+    );
+    const page = child.smaps().find((v) =>
+      v.start <= race.want && race.want < v.end
+    );
+    assert.ok(page && page.perms === "rw-p", "the worker's page is gone");
+  } finally {
+    const end = await child.finish();
+    assert.equal(end.code, 0, end.stderr);
+  }
+});
+
+for (const rt of RUNTIMES) {
+  test(`${rt}: with THP disabled for the process, remap says why and changes nothing`, async () => {
+    const child = await run(rt, [{ thpDisable: true }, { remap: {} }]);
+    try {
+      const rep = child.outcome as unknown as Report;
+      const out = rep.results[1].remap!;
+      assert.equal(out.ok, false);
+      assert.match(out.reason!, /PR_SET_THP_DISABLE/);
+      assert.equal(out.remap!.regions.length, 0);
+      const text = loadSeg(out, "text");
+      const smaps = child.smaps();
+      assert.ok(
+        smaps.filter((v) => v.start < text.end && text.start < v.end)
+          .every((v) => v.path === text.object),
+        "text is not file-backed any more",
+      );
+    } finally {
+      const end = await child.finish();
+      assert.equal(end.code, 0, end.stderr);
+    }
+  });
+}
