@@ -14,7 +14,7 @@ import {
 } from "./elf.ts";
 import { memory } from "./ffi.ts";
 import { AT_PHDR, AT_PHNUM, type Libc } from "./libc.ts";
-import { parseSmaps, type SmapsVma } from "./maps.ts";
+import { parseMaps, parseSmaps, type SmapsVma, type Vma } from "./maps.ts";
 import type { LoadedObject, LoadSegment } from "./segments.ts";
 
 const PHDR_SIZE = 56;
@@ -88,17 +88,42 @@ export function mainExecutable(c: Libc): LoadedObject {
 export function loadedObjects(c: Libc): LoadedObject[] {
   const main = mainExecutable(c);
   const out: LoadedObject[] = [main];
+  const maps = parseMaps(c.readText("/proc/self/maps"));
   for (const info of c.dlIteratePhdr()) {
     if (info.name === "" || info.bias === main.bias) continue;
     if (info.phnum === 0 || info.phdr === 0) continue;
+    const segments = loadSegments(readPhdrs(info.phdr, info.phnum));
     out.push({
-      path: info.name,
+      path: canonicalPath(maps, info.name, info.bias, segments),
       main: false,
       bias: info.bias,
-      segments: loadSegments(readPhdrs(info.phdr, info.phnum)),
+      segments,
     });
   }
   return out;
+}
+
+/**
+ * The path `/proc/self/maps` shows for an object, which is what the kernel
+ * resolved (the loader's name may go through a symlink, e.g. `/lib` →
+ * `/usr/lib` on merged-/usr systems). Falls back to the loader's name.
+ *
+ * @example
+ * ```ts
+ * import { canonicalPath } from "./objects.ts";
+ * console.log(canonicalPath([], "/lib/libc.so.6", 0, [])); // "/lib/libc.so.6"
+ * ```
+ */
+export function canonicalPath(
+  maps: readonly Vma[],
+  name: string,
+  bias: number,
+  segments: readonly LoadSegment[],
+): string {
+  if (segments.length === 0) return name;
+  const at = bias + segments[0].vaddr;
+  const v = maps.find((m) => m.start <= at && at < m.end);
+  return v !== undefined && v.path !== "" ? v.path : name;
 }
 
 /**

@@ -298,7 +298,12 @@ export function remapObjects(
     ms: performance.now() - t0,
     warnings,
   });
-  const eligible = objects.filter((o) => !isTrampolinePath(o.path));
+  // Only objects backed by a file: not the vDSO ("[vdso]"), not our own
+  // trampoline, not a file deleted since it was loaded.
+  const eligible = objects.filter((o) =>
+    o.path.startsWith("/") && !o.path.endsWith(" (deleted)") &&
+    !isTrampolinePath(o.path)
+  );
   if (!small && !thp.usable) {
     warnings.push(`no huge pages possible: ${thp.reason}`);
     return report([], [], readSmaps(c));
