@@ -59,6 +59,8 @@ export interface Child {
   outcome: PrimeOutcomeData & Record<string, unknown>;
   /** Its /proc/<pid>/smaps, parsed, read by this (parent) process. */
   smaps(): SmapsVma[];
+  /** Writes a line to its stdin and resolves with the next stdout line starting with `prefix`. */
+  ask(line: string, prefix: string): Promise<string>;
   /** Closes its stdin; resolves with its exit code and output once it exits. */
   finish(): Promise<{ code: number | null; stdout: string; stderr: string }>;
 }
@@ -76,12 +78,15 @@ export function startChild(
     script?: string;
     /** Extra deno flags, e.g. `--allow-read=...` for a Worker's module. */
     denoFlags?: string[];
+    /** Run this copy of the runtime's executable instead. */
+    exe?: string;
   } = {},
 ): Promise<Child> {
   const script = options.script ?? "child.ts";
   const cmd = runtimeCommand(runtime, `${ROOT}tests/fixtures/${script}`, [
     JSON.stringify(cfg),
   ]);
+  if (options.exe) cmd[0] = options.exe;
   if (runtime === "deno" && options.denoFlags) {
     cmd.splice(3, 0, ...options.denoFlags);
   }
@@ -121,6 +126,21 @@ export function startChild(
           pid,
           outcome,
           smaps: () => parseSmaps(readFileSync(`/proc/${pid}/smaps`, "utf8")),
+          ask: (text: string, prefix: string) =>
+            new Promise<string>((res) => {
+              const seen = stdout.length;
+              const look = () => {
+                const rest = stdout.slice(seen);
+                const at = rest.indexOf(prefix);
+                const nl = at < 0 ? -1 : rest.indexOf("\n", at);
+                if (nl >= 0) {
+                  child.stdout!.off("data", look);
+                  res(rest.slice(at + prefix.length, nl));
+                }
+              };
+              child.stdout!.on("data", look);
+              child.stdin!.write(text + "\n");
+            }),
           finish: async () => {
             child.stdin!.end();
             const code = await exited;

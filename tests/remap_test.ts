@@ -3,7 +3,16 @@
 // child compares every remapped byte with the executable file.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ROOT, RUNTIMES, startChild } from "./helpers.ts";
+import {
+  chmodSync,
+  copyFileSync,
+  mkdtempSync,
+  renameSync,
+  rmSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ROOT, runtimePath, RUNTIMES, startChild } from "./helpers.ts";
 import { hugeBytes, type SmapsVma, sumIn } from "../src/maps.ts";
 import type { PrimeOutcomeData, SegmentReport } from "../src/outcome.ts";
 
@@ -335,6 +344,45 @@ for (const rt of RUNTIMES) {
     } finally {
       const end = await child.finish();
       assert.equal(end.code, 0, end.stderr);
+    }
+  });
+}
+
+for (const rt of RUNTIMES) {
+  test(`${rt}: restore() refuses when the executable on disk was replaced`, async () => {
+    // Run a private copy of the runtime, then replace that file (as an
+    // upgrade would: a new inode under the same path).
+    const dir = mkdtempSync(join(tmpdir(), "pp-restore-"));
+    const exe = join(dir, rt);
+    copyFileSync(runtimePath(rt), exe);
+    chmodSync(exe, 0o755);
+    try {
+      const child = await startChild(rt, [{ remap: {} }], {
+        script: "remap_child.ts",
+        exe,
+      });
+      try {
+        const out = (child.outcome as unknown as Report).results[0].remap!;
+        assert.equal(out.ok, true, out.reason);
+        copyFileSync(exe, exe + ".new");
+        renameSync(exe + ".new", exe);
+        const res = JSON.parse(await child.ask("restore", "RESTORE "));
+        assert.equal(res.restored, 0);
+        assert.equal(res.failed.length, out.remap!.regions.length);
+        assert.match(
+          res.failed[0].message,
+          /not the file that was loaded.*kept the in-memory copy/,
+        );
+        // The copies stay in place: the process keeps running on them.
+        const smaps = child.smaps();
+        assert.ok(hugeIn(smaps, loadSeg(out, "text")) > 0);
+      } finally {
+        const end = await child.finish();
+        assert.equal(end.code, 0, end.stderr);
+        assert.match(end.stdout, /ALIVE \d+/);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 }
