@@ -340,6 +340,17 @@ export function remapObjects(
         perms: region.perms,
         notes,
       };
+      // The report row for a range of this region.
+      const row = (start: number, end: number, p: PlannedRegion) => ({
+        ...base,
+        start,
+        end,
+        dataStart: p.dataStart,
+        dataEnd: p.dataEnd,
+        fileOffset: p.fileOffset,
+        bytes: p.dataEnd - p.dataStart,
+        huge: 0,
+      });
       const failed = (
         step: string,
         code: string,
@@ -347,14 +358,7 @@ export function remapObjects(
         message: string,
       ) =>
         results.push({
-          ...base,
-          start: region.start,
-          end: region.end,
-          dataStart: region.dataStart,
-          dataEnd: region.dataEnd,
-          fileOffset: region.fileOffset,
-          bytes: region.dataEnd - region.dataStart,
-          huge: 0,
+          ...row(region.start, region.end, region),
           status: "failed",
           error: { step, code, errno, message },
           ms: 0,
@@ -450,14 +454,7 @@ export function remapObjects(
           for (const g of held) c.munmap(g.start, g.end - g.start);
         }
         results.push({
-          ...base,
-          start,
-          end,
-          dataStart,
-          dataEnd,
-          fileOffset: planned.fileOffset,
-          bytes: dataEnd - dataStart,
-          huge: 0,
+          ...row(start, end, planned),
           status: "failed",
           error: {
             step: res.step,
@@ -478,18 +475,7 @@ export function remapObjects(
         continue;
       }
       active.set(start, { region: planned, prot, file: opened.file });
-      results.push({
-        ...base,
-        start,
-        end,
-        dataStart,
-        dataEnd,
-        fileOffset: planned.fileOffset,
-        bytes: dataEnd - dataStart,
-        huge: 0,
-        status: "remapped",
-        ms,
-      });
+      results.push({ ...row(start, end, planned), status: "remapped", ms });
     }
   } finally {
     for (const f of files.values()) if (typeof f !== "string") c.close(f.fd);
