@@ -1,0 +1,471 @@
+/**
+ * Output of the A/B benchmark: the result type, the JSON file (everything,
+ * raw per-round times included), a Markdown table per runtime and one SVG
+ * chart per date that combines every runtime's JSON found in the results
+ * directory for that date. Rendering is pure; the file helpers at the end
+ * use `node:fs`.
+ *
+ * Run on its own it rebuilds the Markdown and SVG from the JSON files:
+ *
+ *   deno run --allow-read --allow-write bench/ab/report.ts [--out DIR] [--date YYYY-MM-DD]
+ *   bun bench/ab/report.ts [--out DIR] [--date YYYY-MM-DD]
+ *
+ * @module
+ */
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { minPairs, type RatioSummary } from "./stats.ts";
+
+/** Identifies the JSON format. */
+export const SCHEMA = "page-primer/bench-ab/1";
+
+/** Where the code runs: 2 MiB anonymous copy, 4 KiB anonymous copy, the file. */
+export type Mode = "huge" | "small" | "file";
+
+/** The three modes. */
+export const MODES: readonly Mode[] = ["huge", "small", "file"];
+
+/** The machine a result was measured on. */
+export interface Machine {
+  /** `model name` from /proc/cpuinfo. */
+  cpu: string;
+  /** Processors in /proc/cpuinfo. */
+  cpus: number;
+  /** /proc/sys/kernel/osrelease. */
+  kernel: string;
+  /** The selected value of /sys/kernel/mm/transparent_hugepage/enabled. */
+  thpEnabled: string;
+  /** The selected value of /sys/kernel/mm/transparent_hugepage/defrag. */
+  thpDefrag: string;
+  /** MemTotal from /proc/meminfo, KiB. */
+  memTotalKiB: number | null;
+}
+
+/** One timed batch of ops. */
+export interface Measurement {
+  /** Block index (a block is two mirrored rounds). */
+  block: number;
+  /** Round index; a round measures each mode once. */
+  round: number;
+  /** Position in the block, 0-5. */
+  slot: number;
+  /** Mode during the batch. */
+  mode: Mode;
+  /** Ops in the batch. */
+  ops: number;
+  /** Milliseconds of the batch. */
+  ms: number;
+  /** Microseconds per op. */
+  usPerOp: number;
+}
+
+/** A paired comparison `other / huge`. */
+export type Comparison = RatioSummary & { ratios: number[] };
+
+/** Everything measured for one workload. */
+export interface WorkloadResult {
+  /** Name. */
+  name: string;
+  /** What one op does. */
+  description: string;
+  /** Ops per timed batch, from calibration. */
+  opsPerRound: number;
+  /** Untimed ops run in the mode just before each timed batch. */
+  settleOps: number;
+  /** Milliseconds of a batch at calibration. */
+  calibratedMs: number;
+  /** Seconds this workload took, switches included. */
+  seconds: number;
+  /** Median µs per op per mode. */
+  medianUsPerOp: Record<Mode, number>;
+  /** small / huge, paired by round. */
+  smallOverHuge: Comparison;
+  /** file / huge, paired by round. */
+  fileOverHuge: Comparison;
+  /** Every timed batch, in run order. */
+  measurements: Measurement[];
+}
+
+/** Coverage of one remap mode, from its outcome. */
+export interface ModeCoverage {
+  /** Text bytes of the runtime executable. */
+  textBytes: number;
+  /** Of those, on 2 MiB pages. */
+  textHuge: number;
+  /** Read-only data bytes. */
+  rodataBytes: number;
+  /** Of those, on 2 MiB pages. */
+  rodataHuge: number;
+}
+
+/** A mode switch, as done and verified. */
+export interface ModeSwitch {
+  /** From. */
+  from: Mode;
+  /** To. */
+  to: Mode;
+  /** Milliseconds (restore + remap). */
+  ms: number;
+  /** Text on 2 MiB pages afterwards (0 for small and file). */
+  textHuge: number;
+}
+
+/** One run of `bench/ab/run.ts`. */
+export interface AbResult {
+  /** {@linkcode SCHEMA} */
+  schema: string;
+  /** Runtime. */
+  runtime: { name: string; version: string; engine: string };
+  /** Machine. */
+  machine: Machine;
+  /** UTC date the run started, YYYY-MM-DD. */
+  date: string;
+  /** ISO start time. */
+  started: string;
+  /** ISO end time. */
+  finished: string;
+  /** Seconds of the whole run. */
+  seconds: number;
+  /** Options. */
+  options: {
+    rounds: number;
+    blocks: number;
+    quick: boolean;
+    targetMs: number;
+    seed: number;
+    resamples: number;
+    confidence: number;
+    workloads: string[];
+    order: string;
+  };
+  /** Coverage reached by the `huge` and `small` remaps (first switch). */
+  coverage: { huge: ModeCoverage; small: ModeCoverage };
+  /** Every mode switch. */
+  switches: ModeSwitch[];
+  /** Per workload. */
+  workloads: WorkloadResult[];
+}
+
+// ------------------------------------------------------------ formatting
+
+/** Microseconds with 4 significant figures or so. */
+export function formatUs(us: number): string {
+  if (us >= 1000) return us.toFixed(0);
+  if (us >= 100) return us.toFixed(1);
+  if (us >= 10) return us.toFixed(2);
+  return us.toFixed(3);
+}
+
+/**
+ * A ratio with 3 decimals, or more when 3 would print `1.000` for a value
+ * that is not 1 (an interval bound just above or below 1 must not look
+ * like it touches 1).
+ */
+export function formatRatioValue(v: number): string {
+  for (let d = 3; d < 7; d++) {
+    const s = v.toFixed(d);
+    if (v === 1 || Number(s) !== 1) return s;
+  }
+  return v.toFixed(7);
+}
+
+/** `1.012 [0.998, 1.030]` */
+export function formatRatio(c: RatioSummary): string {
+  return `${formatRatioValue(c.median)} [${formatRatioValue(c.lo)}, ${
+    formatRatioValue(c.hi)
+  }]`;
+}
+
+function pct(part: number, whole: number): string {
+  return whole > 0 ? `${(100 * part / whole).toFixed(1)}%` : "-";
+}
+
+/** The Markdown report of one run. */
+export function renderMarkdown(r: AbResult): string {
+  const m = r.machine;
+  const o = r.options;
+  const conf = Math.round(o.confidence * 100);
+  const sw = r.switches.map((s) => s.ms).sort((a, b) => a - b);
+  const lines = [
+    `# page-primer A/B: ${r.runtime.name} ${r.runtime.version}, ${r.date}${
+      o.quick ? " (quick pass)" : ""
+    }`,
+    "",
+    `- machine: ${m.cpu}, ${m.cpus} CPUs, ${
+      m.memTotalKiB === null
+        ? "? MiB"
+        : `${Math.round(m.memTotalKiB / 1024)} MiB`
+    }, Linux ${m.kernel}, THP enabled=${m.thpEnabled} defrag=${m.thpDefrag}`,
+    `- runtime: ${r.runtime.name} ${r.runtime.version} (${r.runtime.engine})`,
+    `- ${o.rounds} rounds in ${o.blocks} blocks (${o.order}), ~${o.targetMs} ms per timed batch; started ${r.started}, ${
+      r.seconds.toFixed(0)
+    } s`,
+    `- huge: text ${
+      pct(r.coverage.huge.textHuge, r.coverage.huge.textBytes)
+    }, rodata ${
+      pct(r.coverage.huge.rodataHuge, r.coverage.huge.rodataBytes)
+    } on 2 MiB pages; small: text ${
+      pct(r.coverage.small.textHuge, r.coverage.small.textBytes)
+    } on 2 MiB pages; ${sw.length} mode switches, median ${
+      (sw[Math.floor(sw.length / 2)] ?? 0).toFixed(0)
+    } ms`,
+    `- ${conf}% percentile-bootstrap interval of the median paired ratio (${o.resamples} resamples, seed ${o.seed})`,
+    "",
+    `| workload | huge µs/op | small µs/op | file µs/op | small/huge [${conf}% CI] | file/huge [${conf}% CI] | huge vs small | huge vs file |`,
+    "| --- | ---: | ---: | ---: | --- | --- | --- | --- |",
+  ];
+  for (const w of r.workloads) {
+    const u = w.medianUsPerOp;
+    lines.push(
+      `| ${w.name} | ${formatUs(u.huge)} | ${formatUs(u.small)} | ${
+        formatUs(u.file)
+      } | ${formatRatio(w.smallOverHuge)} | ${
+        formatRatio(w.fileOverHuge)
+      } | ${w.smallOverHuge.verdict} | ${w.fileOverHuge.verdict} |`,
+    );
+  }
+  lines.push(
+    "",
+    "Ratios are time per op in the other mode over time per op on 2 MiB pages, paired round by round within a block: above 1 means the huge-page text was faster. " +
+      `"faster" or "slower" only where the ${conf}% interval excludes 1` +
+      (o.rounds < minPairs(o.confidence)
+        ? `; with fewer than ${
+          minPairs(o.confidence)
+        } rounds no verdict is possible at all.`
+        : "."),
+    "",
+    "Workloads:",
+    "",
+    ...r.workloads.map((w) =>
+      `- ${w.name}: ${w.description}; ${w.opsPerRound} ops per batch`
+    ),
+    "",
+  );
+  return lines.join("\n");
+}
+
+function esc(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
+    .replace(/"/g, "&quot;");
+}
+
+const COLOURS: Record<string, string> = { deno: "#1f6fb4", bun: "#d2591e" };
+const SPARE = ["#2c9f2c", "#9467bd", "#8c564b", "#e377c2"];
+
+function colourOf(name: string, i: number): string {
+  return COLOURS[name] ?? SPARE[i % SPARE.length];
+}
+
+/** A tick step giving 4 to 10 ticks over `span`. */
+export function tickStep(span: number): number {
+  const raw = span / 6;
+  const p = 10 ** Math.floor(Math.log10(raw));
+  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= raw) return m * p;
+  return 10 * p;
+}
+
+/**
+ * The SVG chart of a date: one row per workload, per runtime the median
+ * file/huge ratio as a dot and its interval as a bar, a vertical line at 1.
+ */
+export function renderSvg(results: readonly AbResult[]): string {
+  const names: string[] = [];
+  for (const r of results) {
+    for (const w of r.workloads) {
+      if (!names.includes(w.name)) names.push(w.name);
+    }
+  }
+  let lo = 1, hi = 1;
+  for (const r of results) {
+    for (const w of r.workloads) {
+      lo = Math.min(lo, w.fileOverHuge.lo);
+      hi = Math.max(hi, w.fileOverHuge.hi);
+    }
+  }
+  const span0 = Math.max(hi - lo, 0.04);
+  lo -= span0 * 0.08;
+  hi += span0 * 0.08;
+  const step = tickStep(hi - lo);
+  lo = Math.floor(lo / step) * step;
+  hi = Math.ceil(hi / step) * step;
+
+  const width = 760;
+  const left = 120, right = 24;
+  const perRuntime = 14;
+  const rowH = Math.max(1, results.length) * perRuntime + 14;
+  const top = 84;
+  const plotH = names.length * rowH;
+  const height = top + plotH + 58;
+  const x = (v: number) => left + (v - lo) / (hi - lo) * (width - left - right);
+  const f = (v: number) => v.toFixed(1);
+  const dates = [...new Set(results.map((r) => r.date))].join(", ");
+  const conf = results.length
+    ? Math.round(results[0].options.confidence * 100)
+    : 95;
+
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif" font-size="12">`,
+    `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
+    `<text x="${left}" y="22" font-size="15" font-weight="600">page-primer A/B, ${
+      esc(dates)
+    }: file-backed text / 2 MiB huge-page text</text>`,
+    `<text x="${left}" y="40" fill="#555">dot: median paired ratio of time per op (hollow: no difference detected); bar: ${conf}% bootstrap interval</text>`,
+  ];
+  // Legend.
+  let lx = left;
+  results.forEach((r, i) => {
+    const c = colourOf(r.runtime.name, i);
+    const label =
+      `${r.runtime.name} ${r.runtime.version} (${r.options.rounds} rounds${
+        r.options.quick ? ", quick" : ""
+      })`;
+    out.push(
+      `<circle cx="${lx + 5}" cy="60" r="4.5" fill="${c}"/>`,
+      `<text x="${lx + 14}" y="64">${esc(label)}</text>`,
+    );
+    lx += 24 + label.length * 6.6;
+  });
+  // Row bands and labels.
+  names.forEach((n, i) => {
+    const y = top + i * rowH;
+    if (i % 2 === 0) {
+      out.push(
+        `<rect x="0" y="${y}" width="${width}" height="${rowH}" fill="#f4f5f7"/>`,
+      );
+    }
+    out.push(
+      `<text x="${left - 10}" y="${f(y + rowH / 2 + 4)}" text-anchor="end">${
+        esc(n)
+      }</text>`,
+    );
+  });
+  // Grid and axis.
+  const axisY = top + plotH;
+  for (let v = lo, k = 0; v <= hi + step / 2 && k < 50; v += step, k++) {
+    const vv = Math.round(v / step) * step;
+    out.push(
+      `<line x1="${f(x(vv))}" y1="${top}" x2="${
+        f(x(vv))
+      }" y2="${axisY}" stroke="#dde0e4"/>`,
+      `<text x="${f(x(vv))}" y="${
+        axisY + 16
+      }" text-anchor="middle" fill="#333">${
+        vv.toFixed(step < 0.01 ? 3 : 2)
+      }</text>`,
+    );
+  }
+  out.push(
+    `<line x1="${left}" y1="${axisY}" x2="${
+      width - right
+    }" y2="${axisY}" stroke="#888"/>`,
+    `<line x1="${f(x(1))}" y1="${top - 6}" x2="${
+      f(x(1))
+    }" y2="${axisY}" stroke="#222" stroke-width="1.5"/>`,
+    `<text x="${f((left + width - right) / 2)}" y="${
+      axisY + 38
+    }" text-anchor="middle" fill="#333">file / huge (time per op): &gt; 1 means 2 MiB pages were faster</text>`,
+  );
+  // Dots and intervals.
+  results.forEach((r, j) => {
+    const c = colourOf(r.runtime.name, j);
+    for (const w of r.workloads) {
+      const i = names.indexOf(w.name);
+      const y = top + i * rowH + 7 + perRuntime / 2 + j * perRuntime;
+      const s = w.fileOverHuge;
+      const tip = `${r.runtime.name} ${w.name}: file/huge ${
+        formatRatio(s)
+      }, ${s.verdict}`;
+      out.push(
+        `<g><title>${esc(tip)}</title>`,
+        `<line x1="${f(x(s.lo))}" y1="${f(y)}" x2="${f(x(s.hi))}" y2="${
+          f(y)
+        }" stroke="${c}" stroke-width="3" stroke-linecap="round" opacity="0.55"/>`,
+        `<circle cx="${f(x(s.median))}" cy="${f(y)}" r="4.5" fill="${c}"${
+          s.verdict === "no difference detected"
+            ? ` fill-opacity="0.35" stroke="${c}" stroke-width="1.5"`
+            : ""
+        }/>`,
+        `</g>`,
+      );
+    }
+  });
+  out.push("</svg>", "");
+  return out.join("\n");
+}
+
+// ------------------------------------------------------------------ files
+
+/** The repository's bench/results directory. */
+export const DEFAULT_OUT: string = fileURLToPath(
+  new URL("../results", import.meta.url),
+);
+
+/** Reads every `<runtime>-<date>.json` A/B result in `dir`. */
+export function readResults(dir: string, date: string): AbResult[] {
+  const re = new RegExp(`^([a-z0-9]+)-${date.replace(/-/g, "\\-")}\\.json$`);
+  const files = readdirSync(dir).filter((n) => re.test(n)).sort();
+  const out: AbResult[] = [];
+  for (const name of files) {
+    try {
+      const r = JSON.parse(readFileSync(join(dir, name), "utf8")) as AbResult;
+      if (r.schema === SCHEMA) out.push(r);
+    } catch {
+      // not an A/B result
+    }
+  }
+  // Deno first, then Bun, then anything else: stable colours and order.
+  const rank = (n: string) => (n === "deno" ? 0 : n === "bun" ? 1 : 2);
+  return out.sort((a, b) =>
+    rank(a.runtime.name) - rank(b.runtime.name) ||
+    a.runtime.name.localeCompare(b.runtime.name)
+  );
+}
+
+/** Writes the JSON and Markdown of `r` and the date's combined SVG. */
+export function writeReports(
+  r: AbResult,
+  dir: string,
+): { json: string; md: string; svg: string } {
+  mkdirSync(dir, { recursive: true });
+  const base = join(dir, `${r.runtime.name}-${r.date}`);
+  const json = `${base}.json`;
+  const md = `${base}.md`;
+  writeFileSync(json, JSON.stringify(r, null, 1) + "\n");
+  writeFileSync(md, renderMarkdown(r));
+  const svg = join(dir, `ab-${r.date}.svg`);
+  writeFileSync(svg, renderSvg(readResults(dir, r.date)));
+  return { json, md, svg };
+}
+
+if (import.meta.main) {
+  const { parseArgs } = await import("node:util");
+  const { values } = parseArgs({
+    options: {
+      out: { type: "string", default: DEFAULT_OUT },
+      date: { type: "string", default: new Date().toISOString().slice(0, 10) },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  if (values.help) {
+    console.log(
+      "usage: report.ts [--out DIR] [--date YYYY-MM-DD]\nRebuilds <runtime>-<date>.md and ab-<date>.svg from the JSON results in DIR.",
+    );
+  } else {
+    const results = readResults(values.out, values.date);
+    if (results.length === 0) {
+      console.error(`no A/B results for ${values.date} in ${values.out}`);
+      process.exitCode = 1;
+    } else {
+      for (const r of results) {
+        const md = join(values.out, `${r.runtime.name}-${r.date}.md`);
+        writeFileSync(md, renderMarkdown(r));
+        console.log(md);
+      }
+      const svg = join(values.out, `ab-${values.date}.svg`);
+      writeFileSync(svg, renderSvg(results));
+      console.log(svg);
+    }
+  }
+}
