@@ -388,7 +388,11 @@ export class PrimeOutcome implements PrimeOutcomeData {
 function formatRemap(r: RemapReport): string[] {
   const lines = [
     `  remap (${
-      r.pageSize === "4k" ? "4 KiB copy" : "2 MiB pages"
+      r.pageSize === "4k"
+        ? "4 KiB copy"
+        : r.backend === "hugetlb"
+        ? "2 MiB pages from the hugetlb pool"
+        : "2 MiB pages from THP"
     }, ${r.align}): ${
       r.regions.filter((x) => x.status === "remapped").length
     } of ${r.regions.length} region(s) in ${r.ms.toFixed(1)} ms`,

@@ -265,3 +265,60 @@ export function plannedCoverage(
   }
   return n;
 }
+
+/**
+ * Adapts a plan to the hugetlb backend. A hugetlb copy is restored by
+ * mapping the file over the whole 2 MiB-aligned region, so a region may
+ * only grow below its data where the file has bytes there too (the file
+ * offset stays non-negative); otherwise it starts at the next boundary.
+ *
+ * @example
+ * ```ts
+ * import { forHugetlb } from "./plan.ts";
+ * console.log(forHugetlb({ regions: [], skipped: [] }).regions.length); // 0
+ * ```
+ */
+export function forHugetlb(plan: RemapPlan): RemapPlan {
+  const regions: PlannedRegion[] = [];
+  const skipped = [...plan.skipped];
+  for (const r of plan.regions) {
+    if (r.fileOffset - (r.dataStart - r.start) >= 0) {
+      regions.push(r);
+      continue;
+    }
+    const start = r.start + HUGE_PAGE;
+    if (r.end - start < HUGE_PAGE) {
+      skipped.push({
+        object: r.object,
+        index: r.index,
+        perms: r.perms,
+        start: r.vmaStart,
+        end: r.vmaEnd,
+        reason:
+          "no whole 2 MiB page fits for hugetlb (the file has no bytes below it)",
+      });
+      continue;
+    }
+    regions.push({
+      ...r,
+      start,
+      dataStart: start,
+      fileOffset: r.fileOffset + (start - r.dataStart),
+      gaps: r.gaps.filter((g) => g.start >= r.dataEnd),
+    });
+  }
+  return { regions, skipped };
+}
+
+/**
+ * Number of 2 MiB pages a plan needs.
+ *
+ * @example
+ * ```ts
+ * import { hugePagesNeeded } from "./plan.ts";
+ * console.log(hugePagesNeeded({ regions: [], skipped: [] })); // 0
+ * ```
+ */
+export function hugePagesNeeded(plan: RemapPlan): number {
+  return plan.regions.reduce((n, r) => n + (r.end - r.start) / HUGE_PAGE, 0);
+}

@@ -188,9 +188,19 @@ export class Primer {
     const v = checkFlag<RemapOptions>(
       "remap",
       enable,
-      ["align", "pageSize"],
-      'true, false or { align?: "aggressive" | "conservative", pageSize?: "2m" | "4k" }',
+      ["align", "pageSize", "backend"],
+      'true, false or { align?: "aggressive" | "conservative", pageSize?: "2m" | "4k", backend?: "auto" | "thp" | "hugetlb" }',
     );
+    if (
+      v && v.backend !== undefined && v.backend !== "auto" &&
+      v.backend !== "thp" && v.backend !== "hugetlb"
+    ) {
+      throw new RangeError(
+        `remap(): backend must be "auto", "thp" or "hugetlb"; got ${
+          describe(v.backend)
+        }`,
+      );
+    }
     if (
       v && v.align !== undefined && v.align !== "aggressive" &&
       v.align !== "conservative"
@@ -511,8 +521,8 @@ export class Primer {
           `${bad} of ${remap.regions.length} remap region(s) failed`,
         );
       }
-      if (remap.pageSize === "2m" && !remap.thp.usable) {
-        reasons.push(`remap got no huge pages: ${remap.thp.reason}`);
+      if (remap.unavailable !== undefined) {
+        reasons.push(`remap got no huge pages: ${remap.unavailable}`);
       }
     }
     const data: PrimeOutcomeData = {

@@ -25,7 +25,9 @@ import { readSmaps } from "./objects.ts";
 import type { StepError } from "./outcome.ts";
 import {
   type Alignment,
+  forHugetlb,
   HUGE_PAGE,
+  hugePagesNeeded,
   NAME_PREFIX,
   type PlannedRegion,
   planRemap,
@@ -35,12 +37,87 @@ import type { LoadedObject, SegmentRange } from "./segments.ts";
 import { type ThpStatus, thpStatus } from "./thp.ts";
 import { isTrampolinePath, loadTrampoline } from "./trampoline.ts";
 
+/** Where the 2 MiB pages come from. */
+export type Backend = "thp" | "hugetlb";
+
+/** The reserved hugetlb pool of 2 MiB pages. */
+export interface HugetlbPool {
+  /** Pages in the pool (`nr_hugepages`). */
+  total: number;
+  /** Pages free and not reserved by others. */
+  available: number;
+  /** Pages this remap needs. */
+  needed: number;
+  /** The command that makes the pool large enough. */
+  command: string;
+}
+
+/**
+ * Picks the backend: a forced one if it can work, else for `"auto"`
+ * hugetlb when the free pool covers the plan, then THP. Pure.
+ *
+ * @example
+ * ```ts
+ * import { chooseBackend } from "./remap.ts";
+ * const pool = { total: 0, available: 0, needed: 44, command: "" };
+ * console.log(chooseBackend("auto", pool, { usable: true }).backend); // "thp"
+ * ```
+ */
+export function chooseBackend(
+  wanted: "auto" | Backend,
+  pool: HugetlbPool,
+  thp: { usable: boolean; reason?: string },
+): { backend: Backend } | { backend: Backend; unavailable: string } {
+  const poolShort =
+    `the hugetlb pool has ${pool.available} free 2 MiB page(s), the remap needs ${pool.needed}: ${pool.command}`;
+  const poolFits = pool.needed > 0 && pool.available >= pool.needed;
+  if (wanted === "hugetlb") {
+    return poolFits
+      ? { backend: "hugetlb" }
+      : { backend: "hugetlb", unavailable: `hugetlb backend: ${poolShort}` };
+  }
+  if (wanted === "auto" && poolFits) return { backend: "hugetlb" };
+  if (thp.usable) return { backend: "thp" };
+  return {
+    backend: "thp",
+    unavailable: wanted === "thp"
+      ? `no huge pages possible: ${thp.reason}`
+      : `no huge pages possible: THP: ${thp.reason}; hugetlb: ${poolShort}`,
+  };
+}
+
+function readPool(c: Libc, needed: number): HugetlbPool {
+  const dir = "/sys/kernel/mm/hugepages/hugepages-2048kB/";
+  const num = (f: string) => {
+    try {
+      return parseInt(c.readText(dir + f), 10) || 0;
+    } catch {
+      return 0;
+    }
+  };
+  const total = num("nr_hugepages");
+  const available = Math.max(0, num("free_hugepages") - num("resv_hugepages"));
+  return {
+    total,
+    available,
+    needed,
+    command: `sysctl -w vm.nr_hugepages=${
+      total + Math.max(0, needed - available)
+    }`,
+  };
+}
+
 /** Options of `remap`. */
 export interface RemapOptions {
   /** `"aggressive"` (default): grow into free neighbouring space; `"conservative"`: inward only. */
   align?: Alignment;
   /** `"2m"` (default): huge pages; `"4k"`: an anonymous copy on small pages (for A/B benchmarks). */
   pageSize?: "2m" | "4k";
+  /**
+   * `"auto"` (default): the reserved hugetlb pool when its free pages cover
+   * the plan, else transparent huge pages; `"thp"` or `"hugetlb"` force one.
+   */
+  backend?: "auto" | Backend;
 }
 
 /** What happened to one planned region. */
@@ -91,6 +168,12 @@ export interface RemapReport {
   align: Alignment;
   /** Page size of the copies. */
   pageSize: "2m" | "4k";
+  /** Where the pages came from (`"small"` for a 4 KiB copy). */
+  backend: Backend | "small";
+  /** The hugetlb pool as found. */
+  pool?: HugetlbPool;
+  /** When no huge pages were possible: why, and what to change. */
+  unavailable?: string;
   /** THP situation. */
   thp: ThpStatus;
   /** Per planned region. */
@@ -130,6 +213,7 @@ interface FileIdentity {
 }
 
 interface ActiveSwap {
+  hugetlb: boolean;
   region: PlannedRegion;
   prot: number;
   file: FileIdentity;
@@ -278,6 +362,9 @@ export function remapObjects(
   const small = pageSize === "4k";
   const thp = thpStatus(c);
   const warnings: string[] = [];
+  let backend: Backend | "small" = small ? "small" : "thp";
+  let poolReport: HugetlbPool | undefined;
+  let unavailable: string | undefined;
   const report = (
     regions: RegionReport[],
     skipped: SkippedRegion[],
@@ -286,13 +373,22 @@ export function remapObjects(
     after: smaps,
     align,
     pageSize,
+    backend,
+    pool: poolReport,
+    ...(unavailable !== undefined ? { unavailable } : {}),
     thp,
     regions,
     skipped,
     text: measure(smaps, ranges, "text"),
     rodata: measure(smaps, ranges, "rodata"),
     copyResident: [...active.values()].reduce(
-      (n, a) => n + sumIn(smaps, a.region.start, a.region.end, (v) => v.rss),
+      (n, a) =>
+        n + sumIn(
+          smaps,
+          a.region.start,
+          a.region.end,
+          (v) => v.rss + v.privateHugetlb + v.sharedHugetlb,
+        ),
       0,
     ),
     ms: performance.now() - t0,
@@ -304,17 +400,26 @@ export function remapObjects(
     o.path.startsWith("/") && !o.path.endsWith(" (deleted)") &&
     !isTrampolinePath(o.path)
   );
-  if (!small && !thp.usable) {
-    warnings.push(`no huge pages possible: ${thp.reason}`);
-    return report([], [], readSmaps(c));
-  }
-  if (thp.reason) warnings.push(thp.reason);
   const maps: readonly SmapsVma[] = before ?? readSmaps(c);
   const ours = [...active.values()].map((a) => ({
     start: a.region.start,
     end: a.region.end,
   }));
-  const plan = planRemap(eligible, ranges, maps, align, ours);
+  const thpPlan = planRemap(eligible, ranges, maps, align, ours);
+  const hugetlbPlan = forHugetlb(thpPlan);
+  const pool = readPool(c, hugePagesNeeded(hugetlbPlan));
+  const choice: { backend: Backend | "small"; unavailable?: string } = small
+    ? { backend: "small" }
+    : chooseBackend(options.backend ?? "auto", pool, thp);
+  backend = choice.backend;
+  poolReport = pool;
+  if (choice.unavailable !== undefined) {
+    unavailable = choice.unavailable;
+    warnings.push(choice.unavailable);
+    return report([], thpPlan.skipped, readSmaps(c));
+  }
+  if (backend === "thp" && thp.reason) warnings.push(thp.reason);
+  const plan = backend === "hugetlb" ? hugetlbPlan : thpPlan;
   const headroom = maxMapHeadroom(c, maps.length);
   const needed = plan.regions.length * 6;
   if (headroom < needed) {
@@ -430,6 +535,7 @@ export function remapObjects(
         dataLen: dataEnd - dataStart,
         prot,
         small,
+        hugetlb: backend === "hugetlb",
         fromFile,
         name: `${NAME_PREFIX}${region.object}`,
         fd: opened.fd,
@@ -474,7 +580,12 @@ export function remapObjects(
         });
         continue;
       }
-      active.set(start, { region: planned, prot, file: opened.file });
+      active.set(start, {
+        hugetlb: backend === "hugetlb",
+        region: planned,
+        prot,
+        file: opened.file,
+      });
       results.push({ ...row(start, end, planned), status: "remapped", ms });
     }
   } finally {
@@ -548,6 +659,7 @@ export function restoreRemapped(c: Libc): RestoreReport {
         dataLen: r.dataEnd - r.dataStart,
         prot: swap.prot,
         small: false,
+        hugetlb: swap.hugetlb,
         fd: opened.fd,
         fileOffset: r.fileOffset,
       }]);

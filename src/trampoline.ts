@@ -40,6 +40,8 @@ export interface TrampolineRecord {
   small: boolean;
   /** Fill with pread from `fd` (only when the mapping holds no private page). */
   fromFile?: boolean;
+  /** Stage in the reserved hugetlb pool instead of THP. */
+  hugetlb?: boolean;
   /** Name for the anonymous VMA, or `undefined`. */
   name?: string;
   /** The file's descriptor (restore, and recovery of a failed swap), or -1. */
@@ -123,7 +125,8 @@ function bind(lib: NativeLibrary<typeof SYMBOLS>, path: string): Trampoline {
         words[w + 3] = BigInt(r.dataStart);
         words[w + 4] = BigInt(r.dataLen);
         words[w + 5] = BigInt(r.prot);
-        words[w + 6] = (r.small ? 1n : 0n) | (r.fromFile ? 2n : 0n);
+        words[w + 6] = (r.small ? 1n : 0n) | (r.fromFile ? 2n : 0n) |
+          (r.hugetlb ? 4n : 0n);
         words[w + 7] = name;
         words[w + 8] = BigInt.asUintN(64, BigInt(r.fd));
         words[w + 9] = BigInt(r.fileOffset);

@@ -18,9 +18,15 @@ import { formatBytes, formatPercent, formatTable } from "../src/format.ts";
 import { PrimeOutcome, type SegmentReport, totalsOf } from "../src/outcome.ts";
 import { parseStatus } from "../src/objects.ts";
 import { prime } from "../mod.ts";
-import { HUGE_PAGE, plannedCoverage, planRemap } from "../src/plan.ts";
+import {
+  forHugetlb,
+  HUGE_PAGE,
+  hugePagesNeeded,
+  plannedCoverage,
+  planRemap,
+} from "../src/plan.ts";
 import { thpVerdict } from "../src/thp.ts";
-import { devString } from "../src/remap.ts";
+import { chooseBackend, devString } from "../src/remap.ts";
 
 const MiB = 1024 * 1024;
 
@@ -532,4 +538,61 @@ test("devString decodes st_dev like /proc/self/maps", () => {
   assert.equal(devString(0xfe00), "fe:00");
   assert.equal(devString(0x803), "08:03");
   assert.equal(devString((259 << 8) | 2), "103:02");
+});
+
+test("chooseBackend: forced, auto with and without a pool, nothing possible", () => {
+  const pool = (available: number, needed = 44) => ({
+    total: available,
+    available,
+    needed,
+    command: `sysctl -w vm.nr_hugepages=${needed}`,
+  });
+  const thpOk = { usable: true };
+  const thpOff = {
+    usable: false,
+    reason: "THP is disabled for this whole process",
+  };
+  assert.deepEqual(chooseBackend("auto", pool(44), thpOk), {
+    backend: "hugetlb",
+  });
+  assert.deepEqual(chooseBackend("auto", pool(43), thpOk), { backend: "thp" });
+  assert.deepEqual(chooseBackend("thp", pool(100), thpOk), { backend: "thp" });
+  const forced = chooseBackend("hugetlb", pool(0), thpOk);
+  assert.match(
+    (forced as { unavailable: string }).unavailable,
+    /hugetlb pool has 0 free 2 MiB page\(s\), the remap needs 44: sysctl -w vm\.nr_hugepages=44/,
+  );
+  const none = chooseBackend("auto", pool(0), thpOff);
+  assert.match(
+    (none as { unavailable: string }).unavailable,
+    /THP: THP is disabled.*hugetlb: the hugetlb pool/,
+  );
+  assert.equal(
+    "unavailable" in chooseBackend("auto", pool(0, 0), thpOk),
+    false,
+  );
+});
+
+test("forHugetlb: no growth below a segment that starts at file offset 0", () => {
+  const { smaps, bias, path } = denoFixture();
+  const obj = { path, main: true, bias, segments: DENO_LOADS };
+  const plan = planRemap([obj], segmentRanges(obj, 4096), smaps, "aggressive");
+  const h = forHugetlb(plan);
+  for (const r of h.regions) {
+    assert.ok(
+      r.fileOffset - (r.dataStart - r.start) >= 0,
+      `${r.kind} would map before the file`,
+    );
+    assert.equal(r.start % HUGE_PAGE, 0);
+  }
+  // rodata starts at file offset 0 and the fixture's bias is not 2 MiB aligned.
+  const ro = h.regions.find((r) => r.kind === "rodata")!;
+  assert.equal(ro.start, Math.ceil(bias / HUGE_PAGE) * HUGE_PAGE);
+  assert.equal(
+    hugePagesNeeded(h),
+    h.regions.reduce((n, r) => n + (r.end - r.start) / HUGE_PAGE, 0),
+  );
+  // text keeps its growth into the gap: the file has bytes below it.
+  const text = h.regions.find((r) => r.kind === "text")!;
+  assert.equal(text.start, plan.regions.find((r) => r.kind === "text")!.start);
 });

@@ -23,7 +23,7 @@ import { libc } from "../src/libc.ts";
 import { loadTrampoline } from "../src/trampoline.ts";
 import { parseMaps } from "../src/maps.ts";
 
-const SOURCES = ["primer.c", "arch_x86_64.h", "linux_abi.h"];
+const SOURCES = ["primer.c", "primer.h", "arch_x86_64.h", "linux_abi.h"];
 
 function sourceHash(): string {
   const h = createHash("sha256");

@@ -9,6 +9,8 @@
 #define MAP_PRIVATE 0x02
 #define MAP_FIXED 0x10
 #define MAP_ANONYMOUS 0x20
+#define MAP_HUGETLB 0x40000
+#define MAP_HUGE_2MB (21 << 26)
 #define MREMAP_MAYMOVE 1
 #define MREMAP_FIXED 2
 #define MADV_HUGEPAGE 14

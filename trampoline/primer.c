@@ -1,78 +1,20 @@
 // SPDX-License-Identifier: MIT
 /*
- * page-primer trampoline: executes a prepared plan of region swaps.
- *
- * Each region is replaced by an identical copy in one syscall:
- *   stage:   mmap an anonymous RW area, over-allocated and trimmed so it is
- *            one VMA aligned to 2 MiB;
- *   advise:  MADV_HUGEPAGE (or MADV_NOHUGEPAGE for a small-page copy);
- *   fill:    copy the original bytes in (from memory, or with pread from
- *            the file when the mapping is known to equal it);
- *   collapse, name: MADV_COLLAPSE and PR_SET_VMA_ANON_NAME (best effort);
- *   protect: mprotect to the region's protection (never W+X);
- *   swap:    mremap(MREMAP_MAYMOVE|MREMAP_FIXED) onto the original address.
- * Restore maps the file back over the copy with one mmap(MAP_FIXED).
- *
- * No libc: libc may be one of the objects being remapped. No allocation.
- * Every syscall's result is checked; a failure before the swap changes
- * nothing visible (the stage is unmapped again).
+ * page-primer trampoline: executes a prepared plan of region swaps, each
+ * region replaced by an identical copy in one syscall. No libc (libc may be
+ * among the objects being remapped), no allocation, every syscall checked.
+ * The steps and their failure semantics: trampoline/README.md.
  */
 #include <stdint.h>
 
 #include "linux_abi.h"
+#include "primer.h"
 
 #if defined(__x86_64__)
 #include "arch_x86_64.h"
 #else
 #error "page-primer trampoline: only x86_64 so far (aarch64 needs svc syscalls and an I-cache flush before the swap)"
 #endif
-
-#define PP_ABI_VERSION 1
-
-#define HUGE_SIZE (2UL << 20)
-
-/* Operations. */
-#define PP_OP_SWAP 1
-#define PP_OP_RESTORE 2
-
-/* Flags. */
-#define PP_F_SMALL 0x1     /* copy on 4 KiB pages: no THP, no collapse */
-#define PP_F_FROM_FILE 0x2 /* fill with pread from fd (mapping == file) */
-
-/* Steps, reported in `step` when one fails. */
-enum pp_step {
-	PP_OK = 0,
-	PP_STEP_CHECK = 1,
-	PP_STEP_STAGE = 2,
-	PP_STEP_TRIM = 3,
-	PP_STEP_ADVISE = 4,
-	PP_STEP_PROTECT = 5,
-	PP_STEP_SWAP = 6,
-	PP_STEP_RESTORE = 7,
-	PP_STEP_UNMAP_EXTENSION = 8,
-	PP_STEP_FILL = 9,
-};
-
-/* One region record; every field is 64 bits so both sides agree on layout. */
-struct pp_region {
-	uint64_t op;         /* PP_OP_* */
-	uint64_t start;      /* destination, 2 MiB aligned */
-	uint64_t len;        /* bytes, a multiple of 2 MiB */
-	uint64_t data_start; /* the part that exists in the original mapping */
-	uint64_t data_len;
-	uint64_t prot;       /* final protection */
-	uint64_t flags;      /* PP_F_* */
-	uint64_t name;       /* NUL-terminated name for the VMA, or 0 */
-	uint64_t fd;         /* the file, for restore and for recovery */
-	uint64_t file_off;   /* file offset of data_start */
-	/* results */
-	uint64_t step;          /* enum pp_step that failed, 0 when ok */
-	uint64_t err;           /* its errno */
-	uint64_t collapse_err;  /* errno of MADV_COLLAPSE, 0 when it worked */
-	uint64_t name_err;      /* errno of PR_SET_VMA_ANON_NAME */
-	uint64_t recovered;     /* 1: a failed swap was undone by remapping the file */
-	uint64_t stage;         /* staging address used */
-};
 
 static int is_err(long r)
 {
@@ -104,11 +46,20 @@ static int check_region(struct pp_region *r)
 static long stage_alloc(struct pp_region *r, uint64_t *out)
 {
 	uint64_t span = r->len + HUGE_SIZE;
-	long p = pp_syscall6(PP_SYS_MMAP, 0, span, PROT_READ | PROT_WRITE,
-			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint64_t base, head, tail;
-	long ret;
+	long p, ret;
 
+	if (r->flags & PP_F_HUGETLB) { /* reserved now; 2 MiB aligned */
+		p = pp_syscall6(PP_SYS_MMAP, 0, r->len, PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB |
+					MAP_HUGE_2MB, -1, 0);
+		if (is_err(p))
+			return fail(r, PP_STEP_STAGE, p);
+		*out = (uint64_t)p;
+		return 0;
+	}
+	p = pp_syscall6(PP_SYS_MMAP, 0, span, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (is_err(p))
 		return fail(r, PP_STEP_STAGE, p);
 	base = ((uint64_t)p + HUGE_SIZE - 1) & ~(HUGE_SIZE - 1);
@@ -135,7 +86,11 @@ static long stage_alloc(struct pp_region *r, uint64_t *out)
 static long stage_advise(struct pp_region *r, uint64_t stage)
 {
 	long advice = (r->flags & PP_F_SMALL) ? MADV_NOHUGEPAGE : MADV_HUGEPAGE;
-	long ret = pp_syscall6(PP_SYS_MADVISE, stage, r->len, advice, 0, 0, 0);
+	long ret;
+
+	if (r->flags & PP_F_HUGETLB)
+		return 0;
+	ret = pp_syscall6(PP_SYS_MADVISE, stage, r->len, advice, 0, 0, 0);
 
 	return is_err(ret) ? fail(r, PP_STEP_ADVISE, ret) : 0;
 }
@@ -180,7 +135,7 @@ static void stage_finish(struct pp_region *r, uint64_t stage)
 {
 	long ret;
 
-	if (!(r->flags & PP_F_SMALL)) {
+	if (!(r->flags & (PP_F_SMALL | PP_F_HUGETLB))) {
 		ret = pp_syscall6(PP_SYS_MADVISE, stage, r->len, MADV_COLLAPSE,
 				  0, 0, 0);
 		r->collapse_err = is_err(ret) ? (uint64_t)-ret : 0;
@@ -242,8 +197,16 @@ static long do_restore(struct pp_region *r)
 {
 	uint64_t data_end = r->data_start + r->data_len;
 	uint64_t end = r->start + r->len;
-	long ret = map_file(r);
+	long ret;
 
+	/* A hugetlb VMA splits only at 2 MiB: replace it whole with the file
+	 * (the caller made sure the offset below is not negative). */
+	if (r->flags & PP_F_HUGETLB)
+		ret = pp_syscall6(PP_SYS_MMAP, r->start, r->len, r->prot,
+				  MAP_PRIVATE | MAP_FIXED, (long)r->fd,
+				  r->file_off - (r->data_start - r->start));
+	else
+		ret = map_file(r);
 	if (is_err(ret))
 		return fail(r, PP_STEP_RESTORE, ret);
 	/* The parts outside the file were our own extension: release them. */

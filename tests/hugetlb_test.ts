@@ -1,0 +1,184 @@
+// The hugetlb backend: with a reserved pool, text and rodata move onto
+// hugetlb pages (smaps Private_Hugetlb), bytes equal the file, restore gives
+// the pages back; with an empty pool it fails cleanly. Needs root to size
+// /proc/sys/vm/nr_hugepages; restores the previous size afterwards.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync, writeFileSync } from "node:fs";
+import { isRoot, RUNTIMES, startChild } from "./helpers.ts";
+import { type SmapsVma, sumIn } from "../src/maps.ts";
+import type { PrimeOutcomeData } from "../src/outcome.ts";
+
+const NR = "/proc/sys/vm/nr_hugepages";
+const POOL = "/sys/kernel/mm/hugepages/hugepages-2048kB/";
+const SKIP = isRoot() ? false : "needs root to size the hugetlb pool";
+if (SKIP) console.log(`hugetlb_test: skipped: ${SKIP}`);
+const HUGE = 2 * 1024 * 1024;
+let saved = 0;
+
+function setPool(n: number): void {
+  writeFileSync(NR, String(n));
+  const got = Number(readFileSync(NR, "utf8"));
+  assert.equal(got, n, `could only get ${got} of ${n} hugetlb pages`);
+}
+const free = () => Number(readFileSync(POOL + "free_hugepages", "utf8"));
+
+before(() => {
+  if (!SKIP) saved = Number(readFileSync(NR, "utf8"));
+});
+after(() => {
+  if (!SKIP) writeFileSync(NR, String(saved));
+});
+
+interface Report {
+  results: {
+    remap?: PrimeOutcomeData;
+    restore?: { restored: number; failed: unknown[] };
+    verify?: { bytes: number; mismatches: number };
+  }[];
+}
+
+const hugetlbIn = (
+  smaps: readonly SmapsVma[],
+  s: { start: number; end: number },
+) =>
+  sumIn(
+    smaps,
+    s.start,
+    s.end,
+    (v) => v.kernelPageSize >= HUGE ? v.privateHugetlb : 0,
+  );
+
+for (const rt of RUNTIMES) {
+  test(
+    `${rt}: remap({ backend: "hugetlb" }) with a sized pool`,
+    { skip: SKIP },
+    async () => {
+      setPool(saved + 64);
+      const poolFree = free();
+      const child = await startChild(rt, [
+        { remap: { backend: "hugetlb" } },
+        "verify",
+      ], {
+        script: "remap_child.ts",
+      });
+      try {
+        const rep = child.outcome as unknown as Report;
+        const out = rep.results[0].remap!;
+        assert.equal(out.ok, true, out.reason);
+        assert.equal(out.remap!.backend, "hugetlb");
+        const smaps = child.smaps();
+        const text = out.segments.find((s) =>
+          s.kind === "text" && s.origin === "load"
+        )!;
+        const cov = hugetlbIn(smaps, text) / text.bytes;
+        const best = (Math.floor(text.end / HUGE) * HUGE - text.start) /
+          text.bytes;
+        console.log(`${rt}: text on hugetlb pages ${(100 * cov).toFixed(1)}%`);
+        assert.ok(cov >= Math.min(0.97, best) - 0.001, `text ${cov}`);
+        assert.ok(out.remap!.pool!.needed > 0);
+        assert.equal(
+          free(),
+          poolFree - out.remap!.pool!.needed,
+          "pool pages not in use",
+        );
+        assert.equal(rep.results[1].verify!.mismatches, 0);
+      } finally {
+        await child.finish();
+      }
+      assert.equal(
+        free(),
+        poolFree,
+        "the child's exit did not give the pages back",
+      );
+    },
+  );
+
+  test(
+    `${rt}: restore() from hugetlb gives the pool back, bytes equal the file`,
+    { skip: SKIP },
+    async () => {
+      setPool(saved + 64);
+      const poolFree = free();
+      const child = await startChild(rt, [
+        { remap: { backend: "hugetlb" } },
+        "restore",
+        "verify",
+      ], {
+        script: "remap_child.ts",
+      });
+      try {
+        const rep = child.outcome as unknown as Report;
+        assert.equal(
+          rep.results[1].restore!.restored,
+          rep.results[0].remap!.remap!.regions.length,
+        );
+        assert.equal(rep.results[2].verify!.mismatches, 0);
+        assert.equal(free(), poolFree, "restore did not give the pages back");
+        const out = rep.results[0].remap!;
+        const text = out.segments.find((s) =>
+          s.kind === "text" && s.origin === "load"
+        )!;
+        const inside = child.smaps().filter((v) =>
+          v.start < text.end && text.start < v.end
+        );
+        assert.ok(
+          inside.every((v) => v.path === text.object),
+          "text not file-backed after restore",
+        );
+      } finally {
+        await child.finish();
+      }
+    },
+  );
+
+  test(`${rt}: an empty pool fails cleanly with the command to size it`, {
+    skip: SKIP,
+  }, async () => {
+    setPool(0);
+    const child = await startChild(rt, [{ remap: { backend: "hugetlb" } }], {
+      script: "remap_child.ts",
+    });
+    try {
+      const out = (child.outcome as unknown as Report).results[0].remap!;
+      assert.equal(out.ok, false);
+      assert.match(
+        out.reason!,
+        /hugetlb pool has 0 free 2 MiB page\(s\), the remap needs \d+: sysctl -w vm\.nr_hugepages=\d+/,
+      );
+      const text = out.segments.find((s) =>
+        s.kind === "text" && s.origin === "load"
+      )!;
+      const inside = child.smaps().filter((v) =>
+        v.start < text.end && text.start < v.end
+      );
+      assert.ok(inside.every((v) => v.path === text.object), "text changed");
+    } finally {
+      const end = await child.finish();
+      assert.equal(end.code, 0, end.stderr);
+      assert.match(end.stdout, /ALIVE/);
+    }
+  });
+
+  test(
+    `${rt}: auto picks hugetlb when the pool covers the plan, THP when not`,
+    { skip: SKIP },
+    async () => {
+      for (
+        const [pool, want] of [[saved + 64, "hugetlb"], [0, "thp"]] as const
+      ) {
+        setPool(pool);
+        const child = await startChild(rt, [{ remap: {} }], {
+          script: "remap_child.ts",
+        });
+        try {
+          const out = (child.outcome as unknown as Report).results[0].remap!;
+          assert.equal(out.ok, true, out.reason);
+          assert.equal(out.remap!.backend, want, `pool ${pool}`);
+        } finally {
+          await child.finish();
+        }
+      }
+    },
+  );
+}
