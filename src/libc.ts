@@ -42,6 +42,7 @@ export const LIBC_SYMBOLS = {
   munmap: { args: ["u64", "u64"], returns: "i32" },
   memfd_create: { args: ["u64", "u32"], returns: "i32", optional: true },
   write: { args: ["i32", "u64", "u64"], returns: "i64" },
+  ftruncate: { args: ["i32", "i64"], returns: "i32" },
   fstat: { args: ["i32", "u64"], returns: "i32", optional: true },
   __fxstat64: { args: ["i32", "i32", "u64"], returns: "i32", optional: true },
 } as const;
@@ -400,6 +401,11 @@ export class Libc {
       "memfd_create",
       this.#fn("memfd_create")(addressOf(b), flags),
     );
+  }
+
+  /** `ftruncate(fd, length)`. */
+  ftruncate(fd: number, length: number): void {
+    this.#check("ftruncate", this.#fn("ftruncate")(fd, length));
   }
 
   /** Writes all of `bytes` to `fd`. */

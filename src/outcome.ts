@@ -392,6 +392,8 @@ function formatRemap(r: RemapReport): string[] {
         ? "4 KiB copy"
         : r.backend === "hugetlb"
         ? "2 MiB pages from the hugetlb pool"
+        : r.backend === "memfd"
+        ? "a memfd copy (shmem)"
         : "2 MiB pages from THP"
     }, ${r.align}): ${
       r.regions.filter((x) => x.status === "remapped").length

@@ -189,14 +189,14 @@ export class Primer {
       "remap",
       enable,
       ["align", "pageSize", "backend"],
-      'true, false or { align?: "aggressive" | "conservative", pageSize?: "2m" | "4k", backend?: "auto" | "thp" | "hugetlb" }',
+      'true, false or { align?: "aggressive" | "conservative", pageSize?: "2m" | "4k", backend?: "auto" | "thp" | "hugetlb" | "memfd" }',
     );
     if (
       v && v.backend !== undefined && v.backend !== "auto" &&
-      v.backend !== "thp" && v.backend !== "hugetlb"
+      v.backend !== "thp" && v.backend !== "hugetlb" && v.backend !== "memfd"
     ) {
       throw new RangeError(
-        `remap(): backend must be "auto", "thp" or "hugetlb"; got ${
+        `remap(): backend must be "auto", "thp", "hugetlb" or "memfd"; got ${
           describe(v.backend)
         }`,
       );

@@ -34,11 +34,11 @@ import {
   type SkippedRegion,
 } from "./plan.ts";
 import type { LoadedObject, SegmentRange } from "./segments.ts";
-import { type ThpStatus, thpStatus } from "./thp.ts";
+import { selected, type ThpStatus, thpStatus } from "./thp.ts";
 import { isTrampolinePath, loadTrampoline } from "./trampoline.ts";
 
 /** Where the 2 MiB pages come from. */
-export type Backend = "thp" | "hugetlb";
+export type Backend = "thp" | "hugetlb" | "memfd";
 
 /** The reserved hugetlb pool of 2 MiB pages. */
 export interface HugetlbPool {
@@ -67,7 +67,9 @@ export function chooseBackend(
   wanted: "auto" | Backend,
   pool: HugetlbPool,
   thp: { usable: boolean; reason?: string },
+  shmemThp = false,
 ): { backend: Backend } | { backend: Backend; unavailable: string } {
+  if (wanted === "memfd") return { backend: "memfd" };
   const poolShort =
     `the hugetlb pool has ${pool.available} free 2 MiB page(s), the remap needs ${pool.needed}: ${pool.command}`;
   const poolFits = pool.needed > 0 && pool.available >= pool.needed;
@@ -78,12 +80,25 @@ export function chooseBackend(
   }
   if (wanted === "auto" && poolFits) return { backend: "hugetlb" };
   if (thp.usable) return { backend: "thp" };
+  if (wanted === "auto" && shmemThp) return { backend: "memfd" };
   return {
     backend: "thp",
     unavailable: wanted === "thp"
       ? `no huge pages possible: ${thp.reason}`
-      : `no huge pages possible: THP: ${thp.reason}; hugetlb: ${poolShort}`,
+      : `no huge pages possible: THP: ${thp.reason}; hugetlb: ${poolShort}; memfd: shmem THP is off (echo advise > ${SHMEM_ENABLED})`,
   };
+}
+
+const SHMEM_ENABLED = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
+const SHMEM_ON = ["always", "within_size", "advise", "force"];
+
+/** The shmem THP setting, e.g. `"never"`, `"advise"`; `"unavailable"` without THP. */
+function shmemEnabled(c: Libc): string {
+  try {
+    return selected(c.readText(SHMEM_ENABLED));
+  } catch {
+    return "unavailable";
+  }
 }
 
 function readPool(c: Libc, needed: number): HugetlbPool {
@@ -408,9 +423,15 @@ export function remapObjects(
   const thpPlan = planRemap(eligible, ranges, maps, align, ours);
   const hugetlbPlan = forHugetlb(thpPlan);
   const pool = readPool(c, hugePagesNeeded(hugetlbPlan));
+  const shmem = shmemEnabled(c);
   const choice: { backend: Backend | "small"; unavailable?: string } = small
     ? { backend: "small" }
-    : chooseBackend(options.backend ?? "auto", pool, thp);
+    : chooseBackend(
+      options.backend ?? "auto",
+      pool,
+      thp,
+      SHMEM_ON.includes(shmem),
+    );
   backend = choice.backend;
   poolReport = pool;
   if (choice.unavailable !== undefined) {
@@ -419,6 +440,7 @@ export function remapObjects(
     return report([], thpPlan.skipped, readSmaps(c));
   }
   if (backend === "thp" && thp.reason) warnings.push(thp.reason);
+
   const plan = backend === "hugetlb" ? hugetlbPlan : thpPlan;
   const headroom = maxMapHeadroom(c, maps.length);
   const needed = plan.regions.length * 6;
@@ -526,6 +548,24 @@ export function remapObjects(
         vmasIn(maps, dataStart, dataEnd).every((v) =>
           v.anonymous === 0 && v.inode === region.inode
         );
+      let memfd: number | undefined;
+      if (backend === "memfd") {
+        try {
+          memfd = c.memfdCreate(region.object.slice(-249), 1 /* MFD_CLOEXEC */);
+          c.ftruncate(memfd, end - start);
+        } catch (e) {
+          if (memfd !== undefined) c.close(memfd);
+          for (const g of held) c.munmap(g.start, g.end - g.start);
+          const err = e instanceof SyscallError ? e : undefined;
+          failed(
+            "memfd",
+            err?.code ?? "EIO",
+            err?.errno ?? 5,
+            `${e}; nothing was changed`,
+          );
+          continue;
+        }
+      }
       const t = performance.now();
       const [res] = tramp.run([{
         op: "swap",
@@ -536,12 +576,17 @@ export function remapObjects(
         prot,
         small,
         hugetlb: backend === "hugetlb",
+        memfd,
         fromFile,
-        name: `${NAME_PREFIX}${region.object}`,
+        // A memfd is named by memfd_create (maps: /memfd:<path>).
+        name: backend === "memfd"
+          ? undefined
+          : `${NAME_PREFIX}${region.object}`,
         fd: opened.fd,
         fileOffset: planned.fileOffset,
       }]);
       const ms = performance.now() - t;
+      if (memfd !== undefined) c.close(memfd); // the mapping keeps it
       if (res.collapseErrno && !small) {
         notes.push(`MADV_COLLAPSE: ${errnoName(res.collapseErrno)}`);
       }
@@ -597,6 +642,14 @@ export function remapObjects(
       const a = active.get(r.start)!.region;
       r.huge = sumIn(smaps, a.dataStart, a.dataEnd, hugeBytes);
     }
+  }
+  const moved = results.filter((r) => r.status === "remapped");
+  if (
+    backend === "memfd" && moved.length > 0 && moved.every((r) => r.huge === 0)
+  ) {
+    warnings.push(
+      `memfd backend: the copies got 4 KiB pages (shmem THP is '${shmem}' and MADV_COLLAPSE did not help); for 2 MiB pages: echo advise > ${SHMEM_ENABLED}`,
+    );
   }
   return report(results, plan.skipped, smaps);
 }

@@ -42,6 +42,8 @@ export interface TrampolineRecord {
   fromFile?: boolean;
   /** Stage in the reserved hugetlb pool instead of THP. */
   hugetlb?: boolean;
+  /** Stage in this memfd (shared mapping) instead of anonymous memory. */
+  memfd?: number;
   /** Name for the anonymous VMA, or `undefined`. */
   name?: string;
   /** The file's descriptor (restore, and recovery of a failed swap), or -1. */
@@ -77,7 +79,7 @@ const STEPS = [
   "fill",
 ];
 
-const WORDS = 16;
+const WORDS = 17;
 
 /** Where the loaded trampoline came from. */
 export interface Trampoline {
@@ -126,7 +128,8 @@ function bind(lib: NativeLibrary<typeof SYMBOLS>, path: string): Trampoline {
         words[w + 4] = BigInt(r.dataLen);
         words[w + 5] = BigInt(r.prot);
         words[w + 6] = (r.small ? 1n : 0n) | (r.fromFile ? 2n : 0n) |
-          (r.hugetlb ? 4n : 0n);
+          (r.hugetlb ? 4n : 0n) | (r.memfd !== undefined ? 8n : 0n);
+        words[w + 16] = BigInt(r.memfd ?? 0);
         words[w + 7] = name;
         words[w + 8] = BigInt.asUintN(64, BigInt(r.fd));
         words[w + 9] = BigInt(r.fileOffset);

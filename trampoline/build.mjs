@@ -70,7 +70,7 @@ export const TRAMPOLINE_SOURCE_SHA256: string =
   "${sourceHash()}";
 
 /** The ABI version the trampoline reports through \`pp_abi()\`. */
-export const TRAMPOLINE_ABI: number = 1;
+export const TRAMPOLINE_ABI: number = 2;
 
 /** The shared object, base64. */
 export const TRAMPOLINE_SO_BASE64: string = [

@@ -63,6 +63,14 @@ static long stage_alloc(struct pp_region *r, uint64_t *out)
 	if (is_err(p))
 		return fail(r, PP_STEP_STAGE, p);
 	base = ((uint64_t)p + HUGE_SIZE - 1) & ~(HUGE_SIZE - 1);
+	if (r->flags & PP_F_MEMFD) { /* the memfd replaces the aligned middle */
+		ret = pp_syscall6(PP_SYS_MMAP, base, r->len, PROT_READ | PROT_WRITE,
+				  MAP_SHARED | MAP_FIXED, (long)r->stage_fd, 0);
+		if (is_err(ret)) {
+			pp_syscall6(PP_SYS_MUNMAP, p, span, 0, 0, 0, 0);
+			return fail(r, PP_STEP_STAGE, ret);
+		}
+	}
 	head = base - (uint64_t)p;
 	tail = span - head - r->len;
 	if (head) {

@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#define PP_ABI_VERSION 1
+#define PP_ABI_VERSION 2
 
 #define HUGE_SIZE (2UL << 20)
 
@@ -17,6 +17,7 @@
 #define PP_F_SMALL 0x1     /* copy on 4 KiB pages: no THP, no collapse */
 #define PP_F_FROM_FILE 0x2 /* fill with pread from fd (mapping == file) */
 #define PP_F_HUGETLB 0x4   /* stage in the reserved hugetlb pool */
+#define PP_F_MEMFD 0x8     /* stage in the memfd stage_fd (MAP_SHARED) */
 
 /* Steps, reported in `step` when one fails. */
 enum pp_step {
@@ -51,6 +52,8 @@ struct pp_region {
 	uint64_t name_err;      /* errno of PR_SET_VMA_ANON_NAME */
 	uint64_t recovered;     /* 1: a failed swap was undone by remapping the file */
 	uint64_t stage;         /* staging address used */
+	/* input again */
+	uint64_t stage_fd;      /* the memfd for PP_F_MEMFD */
 };
 
 #endif

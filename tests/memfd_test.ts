@@ -1,0 +1,111 @@
+// The memfd backend: a copy in a memfd named after the executable, so maps
+// shows /memfd:<path> (deleted); bytes equal the file; restore works; auto
+// picks it when THP is off for the process but shmem THP is on.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync, writeFileSync } from "node:fs";
+import { isRoot, RUNTIMES, startChild } from "./helpers.ts";
+import type { PrimeOutcomeData } from "../src/outcome.ts";
+
+const SHMEM = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
+const ROOT_SKIP = isRoot() ? false : "needs root to change shmem_enabled";
+let saved = "";
+const selected = (t: string) => /\[([^\]]+)\]/.exec(t)?.[1] ?? t.trim();
+
+before(() => {
+  if (!ROOT_SKIP) saved = selected(readFileSync(SHMEM, "utf8"));
+});
+after(() => {
+  if (!ROOT_SKIP) writeFileSync(SHMEM, saved);
+});
+
+interface Report {
+  results: {
+    remap?: PrimeOutcomeData;
+    restore?: { restored: number; failed: unknown[] };
+    verify?: { bytes: number; mismatches: number };
+  }[];
+}
+
+for (const rt of RUNTIMES) {
+  test(`${rt}: backend "memfd" copies into /memfd:<path>, bytes equal, restore works`, async () => {
+    const child = await startChild(rt, [
+      { remap: { backend: "memfd" } },
+      "verify",
+    ], {
+      script: "remap_child.ts",
+    });
+    try {
+      const rep = child.outcome as unknown as Report;
+      const out = rep.results[0].remap!;
+      assert.equal(out.ok, true, out.reason);
+      assert.equal(out.remap!.backend, "memfd");
+      assert.equal(rep.results[1].verify!.mismatches, 0);
+      const exe = out.segments[0].object;
+      const smaps = child.smaps();
+      for (const r of out.remap!.regions) {
+        const copy = smaps.filter((v) => v.start < r.end && r.start < v.end);
+        assert.ok(copy.length >= 1);
+        for (const v of copy) {
+          assert.equal(v.path, `/memfd:${exe} (deleted)`);
+          assert.ok(v.shared && !v.write, `${v.perms}`);
+        }
+        // Huge or not, the figure is the kernel's: ShmemPmdMapped in smaps.
+        const pmd = copy.reduce((n, v) => n + v.shmemPmdMapped, 0);
+        const expected = pmd * r.bytes / (r.end - r.start); // pro rata: data part
+        assert.ok(
+          Math.abs(expected - r.huge) <= 4096,
+          `reported ${r.huge}, smaps ${expected}`,
+        );
+      }
+      const res = JSON.parse(await child.ask("restore", "RESTORE "));
+      assert.equal(res.restored, out.remap!.regions.length);
+      const text = out.segments.find((s) =>
+        s.kind === "text" && s.origin === "load"
+      )!;
+      const now = child.smaps().filter((v) =>
+        v.start < text.end && text.start < v.end
+      );
+      assert.ok(
+        now.every((v) => v.path === exe),
+        "text not file-backed after restore",
+      );
+    } finally {
+      const end = await child.finish();
+      assert.equal(end.code, 0, end.stderr);
+    }
+  });
+
+  test(
+    `${rt}: auto uses memfd when THP is off for the process and shmem THP is on`,
+    { skip: ROOT_SKIP },
+    async () => {
+      writeFileSync(SHMEM, "advise");
+      const child = await startChild(rt, [
+        { thpDisable: true },
+        { remap: {} },
+        "verify",
+      ], {
+        script: "remap_child.ts",
+      });
+      try {
+        const rep = child.outcome as unknown as Report;
+        const out = rep.results[1].remap!;
+        assert.equal(out.ok, true, out.reason);
+        assert.equal(out.remap!.backend, "memfd");
+        assert.equal(rep.results[2].verify!.mismatches, 0);
+        const huge = out.remap!.regions.reduce((n, r) => n + r.huge, 0);
+        if (huge === 0) {
+          assert.ok(
+            out.warnings.concat(out.remap!.warnings).some((w) =>
+              /4 KiB pages/.test(w)
+            ),
+          );
+        }
+      } finally {
+        await child.finish();
+        writeFileSync(SHMEM, saved);
+      }
+    },
+  );
+}
