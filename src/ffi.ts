@@ -211,10 +211,6 @@ export function ffiAvailability(): string | undefined {
 // ---------------------------------------------------------------------------
 // Libraries
 
-function bunType(t: NativeType): string {
-  return t;
-}
-
 function toNumber(v: unknown): number {
   if (typeof v === "number") return v;
   if (typeof v === "bigint") return Number(v);
@@ -283,7 +279,7 @@ function bindBun<T extends SymbolTable>(
   const required: Record<string, { args: string[]; returns: string }> = {};
   const optional: [string, { args: string[]; returns: string }][] = [];
   for (const [name, f] of Object.entries(table)) {
-    const def = { args: f.args.map(bunType), returns: bunType(f.returns) };
+    const def = { args: [...f.args], returns: f.returns };
     if (f.optional === true) optional.push([name, def]);
     else required[name] = def;
   }
@@ -453,8 +449,8 @@ export function callback(
   const wrapped = (...a: unknown[]) => fn(...a.map(toNumber));
   if (isBun()) {
     const cb = new (bunFfi().JSCallback)(wrapped, {
-      args: def.args.map(bunType),
-      returns: bunType(def.returns),
+      args: [...def.args],
+      returns: def.returns,
     });
     return { address: toNumber(cb.ptr), close: () => cb.close() };
   }

@@ -36,19 +36,6 @@ export function formatMiB(n: number): string {
 }
 
 /**
- * Formats an address as `0x…` hex.
- *
- * @example
- * ```ts
- * import { formatAddress } from "./format.ts";
- * console.log(formatAddress(4096)); // "0x1000"
- * ```
- */
-export function formatAddress(n: number): string {
-  return "0x" + n.toString(16);
-}
-
-/**
  * Formats a percentage of `part` in `whole` with one decimal; `"-"` when
  * `whole` is 0.
  *

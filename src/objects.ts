@@ -77,6 +77,8 @@ export function mainExecutable(c: Libc): LoadedObject {
 /**
  * Every loaded object: the main executable first, then each shared library
  * `dl_iterate_phdr` reports (including ones loaded later through FFI).
+ * Library paths are taken from `vmas` (this process's maps or smaps, read
+ * now when not given).
  *
  * @example
  * ```ts
@@ -85,10 +87,13 @@ export function mainExecutable(c: Libc): LoadedObject {
  * for (const o of loadedObjects(libc())) console.log(o.path);
  * ```
  */
-export function loadedObjects(c: Libc): LoadedObject[] {
+export function loadedObjects(
+  c: Libc,
+  vmas?: readonly Vma[],
+): LoadedObject[] {
   const main = mainExecutable(c);
   const out: LoadedObject[] = [main];
-  const maps = parseMaps(c.readText("/proc/self/maps"));
+  const maps = vmas ?? parseMaps(c.readText("/proc/self/maps"));
   for (const info of c.dlIteratePhdr()) {
     if (info.name === "" || info.bias === main.bias) continue;
     if (info.phnum === 0 || info.phdr === 0) continue;

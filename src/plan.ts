@@ -98,8 +98,8 @@ function isFree(vmas: readonly Vma[], start: number, end: number): boolean {
   return !vmas.some((v) => v.start < end && start < v.end);
 }
 
-/** True when a VMA is one of page-primer's copies. */
-export function isOurs(v: Vma): boolean {
+/** True when a VMA is one of page-primer's (named) copies. */
+function isOurs(v: Vma): boolean {
   return v.path.startsWith(`[anon:${NAME_PREFIX}`);
 }
 

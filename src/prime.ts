@@ -397,15 +397,15 @@ export class Primer {
 
   #prime(c: Libc, base: PrimeOutcomeData, t0: number): PrimeOutcome {
     const pageSize = c.pageSize();
+    const before = readSmaps(c);
     const onlyMain = this.#objects.length === 1 && this.#objects[0] === "main";
     const objects: LoadedObject[] = onlyMain
       ? [mainExecutable(c)]
-      : loadedObjects(c);
+      : loadedObjects(c, before);
     const selected = selectObjects(objects, this.#objects);
     if (selected.length === 0) {
       base.warnings.push("no loaded object matched the objects() selectors");
     }
-    const before = readSmaps(c);
     const ranges: SegmentRange[] = selected.flatMap((o) => {
       const loads = segmentRanges(o, pageSize);
       return [...loads, ...aliasRanges(o, loads, before)];

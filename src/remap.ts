@@ -377,9 +377,30 @@ export function remapObjects(
   const small = pageSize === "4k";
   const thp = thpStatus(c);
   const warnings: string[] = [];
-  let backend: Backend | "small" = small ? "small" : "thp";
-  let poolReport: HugetlbPool | undefined;
-  let unavailable: string | undefined;
+  // Only objects backed by a file: not the vDSO ("[vdso]"), not our own
+  // trampoline, not a file deleted since it was loaded.
+  const eligible = objects.filter((o) =>
+    o.path.startsWith("/") && !o.path.endsWith(" (deleted)") &&
+    !isTrampolinePath(o.path)
+  );
+  const maps: SmapsVma[] = before ? [...before] : readSmaps(c);
+  const ours = [...active.values()].map((a) => ({
+    start: a.region.start,
+    end: a.region.end,
+  }));
+  const thpPlan = planRemap(eligible, ranges, maps, align, ours);
+  const hugetlbPlan = forHugetlb(thpPlan);
+  const pool = readPool(c, hugePagesNeeded(hugetlbPlan));
+  const shmem = shmemEnabled(c);
+  const choice: { backend: Backend | "small"; unavailable?: string } = small
+    ? { backend: "small" }
+    : chooseBackend(
+      options.backend ?? "auto",
+      pool,
+      thp,
+      SHMEM_ON.includes(shmem),
+    );
+  const backend = choice.backend;
   const report = (
     regions: RegionReport[],
     skipped: SkippedRegion[],
@@ -389,8 +410,10 @@ export function remapObjects(
     align,
     pageSize,
     backend,
-    pool: poolReport,
-    ...(unavailable !== undefined ? { unavailable } : {}),
+    pool,
+    ...(choice.unavailable !== undefined
+      ? { unavailable: choice.unavailable }
+      : {}),
     thp,
     regions,
     skipped,
@@ -409,35 +432,10 @@ export function remapObjects(
     ms: performance.now() - t0,
     warnings,
   });
-  // Only objects backed by a file: not the vDSO ("[vdso]"), not our own
-  // trampoline, not a file deleted since it was loaded.
-  const eligible = objects.filter((o) =>
-    o.path.startsWith("/") && !o.path.endsWith(" (deleted)") &&
-    !isTrampolinePath(o.path)
-  );
-  const maps: readonly SmapsVma[] = before ?? readSmaps(c);
-  const ours = [...active.values()].map((a) => ({
-    start: a.region.start,
-    end: a.region.end,
-  }));
-  const thpPlan = planRemap(eligible, ranges, maps, align, ours);
-  const hugetlbPlan = forHugetlb(thpPlan);
-  const pool = readPool(c, hugePagesNeeded(hugetlbPlan));
-  const shmem = shmemEnabled(c);
-  const choice: { backend: Backend | "small"; unavailable?: string } = small
-    ? { backend: "small" }
-    : chooseBackend(
-      options.backend ?? "auto",
-      pool,
-      thp,
-      SHMEM_ON.includes(shmem),
-    );
-  backend = choice.backend;
-  poolReport = pool;
+  // Nothing changed on the early returns below: the smaps read is current.
   if (choice.unavailable !== undefined) {
-    unavailable = choice.unavailable;
     warnings.push(choice.unavailable);
-    return report([], thpPlan.skipped, readSmaps(c));
+    return report([], thpPlan.skipped, maps);
   }
   if (backend === "thp" && thp.reason) warnings.push(thp.reason);
 
@@ -450,7 +448,7 @@ export function remapObjects(
         maps.length + needed + 1024
       }`,
     );
-    return report([], plan.skipped, readSmaps(c));
+    return report([], plan.skipped, maps);
   }
   const tramp = loadTrampoline(c);
   const fillMode = c.getenv("PAGE_PRIMER_FILL") ?? "auto";
@@ -732,17 +730,4 @@ export function restoreRemapped(c: Libc): RestoreReport {
   }
   out.ms = performance.now() - t0;
   return out;
-}
-
-/**
- * Number of regions currently swapped by this process.
- *
- * @example
- * ```ts
- * import { activeRemaps } from "./remap.ts";
- * console.log(activeRemaps()); // 0
- * ```
- */
-export function activeRemaps(): number {
-  return active.size;
 }

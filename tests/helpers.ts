@@ -53,6 +53,18 @@ export function runtimeCommand(
     : [runtimePath("bun"), script, ...args];
 }
 
+/** What tests/fixtures/remap_child.ts prints after its steps. */
+export interface RemapChildReport {
+  pid: number;
+  results: {
+    remap?: PrimeOutcomeData;
+    restore?: { restored: number; failed: unknown[] };
+    verify?: { bytes: number; mismatches: number };
+    occupyGap?: { at: number; textStart: number } | string;
+  }[];
+  marker?: number[];
+}
+
 /** A running child that primed itself. */
 export interface Child {
   pid: number;

@@ -5,9 +5,13 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
-import { isRoot, RUNTIMES, startChild } from "./helpers.ts";
+import {
+  isRoot,
+  type RemapChildReport,
+  RUNTIMES,
+  startChild,
+} from "./helpers.ts";
 import { type SmapsVma, sumIn } from "../src/maps.ts";
-import type { PrimeOutcomeData } from "../src/outcome.ts";
 
 const NR = "/proc/sys/vm/nr_hugepages";
 const POOL = "/sys/kernel/mm/hugepages/hugepages-2048kB/";
@@ -30,13 +34,7 @@ after(() => {
   if (!SKIP) writeFileSync(NR, String(saved));
 });
 
-interface Report {
-  results: {
-    remap?: PrimeOutcomeData;
-    restore?: { restored: number; failed: unknown[] };
-    verify?: { bytes: number; mismatches: number };
-  }[];
-}
+type Report = RemapChildReport;
 
 const hugetlbIn = (
   smaps: readonly SmapsVma[],

@@ -3,14 +3,18 @@
 // picks it when THP is off for the process but shmem THP is on.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { selected } from "../src/thp.ts";
 import { readFileSync, writeFileSync } from "node:fs";
-import { isRoot, RUNTIMES, startChild } from "./helpers.ts";
-import type { PrimeOutcomeData } from "../src/outcome.ts";
+import {
+  isRoot,
+  type RemapChildReport,
+  RUNTIMES,
+  startChild,
+} from "./helpers.ts";
 
 const SHMEM = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
 const ROOT_SKIP = isRoot() ? false : "needs root to change shmem_enabled";
 let saved = "";
-const selected = (t: string) => /\[([^\]]+)\]/.exec(t)?.[1] ?? t.trim();
 
 before(() => {
   if (!ROOT_SKIP) saved = selected(readFileSync(SHMEM, "utf8"));
@@ -19,13 +23,7 @@ after(() => {
   if (!ROOT_SKIP) writeFileSync(SHMEM, saved);
 });
 
-interface Report {
-  results: {
-    remap?: PrimeOutcomeData;
-    restore?: { restored: number; failed: unknown[] };
-    verify?: { bytes: number; mismatches: number };
-  }[];
-}
+type Report = RemapChildReport;
 
 for (const rt of RUNTIMES) {
   test(`${rt}: backend "memfd" copies into /memfd:<path>, bytes equal, restore works`, async () => {

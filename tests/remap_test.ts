@@ -12,22 +12,19 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ROOT, runtimePath, RUNTIMES, startChild } from "./helpers.ts";
+import {
+  type RemapChildReport,
+  ROOT,
+  runtimePath,
+  RUNTIMES,
+  startChild,
+} from "./helpers.ts";
 import { hugeBytes, type SmapsVma, sumIn } from "../src/maps.ts";
 import type { PrimeOutcomeData, SegmentReport } from "../src/outcome.ts";
 
 const HUGE = 2 * 1024 * 1024;
 
-interface Report {
-  pid: number;
-  results: {
-    remap?: PrimeOutcomeData;
-    restore?: { restored: number; failed: unknown[] };
-    verify?: { bytes: number; mismatches: number };
-    occupyGap?: { at: number; textStart: number } | string;
-  }[];
-  marker?: number[];
-}
+type Report = RemapChildReport;
 
 function run(
   rt: "deno" | "bun",
