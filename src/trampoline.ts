@@ -44,6 +44,11 @@ export interface TrampolineRecord {
   hugetlb?: boolean;
   /** Stage in this memfd (shared mapping) instead of anonymous memory. */
   memfd?: number;
+  /**
+   * `memfd` is a shared copy, filled and verified by the caller: mapped
+   * read-only and not filled.
+   */
+  shared?: boolean;
   /** Name for the anonymous VMA, or `undefined`. */
   name?: string;
   /** The file's descriptor (restore, and recovery of a failed swap), or -1. */
@@ -128,7 +133,8 @@ function bind(lib: NativeLibrary<typeof SYMBOLS>, path: string): Trampoline {
         words[w + 4] = BigInt(r.dataLen);
         words[w + 5] = BigInt(r.prot);
         words[w + 6] = (r.small ? 1n : 0n) | (r.fromFile ? 2n : 0n) |
-          (r.hugetlb ? 4n : 0n) | (r.memfd !== undefined ? 8n : 0n);
+          (r.hugetlb ? 4n : 0n) | (r.memfd !== undefined ? 8n : 0n) |
+          (r.shared ? 16n : 0n);
         words[w + 16] = BigInt(r.memfd ?? 0);
         words[w + 7] = name;
         words[w + 8] = BigInt.asUintN(64, BigInt(r.fd));

@@ -64,7 +64,11 @@ static long stage_alloc(struct pp_region *r, uint64_t *out)
 		return fail(r, PP_STEP_STAGE, p);
 	base = ((uint64_t)p + HUGE_SIZE - 1) & ~(HUGE_SIZE - 1);
 	if (r->flags & PP_F_MEMFD) { /* the memfd replaces the aligned middle */
-		ret = pp_syscall6(PP_SYS_MMAP, base, r->len, PROT_READ | PROT_WRITE,
+		/* A shared copy other processes map too is never writable here. */
+		long prot = (r->flags & PP_F_SHARED) ? PROT_READ
+						      : PROT_READ | PROT_WRITE;
+
+		ret = pp_syscall6(PP_SYS_MMAP, base, r->len, prot,
 				  MAP_SHARED | MAP_FIXED, (long)r->stage_fd, 0);
 		if (is_err(ret)) {
 			pp_syscall6(PP_SYS_MUNMAP, p, span, 0, 0, 0, 0);
@@ -130,6 +134,8 @@ static long stage_fill(struct pp_region *r, uint64_t stage)
 {
 	uint64_t dst = stage + (r->data_start - r->start);
 
+	if (r->flags & PP_F_SHARED) /* filled and compared by the caller */
+		return 0;
 	if (r->flags & PP_F_FROM_FILE)
 		return fill_from_file(r, dst);
 	pp_syscall6(PP_SYS_MADVISE, r->data_start, r->data_len,

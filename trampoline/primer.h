@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#define PP_ABI_VERSION 2
+#define PP_ABI_VERSION 3
 
 #define HUGE_SIZE (2UL << 20)
 
@@ -18,6 +18,8 @@
 #define PP_F_FROM_FILE 0x2 /* fill with pread from fd (mapping == file) */
 #define PP_F_HUGETLB 0x4   /* stage in the reserved hugetlb pool */
 #define PP_F_MEMFD 0x8     /* stage in the memfd stage_fd (MAP_SHARED) */
+#define PP_F_SHARED 0x10   /* stage_fd is a verified, filled shared copy:
+                              map it read-only, do not fill */
 
 /* Steps, reported in `step` when one fails. */
 enum pp_step {
@@ -53,7 +55,7 @@ struct pp_region {
 	uint64_t recovered;     /* 1: a failed swap was undone by remapping the file */
 	uint64_t stage;         /* staging address used */
 	/* input again */
-	uint64_t stage_fd;      /* the memfd for PP_F_MEMFD */
+	uint64_t stage_fd;      /* the memfd or shared copy for PP_F_MEMFD */
 };
 
 #endif
