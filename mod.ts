@@ -16,6 +16,7 @@
  */
 
 export {
+  clearShared,
   type MlockOptions,
   type ObjectSelector,
   type PopulateOptions,
@@ -24,12 +25,14 @@ export {
   Primer,
   type RemapOptions,
   restore,
+  type ShareOptions,
 } from "./src/prime.ts";
 export type {
   Coverage,
   RegionReport,
   RemapReport,
   RestoreReport,
+  ShareReport,
 } from "./src/remap.ts";
 export type { ThpStatus } from "./src/thp.ts";
 export type { Gap, SkippedRegion } from "./src/plan.ts";

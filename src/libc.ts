@@ -13,6 +13,7 @@ import {
   type NativeLibrary,
   openLibrary,
   readCString,
+  runtimeInfo,
 } from "./ffi.ts";
 
 /** The libc symbol table: one definition for both runtimes. Pointers are `u64`. */
@@ -44,6 +45,19 @@ export const LIBC_SYMBOLS = {
   write: { args: ["i32", "u64", "u64"], returns: "i64" },
   ftruncate: { args: ["i32", "i64"], returns: "i32" },
   fstat: { args: ["i32", "u64"], returns: "i32", optional: true },
+  openat: { args: ["i32", "u64", "i32", "i32"], returns: "i32" },
+  linkat: { args: ["i32", "u64", "i32", "u64", "i32"], returns: "i32" },
+  unlinkat: { args: ["i32", "u64", "i32"], returns: "i32" },
+  mkdir: { args: ["u64", "u32"], returns: "i32" },
+  geteuid: { args: [], returns: "u32" },
+  memcmp: { args: ["u64", "u64", "u64"], returns: "i32" },
+  fstatvfs: { args: ["i32", "u64"], returns: "i32" },
+  pwrite64: { args: ["i32", "u64", "u64", "i64"], returns: "i64" },
+  fdopendir: { args: ["i32"], returns: "u64" },
+  readdir: { args: ["u64"], returns: "u64" },
+  closedir: { args: ["u64"], returns: "i32" },
+  dup: { args: ["i32"], returns: "i32" },
+  flock: { args: ["i32", "i32"], returns: "i32" },
   __fxstat64: { args: ["i32", "i32", "u64"], returns: "i32", optional: true },
 } as const;
 
@@ -53,6 +67,24 @@ export const LIBC_NAMES: readonly string[] = [
   "libc.musl-x86_64.so.1",
   "libc.musl-aarch64.so.1",
 ];
+
+/** What `fstat` tells. */
+export interface FileStat {
+  /** Device. */
+  dev: number;
+  /** Inode. */
+  ino: number;
+  /** Bytes. */
+  size: number;
+  /** Hard links. */
+  nlink: number;
+  /** Type and permission bits (`st_mode`). */
+  mode: number;
+  /** Owner. */
+  uid: number;
+}
+
+const AT_FDCWD = -100;
 
 /** `getauxval` keys. */
 export const AT_PHDR = 3;
@@ -87,6 +119,18 @@ export const RLIMIT_MEMLOCK = 8;
 
 const O_RDONLY = 0;
 const O_CLOEXEC = 0o2000000;
+/** `open` flags. */
+export const O_RDWR = 2;
+/** Create the file. */
+export const O_CREAT = 0o100;
+/** With `O_CREAT`: fail if it exists. */
+export const O_EXCL = 0o200;
+/** Fail on a symbolic link. */
+export const O_NOFOLLOW = 0o400000;
+/** Fail unless a directory. */
+export const O_DIRECTORY = 0o200000;
+/** `statvfs` flag: the mount forbids execution. */
+export const ST_NOEXEC = 8;
 const SEEK_END = 2;
 
 const ERRNO_NAMES: Record<number, string> = {
@@ -106,7 +150,9 @@ const ERRNO_NAMES: Record<number, string> = {
   23: "ENFILE",
   24: "EMFILE",
   28: "ENOSPC",
+  20: "ENOTDIR",
   38: "ENOSYS",
+  40: "ELOOP",
   75: "EOVERFLOW",
   95: "EOPNOTSUPP",
 };
@@ -422,8 +468,11 @@ export class Libc {
     }
   }
 
-  /** `fstat(fd)`: device, inode and size (x86_64/aarch64 `struct stat`). */
-  fstat(fd: number): { dev: number; ino: number; size: number } {
+  /**
+   * `fstat(fd)`: device, inode, size, and type/permission bits, owner and
+   * link count (x86_64 and aarch64 `struct stat`).
+   */
+  fstat(fd: number): FileStat {
     const buf = new BigUint64Array(18);
     const at = addressOf(buf);
     if (this.has("fstat")) {
@@ -431,11 +480,128 @@ export class Libc {
     } else {
       this.#check("fstat", this.#fn("__fxstat64")(1, fd, at));
     }
+    const words = new Uint32Array(buf.buffer, 0, 8);
+    const aarch64 = runtimeInfo().arch === "aarch64";
     return {
       dev: Number(buf[0]),
       ino: Number(buf[1]),
       size: Number(buf[6]),
+      // x86_64: nlink u64 @16, mode u32 @24, uid u32 @28;
+      // aarch64 (generic): mode u32 @16, nlink u32 @20, uid u32 @24.
+      nlink: aarch64 ? words[5] : Number(buf[2]),
+      mode: aarch64 ? words[4] : words[6],
+      uid: aarch64 ? words[6] : words[7],
     };
+  }
+
+  /** `openat(dirfd, name, flags, mode)`; `O_CLOEXEC` is always added. */
+  openAt(dirfd: number, name: string, flags: number, mode = 0): number {
+    return this.#check(
+      `open(${name})`,
+      this.#fn("openat")(dirfd, addressOf(cstr(name)), flags | O_CLOEXEC, mode),
+    );
+  }
+
+  /** `open(path, flags, mode)`; `O_CLOEXEC` is always added. */
+  open(path: string, flags: number, mode = 0): number {
+    return this.openAt(AT_FDCWD, path, flags, mode);
+  }
+
+  /** `linkat(dirfd, from, dirfd, to, 0)`: fails with `EEXIST` rather than replace. */
+  linkAt(dirfd: number, from: string, to: string): void {
+    this.#check(
+      `link(${to})`,
+      this.#fn("linkat")(
+        dirfd,
+        addressOf(cstr(from)),
+        dirfd,
+        addressOf(cstr(to)),
+        0,
+      ),
+    );
+  }
+
+  /** `unlinkat(dirfd, name, 0)`. */
+  unlinkAt(dirfd: number, name: string): void {
+    this.#check(
+      `unlink(${name})`,
+      this.#fn("unlinkat")(dirfd, addressOf(cstr(name)), 0),
+    );
+  }
+
+  /** `mkdir(path, mode)`; false when it exists already. */
+  mkdir(path: string, mode: number): boolean {
+    if (this.#fn("mkdir")(addressOf(cstr(path)), mode) === 0) return true;
+    if (this.errno() === 17) return false;
+    this.#fail(`mkdir(${path})`);
+  }
+
+  /**
+   * `flock(fd, op)` without blocking: true when the lock was taken, false
+   * when another open file holds a conflicting one. `exclusive` false
+   * takes a shared lock.
+   */
+  tryLock(fd: number, exclusive: boolean): boolean {
+    const op = (exclusive ? 2 : 1) | 4; // LOCK_EX or LOCK_SH, LOCK_NB
+    if (this.#fn("flock")(fd, op) === 0) return true;
+    if (this.errno() === 11) return false; // EWOULDBLOCK
+    this.#fail("flock");
+  }
+
+  /** `geteuid()`. */
+  geteuid(): number {
+    return this.#fn("geteuid")();
+  }
+
+  /** True when `len` bytes at `a` and `b` are equal (`memcmp`). */
+  memEqual(a: number, b: number, len: number): boolean {
+    return len === 0 || this.#fn("memcmp")(a, b, len) === 0;
+  }
+
+  /** The mount flags (`ST_*`) of the file system holding `fd` (`fstatvfs`). */
+  mountFlags(fd: number): number {
+    const buf = new BigUint64Array(14);
+    this.#check("fstatvfs", this.#fn("fstatvfs")(fd, addressOf(buf)));
+    return Number(buf[9]);
+  }
+
+  /** Writes all of `bytes` at `offset` of `fd` (`pwrite`). */
+  pwriteAll(fd: number, bytes: Uint8Array, offset: number): void {
+    let done = 0;
+    const at = addressOf(bytes);
+    while (done < bytes.length) {
+      const r = this.#fn("pwrite64")(
+        fd,
+        at + done,
+        bytes.length - done,
+        offset + done,
+      );
+      if (r < 0) {
+        if (this.errno() === 4) continue;
+        this.#fail("pwrite");
+      }
+      done += r;
+    }
+  }
+
+  /** The names in the directory open as `dirfd` (not `.` and `..`). */
+  listDir(dirfd: number): string[] {
+    const dir = this.#fn("fdopendir")(
+      this.#check("dup", this.#fn("dup")(dirfd)),
+    );
+    if (dir === 0) this.#fail("fdopendir");
+    const names: string[] = [];
+    try {
+      for (;;) {
+        const ent = this.#fn("readdir")(dir);
+        if (ent === 0) break;
+        const name = readCString(ent + 19, 256); // struct dirent64 d_name
+        if (name !== "." && name !== "..") names.push(name);
+      }
+    } finally {
+      this.#fn("closedir")(dir);
+    }
+    return names;
   }
 
   /** `prctl(option, a2, a3, a4, a5)`; returns the result. */

@@ -393,12 +393,23 @@ function formatRemap(r: RemapReport): string[] {
         : r.backend === "hugetlb"
         ? "2 MiB pages from the hugetlb pool"
         : r.backend === "memfd"
-        ? "a memfd copy (shmem)"
+        ? r.share ? "a shared shmem copy" : "a memfd copy (shmem)"
         : "2 MiB pages from THP"
     }, ${r.align}): ${
       r.regions.filter((x) => x.status === "remapped").length
     } of ${r.regions.length} region(s) in ${r.ms.toFixed(1)} ms`,
   ];
+  if (r.share) {
+    lines.push(
+      `  shared copies in ${r.share.dir}: ${r.share.created} created, ${r.share.reused} reused${
+        r.share.rejected.length ? `, ${r.share.rejected.length} not used` : ""
+      }${
+        r.share.evicted.length
+          ? `, ${r.share.evicted.length} unused deleted`
+          : ""
+      }`,
+    );
+  }
   if (r.regions.length > 0) {
     const rows = r.regions.map((x) => [
       basename(x.object),

@@ -23,6 +23,7 @@ import {
 } from "./outcome.ts";
 import type { SmapsVma } from "./maps.ts";
 import { populateRanges } from "./populate.ts";
+import { clearSharedCopies, type ShareOptions } from "./share.ts";
 import {
   remapObjects,
   type RemapOptions,
@@ -43,6 +44,7 @@ import {
 
 export type { MlockOptions } from "./mlock.ts";
 export type { RemapOptions } from "./remap.ts";
+export type { ShareOptions } from "./share.ts";
 export type { ObjectSelector } from "./segments.ts";
 
 /** Options of {@linkcode Primer.populate}. Reserved for future use; no keys yet. */
@@ -188,9 +190,40 @@ export class Primer {
     const v = checkFlag<RemapOptions>(
       "remap",
       enable,
-      ["align", "pageSize", "backend"],
-      'true, false or { align?: "aggressive" | "conservative", pageSize?: "2m" | "4k", backend?: "auto" | "thp" | "hugetlb" | "memfd" }',
+      ["align", "pageSize", "backend", "share"],
+      'true, false or { align?: "aggressive" | "conservative", pageSize?: "2m" | "4k", backend?: "auto" | "thp" | "hugetlb" | "memfd", share?: boolean | { dir?: string } }',
     );
+    if (v && v.share !== undefined && typeof v.share !== "boolean") {
+      const sh = v.share as unknown;
+      if (typeof sh !== "object" || sh === null || Array.isArray(sh)) {
+        throw new TypeError(
+          `remap(): share must be true, false or { dir?: string }; got ${
+            describe(sh)
+          }`,
+        );
+      }
+      checkKeys("remap", sh as Record<string, unknown>, ["dir"]);
+      const dir = (sh as { dir?: unknown }).dir;
+      if (
+        dir !== undefined && (typeof dir !== "string" || !dir.startsWith("/"))
+      ) {
+        throw new TypeError(
+          `remap(): share.dir must be an absolute path; got ${describe(dir)}`,
+        );
+      }
+    }
+    if (
+      v && v.share &&
+      (v.pageSize === "4k" ||
+        (v.backend !== undefined && v.backend !== "auto" &&
+          v.backend !== "memfd"))
+    ) {
+      throw new TypeError(
+        `remap(): share uses shmem copies (the memfd backend) on 2 MiB pages; it cannot be combined with ${
+          v.pageSize === "4k" ? 'pageSize: "4k"' : `backend: "${v.backend}"`
+        }`,
+      );
+    }
     if (
       v && v.backend !== undefined && v.backend !== "auto" &&
       v.backend !== "thp" && v.backend !== "hugetlb" && v.backend !== "memfd"
@@ -575,4 +608,21 @@ export function restore(): RestoreReport {
   const why = ffiAvailability();
   if (why !== undefined) return { restored: 0, bytes: 0, failed: [], ms: 0 };
   return restoreRemapped(libc());
+}
+
+/**
+ * Deletes the shared copies made by `remap({ share: true })` in
+ * `options.dir` (default: `$XDG_RUNTIME_DIR/page-primer`, else
+ * `/dev/shm/page-primer-<euid>`) and returns their names. Processes that map
+ * a copy keep its pages until they exit or restore; the memory is freed
+ * then.
+ *
+ * @example
+ * ```ts no-eval
+ * import { clearShared } from "../mod.ts";
+ * console.log(clearShared().length, "shared copies deleted");
+ * ```
+ */
+export function clearShared(options: ShareOptions = {}): string[] {
+  return clearSharedCopies(libc(), options);
 }

@@ -35,6 +35,15 @@ import {
 } from "./plan.ts";
 import type { LoadedObject, SegmentRange } from "./segments.ts";
 import { selected, type ThpStatus, thpStatus } from "./thp.ts";
+import {
+  copyPrefix,
+  defaultShareDir,
+  evictUnused,
+  openShareDir,
+  sharedCopy,
+  type ShareDir,
+  type ShareOptions,
+} from "./share.ts";
 import { isTrampolinePath, loadTrampoline } from "./trampoline.ts";
 
 /** Where the 2 MiB pages come from. */
@@ -133,6 +142,27 @@ export interface RemapOptions {
    * the plan, else transparent huge pages; `"thp"` or `"hugetlb"` force one.
    */
   backend?: "auto" | Backend;
+  /**
+   * Share one copy among the processes of this user running the same
+   * executable (same build-id and load address modulo 2 MiB): the copy is a
+   * file in an owner-only tmpfs directory, checked before it is mapped.
+   * Implies the memfd (shmem) backend. `true` or `{ dir }`.
+   */
+  share?: boolean | ShareOptions;
+}
+
+/** What shared mode did. */
+export interface ShareReport {
+  /** The directory of the copies. */
+  dir: string;
+  /** Copies this process created. */
+  created: number;
+  /** Copies made by an earlier process and mapped here after checking. */
+  reused: number;
+  /** Why copies were not used (those regions got private copies). */
+  rejected: string[];
+  /** Copies of older builds deleted. */
+  evicted: string[];
 }
 
 /** What happened to one planned region. */
@@ -167,6 +197,8 @@ export interface RegionReport {
   ms: number;
   /** Things worth knowing (collapse or naming refused, a gap taken meanwhile). */
   notes: string[];
+  /** The shared copy mapped here, in shared mode. */
+  shared?: string;
 }
 
 /** Bytes of a kind of segment and how many of them are on 2 MiB pages. */
@@ -189,6 +221,8 @@ export interface RemapReport {
   pool?: HugetlbPool;
   /** When no huge pages were possible: why, and what to change. */
   unavailable?: string;
+  /** Shared mode, when asked for. */
+  share?: ShareReport;
   /** THP situation. */
   thp: ThpStatus;
   /** Per planned region. */
@@ -229,6 +263,8 @@ interface FileIdentity {
 
 interface ActiveSwap {
   hugetlb: boolean;
+  /** The shared copy's descriptor, holding its in-use lock. */
+  sharedFd?: number;
   region: PlannedRegion;
   prot: number;
   file: FileIdentity;
@@ -392,15 +428,19 @@ export function remapObjects(
   const hugetlbPlan = forHugetlb(thpPlan);
   const pool = readPool(c, hugePagesNeeded(hugetlbPlan));
   const shmem = shmemEnabled(c);
+  const share = options.share && !small
+    ? options.share === true ? {} : options.share
+    : undefined;
   const choice: { backend: Backend | "small"; unavailable?: string } = small
     ? { backend: "small" }
     : chooseBackend(
-      options.backend ?? "auto",
+      share ? "memfd" : options.backend ?? "auto",
       pool,
       thp,
       SHMEM_ON.includes(shmem),
     );
   const backend = choice.backend;
+  let shareReport: ShareReport | undefined;
   const report = (
     regions: RegionReport[],
     skipped: SkippedRegion[],
@@ -414,6 +454,7 @@ export function remapObjects(
     ...(choice.unavailable !== undefined
       ? { unavailable: choice.unavailable }
       : {}),
+    ...(shareReport ? { share: shareReport } : {}),
     thp,
     regions,
     skipped,
@@ -451,8 +492,28 @@ export function remapObjects(
     return report([], plan.skipped, maps);
   }
   const tramp = loadTrampoline(c);
+  let shareDir: ShareDir | undefined;
+  if (share) {
+    const path = share.dir ??
+      defaultShareDir(c.geteuid(), c.getenv("XDG_RUNTIME_DIR"));
+    const dir = openShareDir(c, path);
+    shareReport = {
+      dir: path,
+      created: 0,
+      reused: 0,
+      rejected: [],
+      evicted: [],
+    };
+    if (typeof dir === "string") {
+      shareReport.rejected.push(dir);
+      warnings.push(`shared mode off: ${dir}; each region gets a private copy`);
+    } else {
+      shareDir = dir;
+    }
+  }
   const fillMode = c.getenv("PAGE_PRIMER_FILL") ?? "auto";
   let namingWarned = false;
+  const createdFor = new Map<string, string>();
   const files = new Map<string, { fd: number; file: FileIdentity } | string>();
   const results: RegionReport[] = [];
   try {
@@ -547,7 +608,44 @@ export function remapObjects(
           v.anonymous === 0 && v.inode === region.inode
         );
       let memfd: number | undefined;
-      if (backend === "memfd") {
+      let shared: string | undefined;
+      if (shareDir && shareReport) {
+        const layout = {
+          len: end - start,
+          head: dataStart - start,
+          dataLen: dataEnd - dataStart,
+          fileOffset: planned.fileOffset,
+        };
+        const got = opened.file.buildId === undefined
+          ? `${region.object} has no build-id: a copy could not be told from a stale one`
+          : sharedCopy(
+            c,
+            shareDir,
+            region.object,
+            opened.file.buildId,
+            opened.fd,
+            layout,
+          );
+        if (typeof got === "string") {
+          shareReport.rejected.push(got);
+          warnings.push(
+            `shared copy not used: ${got}; this region gets a private copy`,
+          );
+        } else {
+          memfd = got.fd;
+          shared = got.path;
+          if (got.created) {
+            shareReport.created++;
+            if (opened.file.buildId) {
+              createdFor.set(region.object, opened.file.buildId);
+            }
+          } else shareReport.reused++;
+          notes.push(
+            `shared copy ${got.path} (${got.created ? "created" : "reused"})`,
+          );
+        }
+      }
+      if (backend === "memfd" && memfd === undefined) {
         try {
           memfd = c.memfdCreate(region.object.slice(-249), 1 /* MFD_CLOEXEC */);
           c.ftruncate(memfd, end - start);
@@ -575,6 +673,7 @@ export function remapObjects(
         small,
         hugetlb: backend === "hugetlb",
         memfd,
+        shared: shared !== undefined,
         fromFile,
         // A memfd is named by memfd_create (maps: /memfd:<path>).
         name: backend === "memfd"
@@ -584,7 +683,11 @@ export function remapObjects(
         fileOffset: planned.fileOffset,
       }]);
       const ms = performance.now() - t;
-      if (memfd !== undefined) c.close(memfd); // the mapping keeps it
+      // The mapping keeps the memfd; a shared copy's descriptor stays open
+      // while it is mapped, holding its in-use lock.
+      if (memfd !== undefined && (shared === undefined || res.errno !== 0)) {
+        c.close(memfd);
+      }
       if (res.collapseErrno && !small) {
         notes.push(`MADV_COLLAPSE: ${errnoName(res.collapseErrno)}`);
       }
@@ -625,14 +728,41 @@ export function remapObjects(
       }
       active.set(start, {
         hugetlb: backend === "hugetlb",
+        ...(shared !== undefined ? { sharedFd: memfd } : {}),
         region: planned,
         prot,
         file: opened.file,
       });
-      results.push({ ...row(start, end, planned), status: "remapped", ms });
+      results.push({
+        ...row(start, end, planned),
+        status: "remapped",
+        ms,
+        ...(shared !== undefined ? { shared } : {}),
+      });
     }
   } finally {
     for (const f of files.values()) if (typeof f !== "string") c.close(f.fd);
+    if (shareDir && shareReport) {
+      // Copies this run made: delete the unused ones of the same executable
+      // (older builds, layouts of exited processes). Ours are locked.
+      for (const [object, buildId] of createdFor) {
+        const { evicted, inUse } = evictUnused(c, shareDir, object, buildId);
+        shareReport.evicted.push(...evicted);
+        const mine = results.filter((r) =>
+          r.shared?.includes(copyPrefix(object))
+        ).length;
+        if (inUse > mine) {
+          warnings.push(
+            `${object} is loaded at another address modulo 2 MiB than ${
+              inUse - mine
+            } shared cop${
+              inUse - mine === 1 ? "y" : "ies"
+            } other processes use (a position-independent executable under ASLR): this process made its own; processes started with \`setarch -R\` (no ASLR) load at one address and share one copy`,
+          );
+        }
+      }
+      c.close(shareDir.fd);
+    }
   }
   const smaps = readSmaps(c);
   for (const r of results) {
@@ -719,6 +849,7 @@ export function restoreRemapped(c: Libc): RestoreReport {
         if (res.step !== "munmap extension") continue;
       }
       active.delete(start);
+      if (swap.sharedFd !== undefined) c.close(swap.sharedFd);
       out.restored++;
       out.bytes += r.dataEnd - r.dataStart;
     } catch (e) {

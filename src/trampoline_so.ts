@@ -6,7 +6,7 @@ export const TRAMPOLINE_SOURCE_SHA256: string =
   "4b45a58d133a7e1c1c67dd8eddb492af3f0785cbd7256ac3e65f3f2ea44102ef";
 
 /** The ABI version the trampoline reports through `pp_abi()`. */
-export const TRAMPOLINE_ABI: number = 2;
+export const TRAMPOLINE_ABI: number = 3;
 
 /** The shared object, base64. */
 export const TRAMPOLINE_SO_BASE64: string = [
