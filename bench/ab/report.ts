@@ -138,6 +138,8 @@ export interface AbResult {
     resamples: number;
     confidence: number;
     workloads: string[];
+    /** `--backend` of the huge mode; absent in results made before it existed. */
+    backend?: string;
     order: string;
   };
   /** Coverage reached by the `huge` and `small` remaps (first switch). */
@@ -190,8 +192,8 @@ export function renderMarkdown(r: AbResult): string {
   const sw = r.switches.map((s) => s.ms).sort((a, b) => a - b);
   const lines = [
     `# page-primer A/B: ${r.runtime.name} ${r.runtime.version}, ${r.date}${
-      o.quick ? " (quick pass)" : ""
-    }`,
+      o.backend && o.backend !== "auto" ? `, huge = ${o.backend} backend` : ""
+    }${o.quick ? " (quick pass)" : ""}`,
     "",
     `- machine: ${m.cpu}, ${m.cpus} CPUs, ${
       m.memTotalKiB === null
@@ -429,7 +431,11 @@ export function writeReports(
   dir: string,
 ): { json: string; md: string; svg: string } {
   mkdirSync(dir, { recursive: true });
-  const base = join(dir, `${r.runtime.name}-${r.date}`);
+  const backend = r.options.backend ?? "auto";
+  const base = join(
+    dir,
+    `${r.runtime.name}-${r.date}${backend === "auto" ? "" : `-${backend}`}`,
+  );
   const json = `${base}.json`;
   const md = `${base}.md`;
   writeFileSync(json, JSON.stringify(r, null, 1) + "\n");

@@ -13,7 +13,7 @@
 import { resolve } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { prime, restore } from "../../mod.ts";
+import { prime, type RemapOptions, restore } from "../../mod.ts";
 import { libc } from "../../src/libc.ts";
 import {
   type AbResult,
@@ -49,6 +49,10 @@ process, and writes <runtime>-<date>.json/.md and ab-<date>.svg.
   WORKLOADS.map((w) => w.name).join(",")
 })
   --quick           a short pass: 6 rounds, ~25 ms batches, short warm-up
+  --backend B       where the huge mode's pages come from: auto (default),
+                    thp, hugetlb (size the pool first: see README), memfd,
+                    or shared (remap({ share: true })); results of a backend
+                    other than auto are written as <runtime>-<date>-<B>.*
   --out DIR         results directory (default bench/results)
   --target-ms MS    time of one timed batch (default 60, quick 25)
   --seed N          bootstrap PRNG seed (default 1)
@@ -58,6 +62,14 @@ process, and writes <runtime>-<date>.json/.md and ab-<date>.svg.
 Deno: deno run --allow-ffi --allow-net=127.0.0.1 --allow-read --allow-write=bench/results bench/ab/run.ts
 Bun:  bun bench/ab/run.ts
 Progress goes to stderr when it is a terminal; the table to stdout.`;
+
+const BACKENDS = ["auto", "thp", "hugetlb", "memfd", "shared"] as const;
+type Backend = typeof BACKENDS[number];
+
+/** The remap options of the huge mode for a `--backend`. */
+function hugeOptions(b: Backend): RemapOptions {
+  return b === "shared" ? { share: true } : { backend: b };
+}
 
 /** Stops the run with a message, no stack. */
 class AbortRun extends Error {}
@@ -81,6 +93,7 @@ function parseOptions() {
         workloads: { type: "string" },
         quick: { type: "boolean", default: false },
         out: { type: "string" },
+        backend: { type: "string" },
         "target-ms": { type: "string" },
         seed: { type: "string" },
         resamples: { type: "string" },
@@ -107,11 +120,18 @@ function parseOptions() {
     }
   }
   if (names.length === 0) throw new AbortRun("--workloads: none given");
+  const backend = v.backend ?? "auto";
+  if (!BACKENDS.includes(backend as Backend)) {
+    throw new AbortRun(
+      `--backend must be one of ${BACKENDS.join(", ")}; got ${backend}`,
+    );
+  }
   return {
     help: v.help ?? false,
     quick,
     rounds,
     workloads: names,
+    backend: backend as Backend,
     out: resolve(v.out ?? DEFAULT_OUT),
     targetMs: positiveInt("target-ms", v["target-ms"], quick ? 25 : 60),
     seed: positiveInt("seed", v.seed, 1),
@@ -160,6 +180,7 @@ function machineInfo(): Machine {
 /** Switches the process between the three modes, verifying each switch. */
 class Modes {
   current: Mode = "file";
+  constructor(readonly huge: RemapOptions) {}
   readonly switches: ModeSwitch[] = [];
   readonly coverage: Partial<Record<"huge" | "small", ModeCoverage>> = {};
 
@@ -180,8 +201,9 @@ class Modes {
     }
     let textHuge = 0;
     if (mode !== "file") {
-      const out = prime().remap(mode === "huge" ? true : { pageSize: "4k" })
-        .run();
+      const out = prime().remap(
+        mode === "huge" ? this.huge : { pageSize: "4k" },
+      ).run();
       const rm = out.remap;
       const bad = rm?.regions.filter((g) => g.status !== "remapped") ?? [];
       const why = out.disabled
@@ -189,7 +211,9 @@ class Modes {
         : !out.ok
         ? out.reason ?? "outcome not ok"
         : rm === undefined || rm.regions.length === 0
-        ? "nothing was remapped"
+        ? `nothing was remapped${
+          rm?.warnings.length ? ": " + rm.warnings.join("; ") : ""
+        }`
         : bad.length > 0
         ? `${bad.length} region(s) failed: ${
           bad.map((g) => g.error?.message ?? g.status).join("; ")
@@ -289,7 +313,7 @@ async function main(): Promise<void> {
   const started = new Date();
   const progress = new Progress();
   const machine = machineInfo();
-  const modes = new Modes();
+  const modes = new Modes(hugeOptions(opt.backend));
   const blocks = opt.rounds / 2;
 
   // A fresh process runs file-backed; put it back there if something else
@@ -403,6 +427,7 @@ async function main(): Promise<void> {
       resamples: opt.resamples,
       confidence: opt.confidence,
       workloads: opt.workloads,
+      backend: opt.backend,
       order:
         "mirrored rounds (huge small file | file small huge), rotated by one mode per block",
     },
