@@ -82,6 +82,7 @@ const STEPS = [
   "restore mmap",
   "munmap extension",
   "fill",
+  "madvise(MADV_POPULATE_WRITE)",
 ];
 
 const WORDS = 17;

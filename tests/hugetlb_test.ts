@@ -4,7 +4,9 @@
 // /proc/sys/vm/nr_hugepages; restores the previous size afterwards.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import process from "node:process";
 import {
   isRoot,
   type RemapChildReport,
@@ -176,6 +178,116 @@ for (const rt of RUNTIMES) {
         } finally {
           await child.finish();
         }
+      }
+    },
+  );
+}
+
+// A hugetlb cgroup limit is charged when a page is first touched, not at
+// mmap: without the populate step the fill would die of SIGBUS. Here the
+// pool covers the plan but the cgroup allows 16 pages, so the plan runs out
+// in the middle: what fits is remapped, the rest fails cleanly.
+function hugetlbCgroup(): { dir: string; cleanup: () => void } | string {
+  const mounts = readFileSync("/proc/mounts", "utf8").split("\n");
+  const existing = mounts.map((l) => l.split(" ")).find((f) =>
+    f[2] === "cgroup" && f[3]?.split(",").includes("hugetlb")
+  );
+  let root = existing?.[1];
+  let mounted = false;
+  if (root === undefined) {
+    root = `/tmp/page-primer-hugetlb-cg-${process.pid}`;
+    mkdirSync(root, { recursive: true });
+    const r = spawnSync("mount", [
+      "-t",
+      "cgroup",
+      "-o",
+      "hugetlb",
+      "none",
+      root,
+    ]);
+    if (r.status !== 0) {
+      rmdirSync(root);
+      return `cannot mount the hugetlb cgroup controller: ${r.stderr}`;
+    }
+    mounted = true;
+  }
+  const dir = `${root}/page-primer-test-${process.pid}`;
+  mkdirSync(dir);
+  return {
+    dir,
+    cleanup: () => {
+      rmdirSync(dir);
+      if (mounted) {
+        spawnSync("umount", [root!]);
+        rmdirSync(root!);
+      }
+    },
+  };
+}
+
+for (const rt of RUNTIMES) {
+  test(
+    `${rt}: a hugetlb cgroup limit hit mid-plan fails cleanly at populate, no SIGBUS, bytes intact`,
+    { skip: SKIP },
+    async (t) => {
+      const cg = hugetlbCgroup();
+      if (typeof cg === "string") {
+        t.skip(cg);
+        return;
+      }
+      try {
+        setPool(saved + 64);
+        const poolFree = free();
+        writeFileSync(
+          `${cg.dir}/hugetlb.2MB.limit_in_bytes`,
+          String(16 * HUGE),
+        );
+        const child = await startChild(rt, [
+          { remap: { backend: "hugetlb" } },
+          "verify",
+        ], {
+          script: "remap_child.ts",
+          shellPrefix: `echo $$ > ${cg.dir}/cgroup.procs && exec`,
+          // The copy from memory is the path a missing populate step would
+          // turn into a SIGBUS (pread would get EFAULT): measured.
+          env: { PAGE_PRIMER_FILL: "memory" },
+        });
+        let end;
+        try {
+          const rep = child.outcome as unknown as Report;
+          const out = rep.results[0].remap!;
+          const regions = out.remap!.regions;
+          const failed = regions.filter((r) => r.status === "failed");
+          console.log(
+            `${rt}: cgroup limit 16 pages: ${
+              regions.length - failed.length
+            } region(s) remapped, ${failed.length} failed at ${
+              failed.map((f) => `${f.error!.step} ${f.error!.code}`).join(", ")
+            }`,
+          );
+          assert.ok(failed.length >= 1, "the limit did not bite");
+          for (const f of failed) {
+            assert.equal(f.error!.step, "madvise(MADV_POPULATE_WRITE)");
+            assert.match(f.error!.message, /nothing was changed/);
+            // Still on the file.
+            const inside = child.smaps().filter((v) =>
+              v.start < f.dataEnd && f.dataStart < v.end
+            );
+            assert.ok(inside.every((v) => v.path === f.object), f.object);
+          }
+          assert.equal(rep.results[1].verify!.mismatches, 0);
+          const used = Number(
+            readFileSync(`${cg.dir}/hugetlb.2MB.usage_in_bytes`, "utf8"),
+          );
+          assert.ok(used <= 16 * HUGE);
+        } finally {
+          end = await child.finish();
+        }
+        assert.equal(end.code, 0, end.stderr);
+        assert.match(end.stdout, /ALIVE/);
+        assert.equal(free(), poolFree, "pages not given back after exit");
+      } finally {
+        cg.cleanup();
       }
     },
   );

@@ -107,6 +107,23 @@ static long stage_advise(struct pp_region *r, uint64_t stage)
 	return is_err(ret) ? fail(r, PP_STEP_ADVISE, ret) : 0;
 }
 
+/* Allocates every page of the stage now, so a short hugetlb pool, a
+ * hugetlb or memory cgroup limit fails here with an errno (madvise reports
+ * it) instead of a SIGBUS or an OOM kill when the fill touches the page.
+ * EINVAL: a kernel before 5.14 without MADV_POPULATE_WRITE; go on. */
+static long stage_populate(struct pp_region *r, uint64_t stage)
+{
+	long ret;
+
+	if (r->flags & PP_F_SHARED) /* read-only, filled by the caller */
+		return 0;
+	ret = pp_syscall6(PP_SYS_MADVISE, stage, r->len, MADV_POPULATE_WRITE,
+			  0, 0, 0);
+	if (is_err(ret) && ret != -22)
+		return fail(r, PP_STEP_POPULATE, ret);
+	return 0;
+}
+
 /* From the page cache with pread when the caller knows the mapping holds
  * no private (COW) page, i.e. equals the file: no source page faults. */
 static long fill_from_file(struct pp_region *r, uint64_t dst)
@@ -198,7 +215,8 @@ static long do_swap(struct pp_region *r)
 	if (stage_alloc(r, &stage))
 		return -1;
 	r->stage = stage;
-	if (stage_advise(r, stage) == 0 && stage_fill(r, stage) == 0) {
+	if (stage_advise(r, stage) == 0 && stage_populate(r, stage) == 0 &&
+	    stage_fill(r, stage) == 0) {
 		stage_finish(r, stage);
 		if (stage_protect(r, stage) == 0)
 			return swap(r, stage);

@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#define PP_ABI_VERSION 3
+#define PP_ABI_VERSION 4
 
 #define HUGE_SIZE (2UL << 20)
 
@@ -33,6 +33,7 @@ enum pp_step {
 	PP_STEP_RESTORE = 7,
 	PP_STEP_UNMAP_EXTENSION = 8,
 	PP_STEP_FILL = 9,
+	PP_STEP_POPULATE = 10,
 };
 
 /* One region record; every field is 64 bits so both sides agree on layout. */
