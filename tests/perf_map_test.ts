@@ -1,0 +1,505 @@
+// perf symbols after a remap: the pure entry planner on fixtures, then real
+// children of both runtimes that remap their text and append
+// /tmp/perf-<pid>.map, checked against `nm` from outside; and, where `perf`
+// can sample, `perf report` naming a function that runs from the copy.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import {
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type Child, ROOT, run, runtimePath, startChild } from "./helpers.ts";
+import { bytesSource, parseElf } from "../src/elf.ts";
+import {
+  describePerfMap,
+  formatPerfMap,
+  loadBiasOf,
+  perfMapEntries,
+  type PerfMapReport,
+  type PerfMapSymbol,
+} from "../src/perf_map.ts";
+import type { PrimeOutcomeData } from "../src/outcome.ts";
+
+const FIXTURES = `${ROOT}tests/fixtures/`;
+
+// ---------------------------------------------------------------------------
+// Pure part.
+
+test("perfMapEntries: fixture with aliases, clipping, non-functions and two ranges", () => {
+  const f = JSON.parse(
+    readFileSync(`${FIXTURES}perf_map_symbols.json`, "utf8"),
+  );
+  const plan = perfMapEntries(f.symbols, f.ranges, f.bias);
+  assert.equal(
+    formatPerfMap(plan.entries),
+    readFileSync(`${FIXTURES}perf_map_expected.map`, "utf8"),
+  );
+  assert.equal(plan.bytes, f.bytes);
+  assert.equal(plan.covered, f.covered);
+  // Input order does not matter.
+  const again = perfMapEntries([...f.symbols].reverse(), f.ranges, f.bias);
+  assert.deepEqual(again, plan);
+});
+
+test("perfMapEntries: empty inputs", () => {
+  const f = JSON.parse(
+    readFileSync(`${FIXTURES}perf_map_symbols.json`, "utf8"),
+  );
+  assert.deepEqual(perfMapEntries([], f.ranges, f.bias), {
+    entries: [],
+    bytes: f.bytes,
+    covered: 0,
+  });
+  assert.deepEqual(perfMapEntries(f.symbols, [], f.bias), {
+    entries: [],
+    bytes: 0,
+    covered: 0,
+  });
+  // The same symbols without the bias lie outside every range.
+  assert.equal(perfMapEntries(f.symbols, f.ranges, 0).entries.length, 0);
+  assert.equal(formatPerfMap([]), "");
+});
+
+test("perfMapEntries: a symbol covering two ranges gets one entry in each", () => {
+  const big: PerfMapSymbol = {
+    name: "big",
+    value: 0x1000,
+    size: 0x5000,
+    type: 2,
+    bind: 1,
+  };
+  const plan = perfMapEntries([big], [
+    { start: 0x4000, end: 0x5000 },
+    { start: 0x2000, end: 0x3000 },
+  ], 0);
+  assert.equal(formatPerfMap(plan.entries), "2000 1000 big\n4000 1000 big\n");
+  assert.equal(plan.covered, 0x2000);
+});
+
+test("perfMapEntries: bad arguments", () => {
+  assert.throws(
+    () => perfMapEntries("x" as never, [], 0),
+    TypeError,
+  );
+  assert.throws(() => perfMapEntries([], {} as never, 0), TypeError);
+  assert.throws(() => perfMapEntries([], [], 0.5), RangeError);
+  assert.throws(
+    () => perfMapEntries([], [{ start: 10, end: 5 }], 0),
+    RangeError,
+  );
+});
+
+test("loadBiasOf: the runtimes' LOAD segments", () => {
+  for (const rt of ["deno", "bun"] as const) {
+    const elf = parseElf(bytesSource(readFileSync(runtimePath(rt))));
+    const loads = elf.programHeaders.filter((p) => p.type === 1);
+    const text = loads.find((p) => p.flags & 1)!;
+    // Mapped at text.vaddr + bias, page-aligned as the kernel maps it.
+    const bias = 0x7f1234000000;
+    const fileOffset = Math.ceil(text.offset / 4096) * 4096 + 0x5000;
+    const dataStart = bias + text.vaddr + (fileOffset - text.offset);
+    assert.equal(
+      loadBiasOf(elf.programHeaders, { dataStart, fileOffset }),
+      bias,
+    );
+    assert.equal(
+      loadBiasOf(elf.programHeaders, { dataStart, fileOffset: 2 ** 40 }),
+      undefined,
+    );
+  }
+});
+
+test("describePerfMap says when the executable is stripped", () => {
+  const r: PerfMapReport = {
+    path: "/tmp/perf-1.map",
+    symbols: 3,
+    bytes: 1 << 21,
+    covered: 1 << 20,
+    ms: 1,
+    warnings: [],
+    objects: [{
+      object: "/x/deno",
+      source: ".dynsym",
+      stripped: true,
+      bias: 0,
+      symbols: 3,
+      bytes: 1 << 21,
+      covered: 1 << 20,
+    }],
+  };
+  const line = describePerfMap(r);
+  assert.match(line, /deno 3 symbols from \.dynsym \(stripped/);
+  assert.match(line, /1\.0 of 2\.0 MiB .* \(50\.0%\)/);
+});
+
+// ---------------------------------------------------------------------------
+// Real processes.
+
+interface Nm {
+  address: number;
+  size: number;
+  name: string;
+}
+
+/** `nm --defined-only -S` (with `-D`: the dynamic symbols) of a file. */
+async function nm(path: string, dynamic: boolean): Promise<Nm[]> {
+  const r = await run([
+    "nm",
+    "--defined-only",
+    "-S",
+    ...(dynamic ? ["-D"] : []),
+    path,
+  ]);
+  assert.equal(r.code, 0, `nm failed: ${r.stderr}`);
+  const out: Nm[] = [];
+  for (const line of r.stdout.split("\n")) {
+    const m = /^([0-9a-f]+) ([0-9a-f]+) [TtWwi] (.+)$/.exec(line);
+    if (m) {
+      out.push({
+        address: parseInt(m[1], 16),
+        size: parseInt(m[2], 16),
+        name: m[3],
+      });
+    }
+  }
+  return out;
+}
+
+/**
+ * The load bias from `/proc/<pid>/maps` and `readelf -l`, independently of
+ * the library: the first mapping of each writable LOAD segment of the file
+ * (never remapped, unlike the code; V8's second mapping of its builtins
+ * comes from the code's file offsets) lies at its `p_vaddr` plus the bias,
+ * both rounded down to the page.
+ */
+async function biasFromMaps(pid: number, exe: string): Promise<number> {
+  const r = await run(["readelf", "-lW", exe]);
+  assert.equal(r.code, 0, r.stderr);
+  const loads = [...r.stdout.matchAll(
+    /^\s+LOAD\s+0x([0-9a-f]+) 0x([0-9a-f]+) 0x[0-9a-f]+ 0x([0-9a-f]+) 0x[0-9a-f]+ ([RWE ]+) /gm,
+  )].map((m) => ({
+    offset: parseInt(m[1], 16),
+    vaddr: parseInt(m[2], 16),
+    filesz: parseInt(m[3], 16),
+    writable: m[4].includes("W"),
+  }));
+  assert.ok(loads.some((l) => l.writable), `no writable LOAD in ${exe}`);
+  const biases = new Set<number>();
+  for (const line of readFileSync(`/proc/${pid}/maps`, "utf8").split("\n")) {
+    const m = /^([0-9a-f]+)-[0-9a-f]+ \S+ ([0-9a-f]+) \S+ \d+\s+(.*)$/.exec(
+      line,
+    );
+    if (!m || m[3] !== exe) continue;
+    const start = parseInt(m[1], 16);
+    const off = parseInt(m[2], 16);
+    const page = (n: number) => Math.floor(n / 4096) * 4096;
+    const l = loads.find((l) => l.writable && page(l.offset) === off);
+    if (l) biases.add(start - page(l.vaddr));
+  }
+  assert.equal(biases.size, 1, `maps give biases ${[...biases]}`);
+  return [...biases][0];
+}
+
+function parseMap(
+  text: string,
+): { start: number; size: number; name: string }[] {
+  return text.split("\n").filter((l) => l !== "").map((l) => {
+    const m = /^([0-9a-f]+) ([0-9a-f]+) (.+)$/.exec(l);
+    assert.ok(m, `malformed perf map line: ${JSON.stringify(l)}`);
+    return { start: parseInt(m[1], 16), size: parseInt(m[2], 16), name: m[3] };
+  });
+}
+
+async function startPerfChild(
+  rt: "deno" | "bun",
+  remap: Record<string, unknown> = { backend: "thp" },
+): Promise<{ child: Child; out: PrimeOutcomeData }> {
+  const child = await startChild(rt, { remap }, {
+    script: "perf_map_child.ts",
+  });
+  const out = child.outcome as PrimeOutcomeData;
+  assert.equal(out.ok, true, out.reason);
+  assert.ok(
+    out.remap!.regions.some((r) =>
+      r.kind === "text" && r.status === "remapped"
+    ),
+    "no text region was remapped",
+  );
+  return { child, out };
+}
+
+async function writeMap(child: Child): Promise<PerfMapReport> {
+  const got = JSON.parse(await child.ask("write", "PERFMAP "));
+  assert.equal(got.error, undefined, got.error);
+  return got;
+}
+
+/** About `n` items spread evenly over `xs`. */
+function spread<T>(xs: readonly T[], n: number): T[] {
+  if (xs.length <= n) return [...xs];
+  return Array.from({ length: n }, (_, i) => xs[Math.floor(i * xs.length / n)]);
+}
+
+const MARKER = "7f0000001000 40 LazyCompile:~preexisting_v8_entry\n";
+
+for (const rt of ["bun", "deno"] as const) {
+  test(`${rt}: the perf map of a remapped child names its functions at nm's addresses, after existing content`, async () => {
+    const { child, out } = await startPerfChild(rt);
+    const path = `/tmp/perf-${child.pid}.map`;
+    try {
+      // Someone (V8's --perf-basic-prof) wrote the map before us.
+      writeFileSync(path, MARKER);
+      const report = await writeMap(child);
+      assert.deepEqual(report.warnings, []);
+      const exe = runtimePath(rt);
+      const text = out.remap!.regions.filter((r) =>
+        r.kind === "text" && r.status === "remapped"
+      );
+      const textBytes = text.reduce((n, r) => n + r.dataEnd - r.dataStart, 0);
+      const content = readFileSync(path, "utf8");
+      assert.ok(content.startsWith(MARKER), "the existing content was lost");
+      const entries = parseMap(content.slice(MARKER.length));
+
+      assert.equal(report.path, path);
+      assert.equal(report.objects.length, 1);
+      const o = report.objects[0];
+      assert.equal(o.object, exe);
+      assert.equal(o.symbols, entries.length);
+      assert.equal(report.symbols, entries.length);
+      assert.equal(o.bytes, textBytes);
+      assert.ok(o.covered > 0 && o.covered <= o.bytes, `covered ${o.covered}`);
+      const elf = parseElf(bytesSource(readFileSync(exe)));
+      const stripped = !elf.sections.some((s) => s.name === ".symtab");
+      assert.equal(o.stripped, stripped);
+      assert.equal(o.source, stripped ? ".dynsym" : ".symtab");
+      if (rt === "deno") {
+        // Deno ships stripped: only its exported functions can be named.
+        assert.equal(o.source, ".dynsym");
+        assert.match(describePerfMap(report), /stripped/);
+      } else {
+        assert.equal(o.source, ".symtab");
+      }
+
+      const bias = await biasFromMaps(child.pid, exe);
+      if (rt === "bun") assert.equal(bias, 0, "bun is not a PIE");
+      assert.equal(o.bias, bias);
+      const symbols = await nm(exe, stripped);
+      const byAddress = new Map<number, Nm[]>();
+      for (const s of symbols) {
+        byAddress.set(s.address + bias, [
+          ...(byAddress.get(s.address + bias) ?? []),
+          s,
+        ]);
+      }
+      // Sorted, one per address, inside the remapped text.
+      for (let i = 1; i < entries.length; i++) {
+        assert.ok(entries[i - 1].start < entries[i].start, "not sorted");
+      }
+      const inText = (a: number) =>
+        text.some((r) => r.dataStart <= a && a < r.dataEnd);
+      for (const e of entries) {
+        assert.ok(inText(e.start), `${e.name} outside the remapped text`);
+        assert.ok(inText(e.start + e.size - 1), `${e.name} runs past it`);
+      }
+      // A sample spread over the text: nm's address and size.
+      const sample = spread(entries, 50);
+      for (const e of sample) {
+        const at = byAddress.get(e.start) ?? [];
+        const s = at.find((s) => s.name === e.name);
+        assert.ok(s, `${e.name} at 0x${e.start.toString(16)} is not in nm`);
+        assert.equal(e.size, s.size, `size of ${e.name}`);
+      }
+      // Every sized function nm lists in the remapped text has an entry.
+      const expected = new Set(
+        symbols.filter((s) => s.size > 0 && inText(s.address + bias)).map((
+          s,
+        ) => s.address + bias),
+      );
+      assert.deepEqual(new Set(entries.map((e) => e.start)), expected);
+      console.log(
+        `${rt}: ${entries.length} symbols from ${o.source}${
+          o.stripped ? " (stripped)" : ""
+        } name ${(o.covered / 1024).toFixed(0)} KiB of ${
+          (o.bytes / 1048576).toFixed(1)
+        } MiB remapped text (${
+          (100 * o.covered / o.bytes).toFixed(2)
+        }%), written in ${
+          report.ms.toFixed(1)
+        } ms; ${sample.length} sampled entries match nm`,
+      );
+
+      // A second write appends again: nothing is truncated.
+      const second = await writeMap(child);
+      assert.equal(second.symbols, entries.length);
+      const after = readFileSync(path, "utf8");
+      assert.equal(after, content + content.slice(MARKER.length));
+    } finally {
+      await child.finish();
+      rmSync(path, { force: true });
+    }
+  });
+}
+
+test("bun: with no remapped code nothing is written and no file is created", async () => {
+  const child = await startChild("bun", {
+    remap: { backend: "thp" },
+    objects: ["no-such-object.so"],
+  }, { script: "perf_map_child.ts" });
+  const path = `/tmp/perf-${child.pid}.map`;
+  try {
+    assert.equal(child.outcome.remap?.regions.length ?? 0, 0);
+    const report = await writeMap(child);
+    assert.deepEqual(report.objects, []);
+    assert.equal(report.symbols, 0);
+    assert.equal(existsSync(path), false);
+  } finally {
+    await child.finish();
+    rmSync(path, { force: true });
+  }
+});
+
+test("bun: memfd copies get the map too, with a warning that perf will not read it", async () => {
+  const child = await startChild("bun", { remap: { backend: "memfd" } }, {
+    script: "perf_map_child.ts",
+  });
+  const path = `/tmp/perf-${child.pid}.map`;
+  try {
+    const out = child.outcome as PrimeOutcomeData;
+    assert.equal(out.remap?.backend, "memfd");
+    assert.ok(
+      out.remap!.regions.some((r) =>
+        r.kind === "text" && r.status === "remapped"
+      ),
+      `nothing remapped: ${out.reason}`,
+    );
+    const report = await writeMap(child);
+    assert.ok(report.symbols > 0);
+    assert.equal(parseMap(readFileSync(path, "utf8")).length, report.symbols);
+    assert.equal(report.warnings.length, 1);
+    assert.match(report.warnings[0], /memfd.*thp/);
+  } finally {
+    await child.finish();
+    rmSync(path, { force: true });
+  }
+});
+
+// ---------------------------------------------------------------------------
+// perf itself.
+
+function perfSkipReason(): string | undefined {
+  const probe = spawnSync("perf", ["--version"], { encoding: "utf8" });
+  if (probe.error || probe.status !== 0) {
+    return "perf is not installed (apt-get install linux-perf)";
+  }
+  const dir = mkdtempSync(join(tmpdir(), "pp-perf-"));
+  try {
+    const r = spawnSync("perf", [
+      "record",
+      "-e",
+      "cpu-clock",
+      "-o",
+      join(dir, "probe.data"),
+      "--",
+      "true",
+    ], { encoding: "utf8" });
+    if (r.status !== 0) {
+      return `perf record -e cpu-clock does not work here: ${
+        (r.stderr || String(r.error)).trim().split("\n").slice(-2).join(" ")
+      }`;
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return undefined;
+}
+
+const PERF_SKIP = perfSkipReason();
+if (PERF_SKIP) console.log(`perf_map_test: perf test skipped: ${PERF_SKIP}`);
+
+/** Samples `pid` for `seconds` while it is busy in `fn`; the report's `dso sym` lines naming `fn`. */
+async function sampleBusy(
+  child: Child,
+  fn: string,
+  dir: string,
+  label: string,
+): Promise<string[]> {
+  const data = join(dir, `${label}.data`);
+  const busy = child.ask(`busy ${fn} 2500`, "BUSY ");
+  await new Promise((r) => setTimeout(r, 300));
+  const rec = await run([
+    "perf",
+    "record",
+    "-e",
+    "cpu-clock",
+    "-F",
+    "2000",
+    "-p",
+    String(child.pid),
+    "-o",
+    data,
+    "--",
+    "sleep",
+    "1.5",
+  ]);
+  assert.equal(rec.code, 0, `perf record: ${rec.stderr}`);
+  assert.ok(Number(await busy) > 0);
+  const rep = await run([
+    "perf",
+    "report",
+    "-i",
+    data,
+    "--stdio",
+    "--sort",
+    "dso,sym",
+  ]);
+  assert.equal(rep.code, 0, `perf report: ${rep.stderr}`);
+  assert.match(rep.stdout, /Samples: /);
+  return rep.stdout.split("\n").filter((l) =>
+    !l.startsWith("#") && l.includes(fn)
+  );
+}
+
+test(
+  "bun: perf report names a function running from the remapped copy only once the map is written",
+  { skip: PERF_SKIP },
+  async () => {
+    const fn = "uv_hrtime";
+    const { child, out } = await startPerfChild("bun");
+    const path = `/tmp/perf-${child.pid}.map`;
+    const dir = mkdtempSync(join(tmpdir(), "pp-perf-"));
+    try {
+      const [sym] = (await nm(runtimePath("bun"), false)).filter((s) =>
+        s.name === fn
+      );
+      assert.ok(sym, `${fn} is not in bun's symbols`);
+      assert.ok(
+        out.remap!.regions.some((r) =>
+          r.status === "remapped" && r.dataStart <= sym.address &&
+          sym.address < r.dataEnd
+        ),
+        `${fn} (0x${sym.address.toString(16)}) is not in a remapped region`,
+      );
+      // Control: the copy is anonymous memory, perf cannot name it.
+      assert.equal(existsSync(path), false);
+      const before = await sampleBusy(child, fn, dir, "before");
+      assert.deepEqual(before, [], `named without a map: ${before}`);
+      const report = await writeMap(child);
+      assert.ok(report.symbols > 0);
+      const after = await sampleBusy(child, fn, dir, "after");
+      console.log(`bun: perf report with the map: ${after[0]?.trim()}`);
+      assert.equal(after.length, 1, `perf report lines for ${fn}: ${after}`);
+      const pct = parseFloat(after[0]);
+      assert.ok(pct > 0, after[0]);
+    } finally {
+      await child.finish();
+      rmSync(path, { force: true });
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
