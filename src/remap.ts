@@ -845,8 +845,16 @@ export function restoreRemapped(c: Libc): RestoreReport {
         fileOffset: r.fileOffset,
       }]);
       if (res.errno !== 0) {
-        fail(`${res.step} failed with ${errnoName(res.errno)}`);
-        if (res.step !== "munmap extension") continue;
+        // After "munmap extension" the code is on the file again, but the
+        // space the remap grew into is still mapped: keep the region, so
+        // the next restore() maps the file again (no change) and retries.
+        fail(
+          `${res.step} failed with ${errnoName(res.errno)}` +
+            (res.step === "munmap extension"
+              ? "; the code is back on the file, the space it grew into is still mapped: restore() again to release it"
+              : "; kept the in-memory copy"),
+        );
+        continue;
       }
       active.delete(start);
       if (swap.sharedFd !== undefined) c.close(swap.sharedFd);

@@ -69,6 +69,37 @@ export interface TrampolineResult {
   nameErrno: number;
   /** A failed swap was undone by mapping the file back. */
   recovered: boolean;
+  /** Syscalls the record made (an injected failure counts as one). */
+  calls: number;
+}
+
+let fault: { at: number; errno: number } | undefined;
+
+/**
+ * For tests only: from now on, the `at`-th syscall (1-based) of every
+ * trampoline record fails with `errno` without being made; `undefined`
+ * stops it. Not exported from the package.
+ *
+ * @example
+ * ```ts
+ * import { injectFault } from "./trampoline.ts";
+ * injectFault({ at: 3, errno: 12 }); // the 3rd syscall of each region: ENOMEM
+ * injectFault(undefined);
+ * ```
+ */
+export function injectFault(f: { at: number; errno: number } | undefined) {
+  if (
+    f !== undefined &&
+    (!Number.isInteger(f.at) || f.at < 1 || !Number.isInteger(f.errno) ||
+      f.errno < 1 || f.errno > 4095)
+  ) {
+    throw new RangeError(
+      `injectFault: at must be an integer >= 1 and errno 1..4095; got ${
+        JSON.stringify(f)
+      }`,
+    );
+  }
+  fault = f;
 }
 
 const STEPS = [
@@ -85,7 +116,7 @@ const STEPS = [
   "madvise(MADV_POPULATE_WRITE)",
 ];
 
-const WORDS = 17;
+const WORDS = 20;
 
 /** Where the loaded trampoline came from. */
 export interface Trampoline {
@@ -137,6 +168,8 @@ function bind(lib: NativeLibrary<typeof SYMBOLS>, path: string): Trampoline {
           (r.hugetlb ? 4n : 0n) | (r.memfd !== undefined ? 8n : 0n) |
           (r.shared ? 16n : 0n);
         words[w + 16] = BigInt(r.memfd ?? 0);
+        words[w + 17] = BigInt(fault?.at ?? 0);
+        words[w + 18] = BigInt(fault?.errno ?? 0);
         words[w + 7] = name;
         words[w + 8] = BigInt.asUintN(64, BigInt(r.fd));
         words[w + 9] = BigInt(r.fileOffset);
@@ -152,6 +185,7 @@ function bind(lib: NativeLibrary<typeof SYMBOLS>, path: string): Trampoline {
           collapseErrno: Number(words[w + 12]),
           nameErrno: Number(words[w + 13]),
           recovered: words[w + 14] === 1n,
+          calls: Number(words[w + 19]),
         };
       });
     },

@@ -21,6 +21,18 @@ static int is_err(long r)
 	return r < 0 && r > -4096;
 }
 
+/* Every syscall of a record goes through here: counted, and the one
+ * numbered fault_at (1-based; 0 never) fails with fault_errno without being
+ * made. Tests walk fault_at over a whole plan (trampoline/README.md). */
+static long sys(struct pp_region *r, long nr, long a1, long a2, long a3,
+		long a4, long a5, long a6)
+{
+	r->calls++;
+	if (r->fault_at && r->calls == r->fault_at)
+		return -(long)r->fault_errno;
+	return pp_syscall6(nr, a1, a2, a3, a4, a5, a6);
+}
+
 static long fail(struct pp_region *r, enum pp_step step, long ret)
 {
 	r->step = step;
@@ -50,7 +62,7 @@ static long stage_alloc(struct pp_region *r, uint64_t *out)
 	long p, ret;
 
 	if (r->flags & PP_F_HUGETLB) { /* reserved now; 2 MiB aligned */
-		p = pp_syscall6(PP_SYS_MMAP, 0, r->len, PROT_READ | PROT_WRITE,
+		p = sys(r, PP_SYS_MMAP, 0, r->len, PROT_READ | PROT_WRITE,
 				MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB |
 					MAP_HUGE_2MB, -1, 0);
 		if (is_err(p))
@@ -58,7 +70,7 @@ static long stage_alloc(struct pp_region *r, uint64_t *out)
 		*out = (uint64_t)p;
 		return 0;
 	}
-	p = pp_syscall6(PP_SYS_MMAP, 0, span, PROT_READ | PROT_WRITE,
+	p = sys(r, PP_SYS_MMAP, 0, span, PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (is_err(p))
 		return fail(r, PP_STEP_STAGE, p);
@@ -68,26 +80,26 @@ static long stage_alloc(struct pp_region *r, uint64_t *out)
 		long prot = (r->flags & PP_F_SHARED) ? PROT_READ
 						      : PROT_READ | PROT_WRITE;
 
-		ret = pp_syscall6(PP_SYS_MMAP, base, r->len, prot,
+		ret = sys(r, PP_SYS_MMAP, base, r->len, prot,
 				  MAP_SHARED | MAP_FIXED, (long)r->stage_fd, 0);
 		if (is_err(ret)) {
-			pp_syscall6(PP_SYS_MUNMAP, p, span, 0, 0, 0, 0);
+			sys(r, PP_SYS_MUNMAP, p, span, 0, 0, 0, 0);
 			return fail(r, PP_STEP_STAGE, ret);
 		}
 	}
 	head = base - (uint64_t)p;
 	tail = span - head - r->len;
 	if (head) {
-		ret = pp_syscall6(PP_SYS_MUNMAP, p, head, 0, 0, 0, 0);
+		ret = sys(r, PP_SYS_MUNMAP, p, head, 0, 0, 0, 0);
 		if (is_err(ret)) {
-			pp_syscall6(PP_SYS_MUNMAP, p, span, 0, 0, 0, 0);
+			sys(r, PP_SYS_MUNMAP, p, span, 0, 0, 0, 0);
 			return fail(r, PP_STEP_TRIM, ret);
 		}
 	}
 	if (tail) {
-		ret = pp_syscall6(PP_SYS_MUNMAP, base + r->len, tail, 0, 0, 0, 0);
+		ret = sys(r, PP_SYS_MUNMAP, base + r->len, tail, 0, 0, 0, 0);
 		if (is_err(ret)) {
-			pp_syscall6(PP_SYS_MUNMAP, base, r->len + tail, 0, 0, 0, 0);
+			sys(r, PP_SYS_MUNMAP, base, r->len + tail, 0, 0, 0, 0);
 			return fail(r, PP_STEP_TRIM, ret);
 		}
 	}
@@ -102,7 +114,7 @@ static long stage_advise(struct pp_region *r, uint64_t stage)
 
 	if (r->flags & PP_F_HUGETLB)
 		return 0;
-	ret = pp_syscall6(PP_SYS_MADVISE, stage, r->len, advice, 0, 0, 0);
+	ret = sys(r, PP_SYS_MADVISE, stage, r->len, advice, 0, 0, 0);
 
 	return is_err(ret) ? fail(r, PP_STEP_ADVISE, ret) : 0;
 }
@@ -117,7 +129,7 @@ static long stage_populate(struct pp_region *r, uint64_t stage)
 
 	if (r->flags & PP_F_SHARED) /* read-only, filled by the caller */
 		return 0;
-	ret = pp_syscall6(PP_SYS_MADVISE, stage, r->len, MADV_POPULATE_WRITE,
+	ret = sys(r, PP_SYS_MADVISE, stage, r->len, MADV_POPULATE_WRITE,
 			  0, 0, 0);
 	if (is_err(ret) && ret != -22)
 		return fail(r, PP_STEP_POPULATE, ret);
@@ -132,7 +144,7 @@ static long fill_from_file(struct pp_region *r, uint64_t dst)
 	long ret;
 
 	while (done < r->data_len) {
-		ret = pp_syscall6(PP_SYS_PREAD64, (long)r->fd, dst + done,
+		ret = sys(r, PP_SYS_PREAD64, (long)r->fd, dst + done,
 				  r->data_len - done, r->file_off + done, 0, 0);
 		if (ret == -4) /* EINTR */
 			continue;
@@ -155,7 +167,7 @@ static long stage_fill(struct pp_region *r, uint64_t stage)
 		return 0;
 	if (r->flags & PP_F_FROM_FILE)
 		return fill_from_file(r, dst);
-	pp_syscall6(PP_SYS_MADVISE, r->data_start, r->data_len,
+	sys(r, PP_SYS_MADVISE, r->data_start, r->data_len,
 		    MADV_POPULATE_READ, 0, 0, 0);
 	pp_copy((void *)dst, (const void *)r->data_start, r->data_len);
 	return 0;
@@ -167,12 +179,12 @@ static void stage_finish(struct pp_region *r, uint64_t stage)
 	long ret;
 
 	if (!(r->flags & (PP_F_SMALL | PP_F_HUGETLB))) {
-		ret = pp_syscall6(PP_SYS_MADVISE, stage, r->len, MADV_COLLAPSE,
+		ret = sys(r, PP_SYS_MADVISE, stage, r->len, MADV_COLLAPSE,
 				  0, 0, 0);
 		r->collapse_err = is_err(ret) ? (uint64_t)-ret : 0;
 	}
 	if (r->name) {
-		ret = pp_syscall6(PP_SYS_PRCTL, PR_SET_VMA, PR_SET_VMA_ANON_NAME,
+		ret = sys(r, PP_SYS_PRCTL, PR_SET_VMA, PR_SET_VMA_ANON_NAME,
 				  stage, r->len, r->name, 0);
 		r->name_err = is_err(ret) ? (uint64_t)-ret : 0;
 	}
@@ -181,7 +193,7 @@ static void stage_finish(struct pp_region *r, uint64_t stage)
 
 static long stage_protect(struct pp_region *r, uint64_t stage)
 {
-	long ret = pp_syscall6(PP_SYS_MPROTECT, stage, r->len, r->prot, 0, 0, 0);
+	long ret = sys(r, PP_SYS_MPROTECT, stage, r->len, r->prot, 0, 0, 0);
 
 	return is_err(ret) ? fail(r, PP_STEP_PROTECT, ret) : 0;
 }
@@ -189,13 +201,13 @@ static long stage_protect(struct pp_region *r, uint64_t stage)
 /* Maps the file back over [data_start, +data_len): one syscall. */
 static long map_file(struct pp_region *r)
 {
-	return pp_syscall6(PP_SYS_MMAP, r->data_start, r->data_len, r->prot,
+	return sys(r, PP_SYS_MMAP, r->data_start, r->data_len, r->prot,
 			   MAP_PRIVATE | MAP_FIXED, (long)r->fd, r->file_off);
 }
 
 static long swap(struct pp_region *r, uint64_t stage)
 {
-	long ret = pp_syscall6(PP_SYS_MREMAP, stage, r->len, r->len,
+	long ret = sys(r, PP_SYS_MREMAP, stage, r->len, r->len,
 			       MREMAP_MAYMOVE | MREMAP_FIXED, r->start, 0);
 
 	if (!is_err(ret))
@@ -204,7 +216,7 @@ static long swap(struct pp_region *r, uint64_t stage)
 	 * file back so no hole is left, then drop the stage. */
 	if ((long)r->fd >= 0 && !is_err(map_file(r)))
 		r->recovered = 1;
-	pp_syscall6(PP_SYS_MUNMAP, stage, r->len, 0, 0, 0, 0);
+	sys(r, PP_SYS_MUNMAP, stage, r->len, 0, 0, 0, 0);
 	return fail(r, PP_STEP_SWAP, ret);
 }
 
@@ -221,7 +233,7 @@ static long do_swap(struct pp_region *r)
 		if (stage_protect(r, stage) == 0)
 			return swap(r, stage);
 	}
-	pp_syscall6(PP_SYS_MUNMAP, stage, r->len, 0, 0, 0, 0);
+	sys(r, PP_SYS_MUNMAP, stage, r->len, 0, 0, 0, 0);
 	return -1;
 }
 
@@ -234,7 +246,7 @@ static long do_restore(struct pp_region *r)
 	/* A hugetlb VMA splits only at 2 MiB: replace it whole with the file
 	 * (the caller made sure the offset below is not negative). */
 	if (r->flags & PP_F_HUGETLB)
-		ret = pp_syscall6(PP_SYS_MMAP, r->start, r->len, r->prot,
+		ret = sys(r, PP_SYS_MMAP, r->start, r->len, r->prot,
 				  MAP_PRIVATE | MAP_FIXED, (long)r->fd,
 				  r->file_off - (r->data_start - r->start));
 	else
@@ -243,13 +255,13 @@ static long do_restore(struct pp_region *r)
 		return fail(r, PP_STEP_RESTORE, ret);
 	/* The parts outside the file were our own extension: release them. */
 	if (r->data_start > r->start) {
-		ret = pp_syscall6(PP_SYS_MUNMAP, r->start,
+		ret = sys(r, PP_SYS_MUNMAP, r->start,
 				  r->data_start - r->start, 0, 0, 0, 0);
 		if (is_err(ret))
 			return fail(r, PP_STEP_UNMAP_EXTENSION, ret);
 	}
 	if (end > data_end) {
-		ret = pp_syscall6(PP_SYS_MUNMAP, data_end, end - data_end, 0, 0,
+		ret = sys(r, PP_SYS_MUNMAP, data_end, end - data_end, 0, 0,
 				  0, 0);
 		if (is_err(ret))
 			return fail(r, PP_STEP_UNMAP_EXTENSION, ret);
@@ -275,6 +287,7 @@ __attribute__((visibility("default"))) uint64_t pp_run(struct pp_region *regions
 		r->step = PP_OK;
 		r->err = r->collapse_err = r->name_err = r->recovered = 0;
 		r->stage = 0;
+		r->calls = 0;
 		if (!check_region(r)) {
 			r->step = PP_STEP_CHECK;
 			r->err = 22; /* EINVAL */

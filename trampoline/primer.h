@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#define PP_ABI_VERSION 4
+#define PP_ABI_VERSION 5
 
 #define HUGE_SIZE (2UL << 20)
 
@@ -57,6 +57,10 @@ struct pp_region {
 	uint64_t stage;         /* staging address used */
 	/* input again */
 	uint64_t stage_fd;      /* the memfd or shared copy for PP_F_MEMFD */
+	uint64_t fault_at;      /* tests: fail this syscall (1-based), 0: none */
+	uint64_t fault_errno;   /* tests: with this errno */
+	/* result */
+	uint64_t calls;         /* syscalls made (or failed by injection) */
 };
 
 #endif
