@@ -11,10 +11,12 @@ if [ ! -x node_modules/.bin/deno ] || [ ! -x node_modules/.bin/bun ] ||
 fi
 
 # Debian packages the test suite calls: readelf/nm (binutils) to check the
-# ELF parser, setpriv (util-linux) to drop CAP_IPC_LOCK in a child.
+# ELF parser, setpriv and setarch (util-linux) to drop CAP_IPC_LOCK and ASLR
+# in a child, strace for the W^X and no-clobber audit.
 missing=""
 command -v readelf >/dev/null 2>&1 || missing="$missing binutils"
 command -v setpriv >/dev/null 2>&1 || missing="$missing util-linux"
+command -v strace >/dev/null 2>&1 || missing="$missing strace"
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "page-primer setup: apt-get install$missing" >&2
