@@ -35,6 +35,7 @@ export type {
   ShareReport,
 } from "./src/remap.ts";
 export type { ThpStatus } from "./src/thp.ts";
+export type { PerfMapObject, PerfMapReport } from "./src/perf_map.ts";
 export type { Gap, SkippedRegion } from "./src/plan.ts";
 export {
   type Durations,

@@ -12,6 +12,7 @@ import {
   formatPercent,
   formatTable,
 } from "./format.ts";
+import { describePerfMap } from "./perf_map.ts";
 import type { RemapReport, RestoreReport } from "./remap.ts";
 import type { SegmentKind } from "./segments.ts";
 
@@ -439,6 +440,7 @@ function formatRemap(r: RemapReport): string[] {
       formatPercent(r.rodata.huge, r.rodata.bytes)
     }); copies resident ${formatBytes(r.copyResident)}`,
   );
+  if (r.perfMap) lines.push(`  ${describePerfMap(r.perfMap)}`);
   for (const x of r.regions) {
     if (x.error) {
       lines.push(

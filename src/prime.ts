@@ -22,6 +22,7 @@ import {
   totalsOf,
 } from "./outcome.ts";
 import type { SmapsVma } from "./maps.ts";
+import { PerfMapError, writePerfMap } from "./perf_map.ts";
 import { populateRanges } from "./populate.ts";
 import { clearSharedCopies, type ShareOptions } from "./share.ts";
 import {
@@ -190,9 +191,14 @@ export class Primer {
     const v = checkFlag<RemapOptions>(
       "remap",
       enable,
-      ["align", "pageSize", "backend", "share"],
-      'true, false or { align?: "aggressive" | "conservative", pageSize?: "2m" | "4k", backend?: "auto" | "thp" | "hugetlb" | "memfd", share?: boolean | { dir?: string } }',
+      ["align", "pageSize", "backend", "share", "perfMap"],
+      'true, false or { align?: "aggressive" | "conservative", pageSize?: "2m" | "4k", backend?: "auto" | "thp" | "hugetlb" | "memfd", share?: boolean | { dir?: string }, perfMap?: boolean }',
     );
+    if (v && v.perfMap !== undefined && typeof v.perfMap !== "boolean") {
+      throw new TypeError(
+        `remap(): perfMap must be true or false; got ${describe(v.perfMap)}`,
+      );
+    }
     if (v && v.share !== undefined && typeof v.share !== "boolean") {
       const sh = v.share as unknown;
       if (typeof sh !== "object" || sh === null || Array.isArray(sh)) {
@@ -472,6 +478,18 @@ export class Primer {
       remap = report;
       remapMs = remap.ms;
       afterRemap = done.after;
+      if (
+        this.#remap.perfMap !== false &&
+        remap.regions.some((r) => r.status === "remapped")
+      ) {
+        try {
+          remap.perfMap = writePerfMap(c, remap);
+          remap.warnings.push(...remap.perfMap.warnings);
+        } catch (e) {
+          if (!(e instanceof PerfMapError)) throw e;
+          remap.warnings.push(e.message);
+        }
+      }
     }
     let mlockMs = 0;
     if (this.#mlock) {

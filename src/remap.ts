@@ -45,6 +45,7 @@ import {
   type ShareOptions,
 } from "./share.ts";
 import { isTrampolinePath, loadTrampoline } from "./trampoline.ts";
+import type { PerfMapReport } from "./perf_map.ts";
 
 /** Where the 2 MiB pages come from. */
 export type Backend = "thp" | "hugetlb" | "memfd";
@@ -149,6 +150,11 @@ export interface RemapOptions {
    * Implies the memfd (shmem) backend. `true` or `{ dir }`.
    */
   share?: boolean | ShareOptions;
+  /**
+   * `true` (default): append the functions of the remapped code to
+   * `/tmp/perf-<pid>.map`, so `perf` still names them; `false`: don't.
+   */
+  perfMap?: boolean;
 }
 
 /** What shared mode did. */
@@ -239,6 +245,8 @@ export interface RemapReport {
   ms: number;
   /** Warnings. */
   warnings: string[];
+  /** What was appended to `/tmp/perf-<pid>.map`, unless `perfMap: false` or nothing moved. */
+  perfMap?: PerfMapReport;
 }
 
 /** What happened to one region on restore. */

@@ -2,7 +2,7 @@
 // that primes itself and stays alive while the test reads its
 // /proc/<pid>/smaps from outside.
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync, realpathSync } from "node:fs";
+import { existsSync, readFileSync, realpathSync, rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import process from "node:process";
 import { parseSmaps, type SmapsVma } from "../src/maps.ts";
@@ -156,6 +156,9 @@ export function startChild(
           finish: async () => {
             child.stdin!.end();
             const code = await exited;
+            // A remap appends the perf map of the child (perfMap defaults
+            // to on): don't leave one per test child in /tmp.
+            rmSync(`/tmp/perf-${pid}.map`, { force: true });
             return { code, stdout, stderr };
           },
         });

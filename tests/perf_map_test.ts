@@ -218,7 +218,7 @@ function parseMap(
 
 async function startPerfChild(
   rt: "deno" | "bun",
-  remap: Record<string, unknown> = { backend: "thp" },
+  remap: Record<string, unknown> = { backend: "thp", perfMap: false },
 ): Promise<{ child: Child; out: PrimeOutcomeData }> {
   const child = await startChild(rt, { remap }, {
     script: "perf_map_child.ts",
@@ -348,7 +348,7 @@ for (const rt of ["bun", "deno"] as const) {
 
 test("bun: with no remapped code nothing is written and no file is created", async () => {
   const child = await startChild("bun", {
-    remap: { backend: "thp" },
+    remap: { backend: "thp", perfMap: false },
     objects: ["no-such-object.so"],
   }, { script: "perf_map_child.ts" });
   const path = `/tmp/perf-${child.pid}.map`;
@@ -365,7 +365,9 @@ test("bun: with no remapped code nothing is written and no file is created", asy
 });
 
 test("bun: memfd copies get the map too, with a warning that perf will not read it", async () => {
-  const child = await startChild("bun", { remap: { backend: "memfd" } }, {
+  const child = await startChild("bun", {
+    remap: { backend: "memfd", perfMap: false },
+  }, {
     script: "perf_map_child.ts",
   });
   const path = `/tmp/perf-${child.pid}.map`;
@@ -388,6 +390,32 @@ test("bun: memfd copies get the map too, with a warning that perf will not read 
     rmSync(path, { force: true });
   }
 });
+
+for (const perfMap of [undefined, false]) {
+  test(`bun: remap(${perfMap === undefined ? "{}" : "{ perfMap: false }"}) ${perfMap === undefined ? "writes" : "does not write"} the perf map`, async () => {
+    const remap = perfMap === undefined
+      ? { backend: "thp" }
+      : { backend: "thp", perfMap };
+    const child = await startChild("bun", { remap }, {
+      script: "perf_map_child.ts",
+    });
+    const path = `/tmp/perf-${child.pid}.map`;
+    try {
+      const out = child.outcome as PrimeOutcomeData;
+      if (perfMap === false) {
+        assert.equal(out.remap!.perfMap, undefined);
+        assert.equal(existsSync(path), false);
+      } else {
+        const r = out.remap!.perfMap!;
+        assert.ok(r.symbols > 0, JSON.stringify(r));
+        assert.equal(parseMap(readFileSync(path, "utf8")).length, r.symbols);
+      }
+    } finally {
+      await child.finish();
+      rmSync(path, { force: true });
+    }
+  });
+}
 
 // ---------------------------------------------------------------------------
 // perf itself.
