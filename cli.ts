@@ -1,0 +1,408 @@
+/**
+ * page-primer's command line:
+ *
+ * - `doctor`: what this machine and runtime allow, and the 2 MiB coverage
+ *   each alignment strategy would reach;
+ * - `inspect`: per ELF object and segment of any process, what is
+ *   resident, locked and on 2 MiB pages, and by which backing;
+ * - `bench`: the quick benchmark pass of the repository's `bench/`.
+ *
+ * ```sh
+ * deno run --allow-ffi --allow-read --allow-env --allow-run cli.ts doctor
+ * bun cli.ts inspect --pid 1234
+ * ```
+ *
+ * Exit codes: 0 ok, 1 the thing checked is not as wanted or the command
+ * failed, 2 bad usage.
+ *
+ * @module
+ */
+
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { doctor, formatDoctor } from "./src/doctor.ts";
+import { ffiAvailability } from "./src/ffi.ts";
+import { formatInspect, InspectError, inspectProcess } from "./src/inspect.ts";
+import { libc } from "./src/libc.ts";
+
+/** Exit status: done, and as wanted. */
+export const EXIT_OK = 0;
+/** Exit status: the thing checked is not as wanted, or the command failed. */
+export const EXIT_FAILED = 1;
+/** Exit status: bad usage (unknown command or option, bad value). */
+export const EXIT_USAGE = 2;
+
+const RUN = [
+  "deno run --allow-ffi --allow-read --allow-env --allow-run cli.ts",
+  "bun cli.ts",
+];
+
+const EXIT_CODES = `Exit codes:
+  0  ok
+  1  the thing checked is not as wanted, or the command failed
+  2  bad usage`;
+
+const HELP: Record<string, string> = {
+  "": `page-primer: what this machine allows, and what a process's code runs on.
+
+Usage:
+  ${RUN[0]} <command> [options]
+  ${RUN[1]} <command> [options]
+
+Commands:
+  doctor    kernel, THP, hugetlb pool, memlock limit, map count; the runtime's
+            LOAD layout and the 2 MiB coverage each remap strategy would reach
+  inspect   per ELF object and segment of a process: size, resident, locked,
+            on 2 MiB pages and by which backing; page-primer's copies
+  bench     the quick benchmark pass (bench/quick.sh of the repository)
+
+Options:
+  -h, --help  this help; "<command> --help" for a command's
+
+${EXIT_CODES}`,
+  doctor: `page-primer doctor: what this machine and this runtime allow.
+
+Usage:
+  ${RUN[0]} doctor [--json]
+  ${RUN[1]} doctor [--json]
+
+Reads the kernel version, THP enabled/defrag/shmem_enabled, PR_GET_THP_DISABLE,
+the 2 MiB hugetlb pool and hugetlbfs mounts, RLIMIT_MEMLOCK against what
+mlock(true) needs, CAP_IPC_LOCK, vm.max_map_count, the runtime executable's
+LOAD segments, and predicts from this process's smaps the share of text and
+read-only data that remap({ align }) puts on 2 MiB pages, for "aggressive" and
+"conservative", as remap plans it. Each thing that is off comes with the
+command that enables it. Deno needs --allow-ffi.
+
+Options:
+  --json      print one JSON object instead of text
+  -h, --help  this help
+
+Exit codes:
+  0  nothing keeps remap or mlock from working (advice may still be listed)
+  1  something does (a "blocker" finding), or the facts could not be read
+  2  bad usage`,
+  inspect: `page-primer inspect: what a process's ELF objects run on.
+
+Usage:
+  ${RUN[0]} inspect [--pid N] [--json] [--all] [--watch [--interval MS]]
+  ${RUN[1]} inspect [--pid N] [--json] [--all] [--watch [--interval MS]]
+
+For the main executable and each shared library mapped from a file, and for
+each of its LOAD segments: size, resident (Rss), locked (Rss of VMAs flagged
+"lo"), bytes on 2 MiB pages by backing (AnonHugePages, ShmemPmdMapped,
+FilePmdMapped, hugetlb), what maps it (file, anon, memfd...) and page-primer's
+copy when there is one; then totals. VMAs belong to an object by address: a
+remapped segment (anonymous or memfd) and Node's --use-largepages text are
+counted in the executable's range. Reading another process needs the same
+user id (and ptrace access) or root.
+
+Options:
+  --pid N         the process (default: this one)
+  --json          print one JSON object (with --watch: one per line)
+  --all           list every object (default: the main executable and objects
+                  with huge, locked or remapped pages; --json always has all)
+  --watch         print again every interval until Ctrl-C (the screen is
+                  cleared on a terminal); stops when the process exits
+  --interval MS   milliseconds between refreshes (default 2000, minimum 100)
+  -h, --help      this help
+
+Exit codes:
+  0  the process was read (with --watch: stopped by Ctrl-C)
+  1  it could not be read (no such process, permission denied) or it exited
+  2  bad usage`,
+  bench: `page-primer bench: the quick benchmark pass.
+
+Usage:
+  ${RUN[0]} bench [-- args for bench/ab/run.ts]
+  ${RUN[1]} bench [-- args for bench/ab/run.ts]
+
+Runs "sh bench/quick.sh" of the repository next to cli.ts (about 15 s per
+runtime; writes bench/results/quick/). It needs a clone of the repository
+with deno and bun installed by "npm run bench" or scripts/setup.sh; from a
+package without bench/ it says how to get it. Deno needs --allow-run.
+
+Options:
+  -h, --help  this help
+
+Exit codes:
+  0  the benchmark pass ran
+  1  bench/ is missing, or bench/quick.sh failed (its exit code is passed on)
+  2  bad usage`,
+};
+
+/** Where output goes; tests pass their own. */
+export interface Io {
+  /** Standard output. */
+  out: (text: string) => void;
+  /** Standard error. */
+  err: (text: string) => void;
+  /** Whether standard output is a terminal. */
+  outTty: boolean;
+  /** Whether standard error is a terminal. */
+  errTty: boolean;
+}
+
+const processIo = (): Io => ({
+  out: (t) => void process.stdout.write(t),
+  err: (t) => void process.stderr.write(t),
+  outTty: process.stdout.isTTY === true,
+  errTty: process.stderr.isTTY === true,
+});
+
+class UsageError extends Error {}
+
+interface Parsed {
+  values: Record<string, string | boolean | undefined>;
+  positionals: string[];
+}
+
+function parse(
+  command: string,
+  args: string[],
+  options: Record<string, { type: "boolean" | "string"; short?: string }>,
+  positionals = false,
+): Parsed {
+  try {
+    const r = parseArgs({
+      args,
+      options: { help: { type: "boolean", short: "h" }, ...options },
+      allowPositionals: positionals,
+      strict: true,
+    });
+    return {
+      values: r.values as Parsed["values"],
+      positionals: r.positionals,
+    };
+  } catch (e) {
+    throw new UsageError(
+      `${command}: ${
+        e instanceof Error ? e.message : e
+      }; see "${command} --help"`,
+    );
+  }
+}
+
+function progressTo(io: Io): (message: string) => void {
+  if (!io.errTty) return () => {};
+  return (m) => io.err(`\r\x1b[2K${m ? `page-primer: ${m}` : ""}`);
+}
+
+function runDoctor(args: string[], io: Io): number {
+  const { values } = parse("doctor", args, { json: { type: "boolean" } });
+  if (values.help) {
+    io.out(HELP.doctor + "\n");
+    return EXIT_OK;
+  }
+  const why = ffiAvailability();
+  if (why) {
+    io.err(`page-primer doctor: ${why}\n`);
+    return EXIT_FAILED;
+  }
+  const progress = progressTo(io);
+  progress("reading /proc/self/smaps and /sys/kernel/mm");
+  const report = doctor(libc());
+  progress("");
+  io.out(
+    (values.json ? JSON.stringify(report, null, 2) : formatDoctor(report)) +
+      "\n",
+  );
+  return report.ok ? EXIT_OK : EXIT_FAILED;
+}
+
+function positiveInt(name: string, text: string, min = 1): number {
+  if (!/^\d+$/.test(text) || Number(text) < min) {
+    throw new UsageError(
+      `inspect: ${name} must be an integer >= ${min}; got "${text}"`,
+    );
+  }
+  return Number(text);
+}
+
+async function runInspect(args: string[], io: Io): Promise<number> {
+  const { values } = parse("inspect", args, {
+    pid: { type: "string" },
+    json: { type: "boolean" },
+    all: { type: "boolean" },
+    watch: { type: "boolean" },
+    interval: { type: "string" },
+  });
+  if (values.help) {
+    io.out(HELP.inspect + "\n");
+    return EXIT_OK;
+  }
+  if (values.interval !== undefined && !values.watch) {
+    throw new UsageError(
+      'inspect: --interval needs --watch; see "inspect --help"',
+    );
+  }
+  const pidArg = typeof values.pid === "string"
+    ? positiveInt("--pid", values.pid)
+    : undefined;
+  const interval = typeof values.interval === "string"
+    ? positiveInt("--interval", values.interval, 100)
+    : 2000;
+  const why = ffiAvailability();
+  if (why) {
+    io.err(`page-primer inspect: ${why}\n`);
+    return EXIT_FAILED;
+  }
+  const c = libc();
+  const pid = pidArg ?? c.getpid();
+  const cache = new Map();
+  const progress = progressTo(io);
+  const once = (): number => {
+    let report;
+    try {
+      report = inspectProcess(c, pid, { onProgress: progress, cache });
+    } catch (e) {
+      progress("");
+      if (!(e instanceof InspectError)) throw e;
+      io.err(`page-primer inspect: ${e.message}\n`);
+      return EXIT_FAILED;
+    }
+    if (values.json) {
+      io.out(JSON.stringify(report, null, values.watch ? 0 : 2) + "\n");
+    } else {
+      const text = formatInspect(report, { all: values.all === true });
+      if (values.watch && io.outTty) {
+        io.out(
+          `\x1b[H\x1b[2J${new Date().toISOString()}  (Ctrl-C stops)\n${text}\n`,
+        );
+      } else if (values.watch) {
+        io.out(`${new Date().toISOString()}\n${text}\n\n`);
+      } else {
+        io.out(text + "\n");
+      }
+    }
+    return EXIT_OK;
+  };
+  const first = once();
+  if (!values.watch || first !== EXIT_OK) return first;
+  return await new Promise<number>((resolve) => {
+    const timer = setInterval(() => {
+      const code = once();
+      if (code !== EXIT_OK) stop(code);
+    }, interval);
+    const onSigint = () => stop(EXIT_OK);
+    const stop = (code: number) => {
+      clearInterval(timer);
+      process.off("SIGINT", onSigint);
+      resolve(code);
+    };
+    process.on("SIGINT", onSigint);
+  });
+}
+
+async function runBench(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse("bench", args, {}, true);
+  if (values.help) {
+    io.out(HELP.bench + "\n");
+    return EXIT_OK;
+  }
+  const here = new URL(".", import.meta.url);
+  const script = here.protocol === "file:"
+    ? fileURLToPath(new URL("bench/quick.sh", here))
+    : undefined;
+  if (script === undefined || !existsSync(script)) {
+    io.err(
+      `page-primer bench: no bench/ directory next to cli.ts (${here.href}): the benchmarks are not part of the package. Clone the page-primer repository and run "npm run bench" in it (it installs deno and bun from npm, then runs bench/quick.sh)\n`,
+    );
+    return EXIT_FAILED;
+  }
+  const root = fileURLToPath(here);
+  return await new Promise<number>((resolve) => {
+    let child;
+    try {
+      child = spawn("sh", [script, ...positionals], {
+        cwd: root,
+        stdio: "inherit",
+      });
+    } catch (e) {
+      io.err(
+        `page-primer bench: cannot start sh ${script}: ${
+          e instanceof Error ? e.message : e
+        } (deno: run cli.ts with --allow-run)\n`,
+      );
+      resolve(EXIT_FAILED);
+      return;
+    }
+    child.on("error", (e) => {
+      io.err(`page-primer bench: cannot start sh ${script}: ${e.message}\n`);
+      resolve(EXIT_FAILED);
+    });
+    child.on("exit", (code, signal) => {
+      if (code === null) {
+        io.err(`page-primer bench: bench/quick.sh killed by ${signal}\n`);
+      }
+      resolve(code ?? EXIT_FAILED);
+    });
+  });
+}
+
+const COMMANDS: Record<
+  string,
+  (args: string[], io: Io) => number | Promise<number>
+> = {
+  doctor: runDoctor,
+  inspect: runInspect,
+  bench: runBench,
+};
+
+/**
+ * Runs the command line `args` (without the runtime and script) and
+ * returns the exit status.
+ *
+ * @example
+ * ```ts no-eval
+ * import { main } from "./cli.ts";
+ * const code = await main(["doctor", "--json"]);
+ * console.log(code); // 0 when nothing blocks remap or mlock
+ * ```
+ */
+export async function main(
+  args: string[],
+  io: Io = processIo(),
+): Promise<number> {
+  const [command, ...rest] = args;
+  try {
+    if (command === undefined) {
+      io.err(HELP[""] + "\n");
+      return EXIT_USAGE;
+    }
+    if (command === "-h" || command === "--help" || command === "help") {
+      const topic = command === "help" ? rest[0] ?? "" : "";
+      if (!(topic in HELP)) {
+        throw new UsageError(
+          `unknown command "${topic}"; commands: doctor, inspect, bench`,
+        );
+      }
+      io.out(HELP[topic] + "\n");
+      return EXIT_OK;
+    }
+    const run = COMMANDS[command];
+    if (run === undefined) {
+      throw new UsageError(
+        `unknown command "${command}"; commands: doctor, inspect, bench (see --help)`,
+      );
+    }
+    return await run(rest, io);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      const own = /^(doctor|inspect|bench): /.test(e.message);
+      io.err(`page-primer${own ? " " : ": "}${e.message}\n`);
+      return EXIT_USAGE;
+    }
+    io.err(
+      `page-primer ${command}: failed: ${e instanceof Error ? e.message : e}\n`,
+    );
+    return EXIT_FAILED;
+  }
+}
+
+if (import.meta.main) {
+  process.exitCode = await main(process.argv.slice(2));
+}
