@@ -42,7 +42,7 @@ async function serving(
   let pid = p.pid;
   try {
     const m = await p.waitFor(LISTENING);
-    if (m[2] !== undefined) pid = Number(m[2]);
+    if (m[2] !== undefined) p.adopt(pid = Number(m[2]));
     await check(Number(m[1]), pid);
   } finally {
     p.kill("SIGTERM", pid);
