@@ -125,7 +125,16 @@ function primeNow(p: AutoPlan): PrimeOutcome | undefined {
   return out;
 }
 
-/** What the environment asked for (see the module doc). */
+/**
+ * What the environment asked for (see the module doc): the builder calls
+ * made, the log format, strictness, and any value not accepted.
+ *
+ * @example
+ * ```ts no-eval
+ * import { plan } from "jsr:@x/page-primer/auto";
+ * console.log(plan.actions); // e.g. ["remap"] when PAGE_PRIMER is unset
+ * ```
+ */
 export const plan: AutoPlan = parseAutoConfig(readEnv());
 
 /**
