@@ -13,8 +13,7 @@ fi
 # Debian packages the test suite calls: readelf/nm (binutils) to check the
 # ELF parser, setpriv and setarch (util-linux) to drop CAP_IPC_LOCK and ASLR
 # in a child, strace for the W^X and no-clobber audit, wrk for the load test,
-# perf to check that
-# perf names remapped functions.
+# perf to check that perf names remapped functions.
 missing=""
 command -v readelf >/dev/null 2>&1 || missing="$missing binutils"
 command -v setpriv >/dev/null 2>&1 || missing="$missing util-linux"
