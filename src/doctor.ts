@@ -816,7 +816,7 @@ export function formatDoctor(report: DoctorReport): string {
   }
   lines.push(
     "",
-    `predicted by the remap plan for this process (now: text ${
+    `remap({ align }) in this ${f.runtime} process, as planned (now: text ${
       cov(report.now.text)
     }, rodata ${cov(report.now.rodata)}):`,
     pred,
