@@ -78,7 +78,8 @@ export function mainExecutable(c: Libc): LoadedObject {
  * Every loaded object: the main executable first, then each shared library
  * `dl_iterate_phdr` reports (including ones loaded later through FFI).
  * Library paths are taken from `vmas` (this process's maps or smaps, read
- * now when not given).
+ * now when not given). A library whose program headers cannot be read is
+ * left out and reported to `onSkip`.
  *
  * @example
  * ```ts
@@ -90,6 +91,7 @@ export function mainExecutable(c: Libc): LoadedObject {
 export function loadedObjects(
   c: Libc,
   vmas?: readonly Vma[],
+  onSkip?: (name: string, reason: string) => void,
 ): LoadedObject[] {
   const main = mainExecutable(c);
   const out: LoadedObject[] = [main];
@@ -97,7 +99,15 @@ export function loadedObjects(
   for (const info of c.dlIteratePhdr()) {
     if (info.name === "" || info.bias === main.bias) continue;
     if (info.phnum === 0 || info.phdr === 0) continue;
-    const segments = loadSegments(readPhdrs(info.phdr, info.phnum));
+    let segments: LoadSegment[];
+    try {
+      segments = loadSegments(readPhdrs(info.phdr, info.phnum));
+    } catch (e) {
+      // E.g. its file was overwritten while mapped: one broken library
+      // must not stop the others from being primed.
+      onSkip?.(info.name, e instanceof Error ? e.message : String(e));
+      continue;
+    }
     out.push({
       path: canonicalPath(maps, info.name, info.bias, segments),
       main: false,

@@ -440,7 +440,10 @@ export class Primer {
     const onlyMain = this.#objects.length === 1 && this.#objects[0] === "main";
     const objects: LoadedObject[] = onlyMain
       ? [mainExecutable(c)]
-      : loadedObjects(c, before);
+      : loadedObjects(c, before, (name, why) =>
+        base.warnings.push(
+          `skipped ${name}: its program headers in memory are not valid (${why}); the other objects are primed`,
+        ));
     const selected = selectObjects(objects, this.#objects);
     if (selected.length === 0) {
       base.warnings.push("no loaded object matched the objects() selectors");
