@@ -28,7 +28,9 @@ export {
   type ShareOptions,
 } from "./src/prime.ts";
 export type {
+  Backend,
   Coverage,
+  HugetlbPool,
   RegionReport,
   RemapReport,
   RestoreReport,
@@ -36,7 +38,7 @@ export type {
 } from "./src/remap.ts";
 export type { ThpStatus } from "./src/thp.ts";
 export type { PerfMapObject, PerfMapReport } from "./src/perf_map.ts";
-export type { Gap, SkippedRegion } from "./src/plan.ts";
+export type { Alignment, Gap, SkippedRegion } from "./src/plan.ts";
 export {
   type Durations,
   type LogOptions,

@@ -17,7 +17,10 @@ const { values } = parseArgs({
 });
 const n = Number(values.n);
 const dir = `/dev/shm/page-primer-bench-${process.pid}`;
-const exe = { deno: `${root}node_modules/.bin/deno`, bun: `${root}node_modules/.bin/bun` };
+const exe = {
+  deno: `${root}node_modules/.bin/deno`,
+  bun: `${root}node_modules/.bin/bun`,
+};
 
 function start(rt, options, noAslr) {
   const script = `${root}bench/share/child.ts`;
@@ -25,7 +28,9 @@ function start(rt, options, noAslr) {
     ? [exe.deno, "run", "--allow-ffi", script, JSON.stringify(options)]
     : [exe.bun, script, JSON.stringify(options)];
   const cmd = noAslr ? ["setarch", "-R", ...argv] : argv;
-  const child = spawn(cmd[0], cmd.slice(1), { stdio: ["pipe", "pipe", "inherit"] });
+  const child = spawn(cmd[0], cmd.slice(1), {
+    stdio: ["pipe", "pipe", "inherit"],
+  });
   return new Promise((resolve, reject) => {
     let out = "";
     child.stdout.on("data", (d) => {
@@ -33,7 +38,10 @@ function start(rt, options, noAslr) {
       const m = /^READY (.*)$/m.exec(out);
       if (m) resolve({ child, report: JSON.parse(m[1]) });
     });
-    child.on("exit", (code) => reject(new Error(`child exited ${code}: ${out}`)));
+    child.on(
+      "exit",
+      (code) => reject(new Error(`child exited ${code}: ${out}`)),
+    );
   });
 }
 
@@ -60,7 +68,11 @@ function copyMemory(pid, regions) {
 }
 
 const modes = [
-  { name: "private memfd copies", options: { backend: "memfd" }, noAslr: false },
+  {
+    name: "private memfd copies",
+    options: { backend: "memfd" },
+    noAslr: false,
+  },
   { name: "shared, ASLR on", options: { share: { dir } }, noAslr: false },
   { name: "shared, setarch -R", options: { share: { dir } }, noAslr: true },
 ];
@@ -69,9 +81,14 @@ for (const rt of ["deno", "bun"]) {
   for (const mode of modes) {
     rmSync(dir, { recursive: true, force: true });
     const kids = [];
-    for (let i = 0; i < n; i++) kids.push(await start(rt, mode.options, mode.noAslr));
+    for (let i = 0; i < n; i++) {
+      kids.push(await start(rt, mode.options, mode.noAslr));
+    }
     const mem = kids.map((k) => copyMemory(k.child.pid, k.report.regions));
-    const created = kids.reduce((s, k) => s + (k.report.share?.created ?? 0), 0);
+    const created = kids.reduce(
+      (s, k) => s + (k.report.share?.created ?? 0),
+      0,
+    );
     const reused = kids.reduce((s, k) => s + (k.report.share?.reused ?? 0), 0);
     const row = {
       runtime: rt,
@@ -91,7 +108,10 @@ for (const rt of ["deno", "bun"]) {
 rmSync(dir, { recursive: true, force: true });
 const day = new Date().toISOString().slice(0, 10);
 mkdirSync(values.out, { recursive: true });
-writeFileSync(`${values.out}/share-${day}.json`, JSON.stringify(rows, null, 2) + "\n");
+writeFileSync(
+  `${values.out}/share-${day}.json`,
+  JSON.stringify(rows, null, 2) + "\n",
+);
 const md = [
   `# Shared mode: total PSS of the copies over ${n} processes (${day})`,
   "",
@@ -101,9 +121,11 @@ const md = [
   "| runtime | mode | one copy (MiB) | total PSS (MiB) | copies' worth | on 2 MiB pages per process (MiB) | copies created / reused |",
   "|---|---|---:|---:|---:|---:|---|",
   ...rows.map((r) =>
-    `| ${r.runtime} | ${r.mode} | ${r.oneCopyMiB.toFixed(1)} | ${r.totalPssMiB.toFixed(1)} | ${
-      (r.totalPssMiB / r.oneCopyMiB).toFixed(2)
-    } | ${r.hugeMiBPerProcess.toFixed(1)} | ${r.copiesCreated} / ${r.copiesReused} |`
+    `| ${r.runtime} | ${r.mode} | ${r.oneCopyMiB.toFixed(1)} | ${
+      r.totalPssMiB.toFixed(1)
+    } | ${(r.totalPssMiB / r.oneCopyMiB).toFixed(2)} | ${
+      r.hugeMiBPerProcess.toFixed(1)
+    } | ${r.copiesCreated} / ${r.copiesReused} |`
   ),
   "",
 ].join("\n");
