@@ -6,7 +6,6 @@
  * The steps and their failure semantics: trampoline/README.md.
  */
 #include <stdint.h>
-
 #include "linux_abi.h"
 #include "primer.h"
 
@@ -16,14 +15,10 @@
 #error "page-primer trampoline: only x86_64 so far (aarch64 needs svc syscalls and an I-cache flush before the swap)"
 #endif
 
-static int is_err(long r)
-{
-	return r < 0 && r > -4096;
-}
+static int is_err(long r) { return r < 0 && r > -4096; }
 
-/* Every syscall of a record goes through here: counted, and the one
- * numbered fault_at (1-based; 0 never) fails with fault_errno without being
- * made. Tests walk fault_at over a whole plan (trampoline/README.md). */
+/* Every syscall of a record, counted; for tests, number fault_at (1-based)
+ * fails with fault_errno without being made (trampoline/README.md). */
 static long sys(struct pp_region *r, long nr, long a1, long a2, long a3,
 		long a4, long a5, long a6)
 {
@@ -119,21 +114,16 @@ static long stage_advise(struct pp_region *r, uint64_t stage)
 	return is_err(ret) ? fail(r, PP_STEP_ADVISE, ret) : 0;
 }
 
-/* Allocates every page of the stage now, so a short hugetlb pool, a
- * hugetlb or memory cgroup limit fails here with an errno (madvise reports
- * it) instead of a SIGBUS or an OOM kill when the fill touches the page.
- * EINVAL: a kernel before 5.14 without MADV_POPULATE_WRITE; go on. */
+/* Every page now: a short pool or a hugetlb/memory cgroup limit fails here
+ * with an errno, not as a SIGBUS or OOM kill in the fill. EINVAL: a kernel
+ * before 5.14 (no MADV_POPULATE_WRITE); go on. A shared copy is filled. */
 static long stage_populate(struct pp_region *r, uint64_t stage)
 {
-	long ret;
+	long ret = (r->flags & PP_F_SHARED) ? 0
+		   : sys(r, PP_SYS_MADVISE, stage, r->len, MADV_POPULATE_WRITE,
+			 0, 0, 0);
 
-	if (r->flags & PP_F_SHARED) /* read-only, filled by the caller */
-		return 0;
-	ret = sys(r, PP_SYS_MADVISE, stage, r->len, MADV_POPULATE_WRITE,
-			  0, 0, 0);
-	if (is_err(ret) && ret != -22)
-		return fail(r, PP_STEP_POPULATE, ret);
-	return 0;
+	return is_err(ret) && ret != -22 ? fail(r, PP_STEP_POPULATE, ret) : 0;
 }
 
 /* From the page cache with pread when the caller knows the mapping holds
