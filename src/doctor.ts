@@ -27,7 +27,12 @@ import {
   planRemap,
   type RemapPlan,
 } from "./plan.ts";
-import { type Backend, chooseBackend, type Coverage } from "./remap.ts";
+import {
+  type Backend,
+  chooseBackend,
+  type Coverage,
+  measureCoverage,
+} from "./remap.ts";
 import {
   aliasRanges,
   type LoadedObject,
@@ -330,31 +335,6 @@ export function gatherDoctor(c: Libc): DoctorInput {
     executable: { path: exe.path, bias: exe.bias, segments: layout },
   };
   return { facts, smaps, objects: [exe], ranges };
-}
-
-/**
- * Bytes of the LOAD ranges of `kind` and how many of them are on 2 MiB
- * pages now, measured as `remap()` measures (`min(size, huge)` per range).
- *
- * @example
- * ```ts
- * import { coverageNow } from "./doctor.ts";
- * console.log(coverageNow([], [], "text")); // { bytes: 0, huge: 0 }
- * ```
- */
-export function coverageNow(
-  smaps: readonly SmapsVma[],
-  ranges: readonly SegmentRange[],
-  kind: "text" | "rodata",
-): Coverage {
-  let bytes = 0;
-  let huge = 0;
-  for (const r of ranges) {
-    if (r.kind !== kind || r.origin !== "load") continue;
-    bytes += r.end - r.start;
-    huge += Math.min(r.end - r.start, sumIn(smaps, r.start, r.end, hugeBytes));
-  }
-  return { bytes, huge };
 }
 
 function predicted(
@@ -690,8 +670,8 @@ export function diagnose(input: DoctorInput): DoctorReport {
     ok: !findings.some((f) => f.status === "blocker"),
     facts,
     now: {
-      text: coverageNow(smaps, ranges, "text"),
-      rodata: coverageNow(smaps, ranges, "rodata"),
+      text: measureCoverage(smaps, ranges, "text"),
+      rodata: measureCoverage(smaps, ranges, "rodata"),
     },
     predictions,
     findings: ordered,

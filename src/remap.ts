@@ -460,7 +460,18 @@ function maxMapHeadroom(c: Libc, current: number): number {
   }
 }
 
-function measure(
+/**
+ * Bytes of the LOAD ranges of `kind` and how many of them are on 2 MiB pages
+ * in `smaps` (`min(size, huge)` per range): the coverage figures a remap
+ * reports, and `doctor` shows as "now".
+ *
+ * @example
+ * ```ts
+ * import { measureCoverage } from "./remap.ts";
+ * console.log(measureCoverage([], [], "text")); // { bytes: 0, huge: 0 }
+ * ```
+ */
+export function measureCoverage(
   smaps: readonly SmapsVma[],
   ranges: readonly SegmentRange[],
   kind: "text" | "rodata",
@@ -549,8 +560,8 @@ export function remapObjects(
     thp,
     regions,
     skipped,
-    text: measure(smaps, ranges, "text"),
-    rodata: measure(smaps, ranges, "rodata"),
+    text: measureCoverage(smaps, ranges, "text"),
+    rodata: measureCoverage(smaps, ranges, "rodata"),
     copyResident: [...active.values()].reduce(
       (n, a) =>
         n + sumIn(
