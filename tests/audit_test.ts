@@ -37,14 +37,14 @@ function parseStrace(text: string): Traced[] {
       last?.frames.push(line.slice(3));
       continue;
     }
-    let m = /^(\d+) (\w+)\((.*) <unfinished \.\.\.>$/.exec(line);
+    let m = /^(\d+) +(\w+)\((.*) <unfinished \.\.\.>$/.exec(line);
     if (m) {
       pending.set(Number(m[1]), { name: m[2], args: m[3] });
       last = undefined;
       continue;
     }
     let tid: number, name: string, args: string, result: string;
-    m = /^(\d+) <\.\.\. (\w+) resumed>(.*)\) += (.*)$/.exec(line);
+    m = /^(\d+) +<\.\.\. (\w+) resumed>(.*)\) += (.*)$/.exec(line);
     if (m) {
       tid = Number(m[1]);
       const p = pending.get(tid);
@@ -53,7 +53,7 @@ function parseStrace(text: string): Traced[] {
       args = (p?.args ?? "") + m[3];
       result = m[4];
     } else {
-      m = /^(\d+) (\w+)\((.*)\) += (.*)$/.exec(line);
+      m = /^(\d+) +(\w+)\((.*)\) += (.*)$/.exec(line);
       if (!m) {
         last = undefined;
         continue;
@@ -155,13 +155,15 @@ test("parseStrace joins unfinished and resumed calls and keeps their stacks", ()
   const log = [
     "10 mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0 <unfinished ...>",
     "11 munmap(0x1000, 4096)               = 0",
+    "9999  mprotect(0x1000, 4096, PROT_READ) = 0", // strace pads short pids
     " > /lib/libc.so.6(munmap+0x1) [0x1]",
     "10 <... mmap resumed>)                  = 0x7f0000000000",
     " > /memfd:page-primer-trampoline (deleted)() [0x164b]",
   ].join("\n");
   const calls = parseStrace(log);
-  assert.equal(calls.length, 2);
-  assert.deepEqual(calls[1].args, [
+  assert.equal(calls.length, 3);
+  assert.equal(calls[1].tid, 9999);
+  assert.deepEqual(calls[2].args, [
     "NULL",
     "4096",
     "PROT_READ",
@@ -169,8 +171,8 @@ test("parseStrace joins unfinished and resumed calls and keeps their stacks", ()
     "-1",
     "0",
   ]);
-  assert.equal(calls[1].result, "0x7f0000000000");
-  assert.equal(calls[1].frames.length, 1);
+  assert.equal(calls[2].result, "0x7f0000000000");
+  assert.equal(calls[2].frames.length, 1);
 });
 
 test("audit flags W+X and fixed mappings outside owned ranges, only for the trampoline", () => {
@@ -276,7 +278,8 @@ for (const rt of RUNTIMES) {
           exe = r.remap.segments.map((s) => [s.start, s.end]);
         }
         assert.equal(rep.results.at(-1)!.verify!.mismatches, 0);
-        const calls = parseStrace(readFileSync(log, "utf8"));
+        const logText = readFileSync(log, "utf8");
+        const calls = parseStrace(logText);
         const result = audit(calls, regions, exe);
         console.log(
           `${rt}: ${calls.length} mmap/mprotect/mremap/munmap calls traced, ${result.ours} by the trampoline, ${result.swaps} swaps; W+X or clobber: ${result.violations.length}; the runtime's own W+X mappings elsewhere (JIT): ${result.othersWx}`,
