@@ -19,19 +19,17 @@ import { type Libc, type Rlimit, RLIMIT_MEMLOCK } from "./libc.ts";
 import { hugeBytes, type SmapsVma, sumIn } from "./maps.ts";
 import { lockBudget } from "./mlock.ts";
 import { mainExecutable, readSmaps, readStatus } from "./objects.ts";
-import {
-  type Alignment,
-  forHugetlb,
-  hugePagesNeeded,
-  plannedCoverage,
-  planRemap,
-  type RemapPlan,
-} from "./plan.ts";
+import { type Alignment, plannedCoverage, type RemapPlan } from "./plan.ts";
 import {
   type Backend,
-  chooseBackend,
   type Coverage,
+  decideRemap,
+  MAPS_PER_REGION,
   measureCoverage,
+  poolCommand,
+  readPoolState,
+  shmemEnabled,
+  shmemThpOn,
 } from "./remap.ts";
 import {
   aliasRanges,
@@ -42,15 +40,9 @@ import {
   type SegmentRange,
   segmentRanges,
 } from "./segments.ts";
-import { kernelVersion, selected, type ThpStatus, thpStatus } from "./thp.ts";
-import { isTrampolinePath } from "./trampoline.ts";
+import { kernelVersion, type ThpStatus, thpStatus } from "./thp.ts";
 
 const THP_DIR = "/sys/kernel/mm/transparent_hugepage";
-const POOL_DIR = "/sys/kernel/mm/hugepages/hugepages-2048kB";
-/** shmem_enabled values under which a memfd gets 2 MiB pages (as remap.ts decides). */
-const SHMEM_ON = ["always", "within_size", "advise", "force"];
-/** Mappings a remap may need per region (remap.ts: `regions * 6`). */
-const MAPS_PER_REGION = 6;
 
 /** The 2 MiB hugetlb pool and where hugetlbfs is mounted. */
 export interface HugetlbFacts {
@@ -206,14 +198,6 @@ export interface DoctorReport {
   findings: Finding[];
 }
 
-function readOptional(c: Libc, path: string): string | undefined {
-  try {
-    return c.readText(path);
-  } catch {
-    return undefined;
-  }
-}
-
 const nullIfInfinite = (n: number) => (n === Infinity ? null : n);
 
 /**
@@ -261,17 +245,13 @@ export function gatherDoctor(c: Libc): DoctorInput {
   const loads = segmentRanges(exe, pageSize);
   const aliases = aliasRanges(exe, loads, smaps);
   const ranges = [...loads, ...aliases];
-  const num = (file: string) => {
-    const t = readOptional(c, file);
-    return t === undefined ? undefined : parseInt(t, 10) || 0;
-  };
-  const total = num(`${POOL_DIR}/nr_hugepages`);
-  const free = num(`${POOL_DIR}/free_hugepages`) ?? 0;
-  const reserved = num(`${POOL_DIR}/resv_hugepages`) ?? 0;
-  const shmemText = readOptional(c, `${THP_DIR}/shmem_enabled`);
+  const pool = readPoolState(c);
   const rlimit: Rlimit = c.getrlimit(RLIMIT_MEMLOCK);
   const status = readStatus(c);
-  const maxMap = num("/proc/sys/vm/max_map_count");
+  const maxMapText = c.tryReadText("/proc/sys/vm/max_map_count");
+  const maxMap = maxMapText === undefined
+    ? undefined
+    : parseInt(maxMapText, 10) || 0;
   const size = (r: SegmentRange) => r.end - r.start;
   const loadBytes = loads.reduce((n, r) => n + size(r), 0);
   const aliasBytes = aliases.reduce((n, r) => n + size(r), 0);
@@ -313,14 +293,10 @@ export function gatherDoctor(c: Libc): DoctorInput {
     kernel: c.kernelRelease(),
     arch: info.arch,
     thp: thpStatus(c),
-    shmemEnabled: shmemText === undefined ? "unavailable" : selected(shmemText),
+    shmemEnabled: shmemEnabled(c),
     hugetlb: {
-      supported: total !== undefined,
-      total: total ?? 0,
-      free,
-      reserved,
-      available: Math.max(0, free - reserved),
-      mounts: parseHugetlbMounts(readOptional(c, "/proc/mounts") ?? ""),
+      ...pool,
+      mounts: parseHugetlbMounts(c.tryReadText("/proc/mounts") ?? ""),
     },
     memlock: {
       soft: nullIfInfinite(rlimit.cur),
@@ -395,29 +371,9 @@ export function predictCoverage(input: {
   shmemEnabled: string;
 }): CoveragePrediction {
   const { ranges, smaps, align } = input;
-  const eligible = input.objects.filter((o) =>
-    o.path.startsWith("/") && !o.path.endsWith(" (deleted)") &&
-    !isTrampolinePath(o.path)
-  );
-  const thpPlan = planRemap(eligible, ranges, smaps, align);
-  const hugetlbPlan = forHugetlb(thpPlan);
-  const pagesNeeded = hugePagesNeeded(hugetlbPlan);
-  const pool = {
-    ...input.pool,
-    needed: pagesNeeded,
-    command: poolCommand(input.pool, pagesNeeded),
-  };
-  const choice = chooseBackend(
-    "auto",
-    pool,
-    input.thp,
-    SHMEM_ON.includes(input.shmemEnabled),
-  );
-  const plan = "unavailable" in choice
-    ? { regions: [], skipped: thpPlan.skipped }
-    : choice.backend === "hugetlb"
-    ? hugetlbPlan
-    : thpPlan;
+  const choice = decideRemap({ ...input, wanted: "auto" });
+  const { plan, hugetlbPlan } = choice;
+  const pagesNeeded = choice.pool.needed;
   return {
     align,
     backend: choice.backend,
@@ -432,15 +388,6 @@ export function predictCoverage(input: {
       pagesNeeded,
     },
   };
-}
-
-function poolCommand(
-  pool: { total: number; available: number },
-  needed: number,
-): string {
-  return `sysctl -w vm.nr_hugepages=${
-    pool.total + Math.max(0, needed - pool.available)
-  }`;
 }
 
 function limitText(n: number | null): string {
@@ -546,7 +493,7 @@ export function diagnose(input: DoctorInput): DoctorReport {
       ? "PR_GET_THP_DISABLE = 1: THP is off for this whole process (set by the runtime or a parent); only the hugetlb pool or a memfd (shmem THP) can give 2 MiB pages. Start the process from a parent that has not set PR_SET_THP_DISABLE"
       : "PR_GET_THP_DISABLE = 0: THP is allowed for this process",
   );
-  const shmemOn = SHMEM_ON.includes(facts.shmemEnabled);
+  const shmemOn = shmemThpOn(facts.shmemEnabled);
   add(
     "shmem",
     shmemOn ? "ok" : "advice",

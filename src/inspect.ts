@@ -19,10 +19,8 @@
  */
 
 import {
-  type ByteSource,
   parseElfHeader,
   type ProgramHeader,
-  PT_LOAD,
   PT_PHDR,
   readProgramHeaders,
 } from "./elf.ts";
@@ -33,7 +31,7 @@ import {
   formatPercent,
   formatTable,
 } from "./format.ts";
-import { type Libc, SyscallError } from "./libc.ts";
+import { fdSource, type Libc, S_IFMT, S_IFREG, SyscallError } from "./libc.ts";
 import { parseSmaps, type SmapsVma, sumIn } from "./maps.ts";
 import { NAME_PREFIX } from "./plan.ts";
 import { devString } from "./remap.ts";
@@ -41,6 +39,7 @@ import {
   aliasRanges,
   type LoadedObject,
   type LoadSegment,
+  loadSegments,
   type SegmentKind,
   segmentRanges,
 } from "./segments.ts";
@@ -203,28 +202,6 @@ function measure(
   };
   t.huge = t.anonHuge + t.shmemHuge + t.fileHuge + t.hugetlb;
   return t;
-}
-
-/**
- * The `LOAD` segments of a program header table.
- *
- * @example
- * ```ts
- * import { loadSegmentsOf } from "./inspect.ts";
- * console.log(loadSegmentsOf([]).length); // 0
- * ```
- */
-export function loadSegmentsOf(
-  phdrs: readonly ProgramHeader[],
-): LoadSegment[] {
-  return phdrs.filter((p) => p.type === PT_LOAD).map((p, index) => ({
-    index,
-    flags: p.flags,
-    vaddr: p.vaddr,
-    memsz: p.memsz,
-    filesz: p.filesz,
-    offset: p.offset,
-  }));
 }
 
 /**
@@ -735,7 +712,7 @@ function readPhdrs(
     }
     try {
       const st = c.fstat(fd);
-      if ((st.mode & 0o170000) !== 0o100000) return "not a regular file";
+      if ((st.mode & S_IFMT) !== S_IFREG) return "not a regular file";
       if (devString(st.dev) !== v.dev || st.ino !== v.inode) {
         lastError = `${file} is not the file mapped (device/inode ${
           devString(st.dev)
@@ -750,10 +727,7 @@ function readPhdrs(
       ) {
         return "not an ELF file";
       }
-      const src: ByteSource = {
-        size,
-        read: (offset, length) => c.pread(fd, offset, length),
-      };
+      const src = fdSource(c, fd, size);
       return readProgramHeaders(src, parseElfHeader(src));
     } catch (e) {
       lastError = e instanceof Error ? e.message : String(e);
@@ -822,7 +796,7 @@ export function inspectProcess(
       }
       continue;
     }
-    const segments = loadSegmentsOf(phdrs);
+    const segments = loadSegments(phdrs);
     if (segments.length === 0) continue;
     const main = path === exe;
     const fromAuxv = main ? biasFromAuxv(auxv, phdrs) : undefined;

@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { ByteSource } from "./elf.ts";
 import {
   addressOf,
   callback,
@@ -131,6 +132,33 @@ export const O_NOFOLLOW = 0o400000;
 export const O_DIRECTORY = 0o200000;
 /** `statvfs` flag: the mount forbids execution. */
 export const ST_NOEXEC = 8;
+/** `st_mode` file type mask. */
+export const S_IFMT = 0o170000;
+/** `st_mode` type: a regular file. */
+export const S_IFREG = 0o100000;
+/** `st_mode` type: a directory. */
+export const S_IFDIR = 0o040000;
+
+/**
+ * A {@linkcode ByteSource} over an open file, read with `pread`, for the ELF
+ * parser.
+ *
+ * @example
+ * ```ts no-eval
+ * import { fdSource, libc } from "./libc.ts";
+ * import { parseElf } from "./elf.ts";
+ * const c = libc();
+ * const fd = c.openRead("/proc/self/exe");
+ * console.log(parseElf(fdSource(c, fd, c.fileSize(fd))).buildId);
+ * ```
+ */
+export function fdSource(
+  c: { pread(fd: number, offset: number, length: number): Uint8Array },
+  fd: number,
+  size: number,
+): ByteSource {
+  return { size, read: (offset, length) => c.pread(fd, offset, length) };
+}
 const SEEK_END = 2;
 
 const ERRNO_NAMES: Record<number, string> = {
@@ -388,6 +416,15 @@ export class Libc {
   /** {@linkcode Libc.readFile} decoded as UTF-8. */
   readText(path: string): string {
     return new TextDecoder().decode(this.readFile(path));
+  }
+
+  /** {@linkcode Libc.readText}, or `undefined` when the file cannot be read. */
+  tryReadText(path: string): string | undefined {
+    try {
+      return this.readText(path);
+    } catch {
+      return undefined;
+    }
   }
 
   /** `readlink(path)`. */

@@ -6,29 +6,17 @@
  * @module
  */
 
-import {
-  parseProgramHeaders,
-  type ProgramHeader,
-  PT_LOAD,
-  PT_PHDR,
-} from "./elf.ts";
+import { parseProgramHeaders, type ProgramHeader, PT_PHDR } from "./elf.ts";
 import { memory } from "./ffi.ts";
 import { AT_PHDR, AT_PHNUM, type Libc } from "./libc.ts";
 import { parseMaps, parseSmaps, type SmapsVma, type Vma } from "./maps.ts";
-import type { LoadedObject, LoadSegment } from "./segments.ts";
+import {
+  type LoadedObject,
+  type LoadSegment,
+  loadSegments,
+} from "./segments.ts";
 
 const PHDR_SIZE = 56;
-
-function loadSegments(phdrs: readonly ProgramHeader[]): LoadSegment[] {
-  return phdrs.filter((p) => p.type === PT_LOAD).map((p, index) => ({
-    index,
-    flags: p.flags,
-    vaddr: p.vaddr,
-    memsz: p.memsz,
-    filesz: p.filesz,
-    offset: p.offset,
-  }));
-}
 
 function readPhdrs(at: number, count: number): ProgramHeader[] {
   return parseProgramHeaders(memory(at, count * PHDR_SIZE).slice(), count);

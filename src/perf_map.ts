@@ -19,23 +19,22 @@
  * @module
  */
 
-import {
-  type ByteSource,
-  ElfError,
-  parseElf,
-  PT_LOAD,
-  SHT_SYMTAB,
-} from "./elf.ts";
+import { ElfError, parseElf, PT_LOAD, SHT_SYMTAB } from "./elf.ts";
 import { memory } from "./ffi.ts";
 import { basename, formatMiB, formatPercent } from "./format.ts";
-import { O_CREAT, O_NOFOLLOW, SyscallError } from "./libc.ts";
+import {
+  fdSource,
+  O_CREAT,
+  O_NOFOLLOW,
+  S_IFMT,
+  S_IFREG,
+  SyscallError,
+} from "./libc.ts";
 
 /** `open` flag: write only (the same value on x86_64 and aarch64 Linux). */
 const O_WRONLY = 0o1;
 /** `open` flag: every write goes to the end of the file. */
 const O_APPEND = 0o2000;
-const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
 
 /** Symbol types that name code: `STT_FUNC` and `STT_GNU_IFUNC`. */
 const CODE_TYPES: ReadonlySet<number> = new Set([2, 10]);
@@ -569,11 +568,7 @@ function objectEntries(
   }
   try {
     const size = c.fileSize(fd);
-    const src: ByteSource = {
-      size,
-      read: (offset, length) => c.pread(fd, offset, length),
-    };
-    const elf = parseElf(src);
+    const elf = parseElf(fdSource(c, fd, size));
     const bias = loadBiasOf(elf.programHeaders, regions[0]);
     if (bias === undefined) {
       return `no LOAD segment holds file offset 0x${

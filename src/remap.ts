@@ -12,6 +12,7 @@ import { parseElf } from "./elf.ts";
 import { formatBytes } from "./format.ts";
 import {
   errnoName,
+  fdSource,
   type Libc,
   MAP_ANONYMOUS,
   MAP_FIXED_NOREPLACE,
@@ -31,6 +32,7 @@ import {
   NAME_PREFIX,
   type PlannedRegion,
   planRemap,
+  type RemapPlan,
   type SkippedRegion,
 } from "./plan.ts";
 import type { LoadedObject, SegmentRange } from "./segments.ts";
@@ -100,35 +102,204 @@ export function chooseBackend(
 }
 
 const SHMEM_ENABLED = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
-const SHMEM_ON = ["always", "within_size", "advise", "force"];
+const POOL_DIR = "/sys/kernel/mm/hugepages/hugepages-2048kB";
 
-/** The shmem THP setting, e.g. `"never"`, `"advise"`; `"unavailable"` without THP. */
-function shmemEnabled(c: Libc): string {
-  try {
-    return selected(c.readText(SHMEM_ENABLED));
-  } catch {
-    return "unavailable";
-  }
+/** Mappings a remap may add per region (stage, trims, gaps, splits). */
+export const MAPS_PER_REGION = 6;
+
+/**
+ * True when a `shmem_enabled` setting gives memfd copies 2 MiB pages.
+ *
+ * @example
+ * ```ts
+ * import { shmemThpOn } from "./remap.ts";
+ * console.log(shmemThpOn("advise"), shmemThpOn("never")); // true false
+ * ```
+ */
+export function shmemThpOn(setting: string): boolean {
+  return ["always", "within_size", "advise", "force"].includes(setting);
 }
 
-function readPool(c: Libc, needed: number): HugetlbPool {
-  const dir = "/sys/kernel/mm/hugepages/hugepages-2048kB/";
+/**
+ * The shmem THP setting, e.g. `"never"`, `"advise"`; `"unavailable"`
+ * without THP.
+ *
+ * @example
+ * ```ts no-eval
+ * import { libc } from "./libc.ts";
+ * import { shmemEnabled } from "./remap.ts";
+ * console.log(shmemEnabled(libc()));
+ * ```
+ */
+export function shmemEnabled(c: Libc): string {
+  const text = c.tryReadText(SHMEM_ENABLED);
+  return text === undefined ? "unavailable" : selected(text);
+}
+
+/** The 2 MiB hugetlb pool as sysfs shows it. */
+export interface PoolState {
+  /** False when the kernel has no 2 MiB hugetlb pool. */
+  supported: boolean;
+  /** `nr_hugepages`. */
+  total: number;
+  /** `free_hugepages`. */
+  free: number;
+  /** `resv_hugepages` (promised to mappings, not yet faulted). */
+  reserved: number;
+  /** Free and not reserved: what a new mapping can get. */
+  available: number;
+}
+
+/**
+ * Reads the 2 MiB hugetlb pool.
+ *
+ * @example
+ * ```ts no-eval
+ * import { libc } from "./libc.ts";
+ * import { readPoolState } from "./remap.ts";
+ * console.log(readPoolState(libc()).available);
+ * ```
+ */
+export function readPoolState(c: Libc): PoolState {
   const num = (f: string) => {
-    try {
-      return parseInt(c.readText(dir + f), 10) || 0;
-    } catch {
-      return 0;
-    }
+    const t = c.tryReadText(`${POOL_DIR}/${f}`);
+    return t === undefined ? undefined : parseInt(t, 10) || 0;
   };
   const total = num("nr_hugepages");
-  const available = Math.max(0, num("free_hugepages") - num("resv_hugepages"));
+  const free = num("free_hugepages") ?? 0;
+  const reserved = num("resv_hugepages") ?? 0;
   return {
-    total,
-    available,
+    supported: total !== undefined,
+    total: total ?? 0,
+    free,
+    reserved,
+    available: Math.max(0, free - reserved),
+  };
+}
+
+/**
+ * The command that grows a pool of `total` pages, `available` of them
+ * free, to cover `needed` pages. Pure.
+ *
+ * @example
+ * ```ts
+ * import { poolCommand } from "./remap.ts";
+ * console.log(poolCommand({ total: 10, available: 4 }, 44)); // "sysctl -w vm.nr_hugepages=50"
+ * ```
+ */
+export function poolCommand(
+  pool: { total: number; available: number },
+  needed: number,
+): string {
+  return `sysctl -w vm.nr_hugepages=${
+    pool.total + Math.max(0, needed - pool.available)
+  }`;
+}
+
+/** The inputs of {@linkcode decideRemap}. */
+export interface DecideInput {
+  /** The selected objects. */
+  objects: readonly LoadedObject[];
+  /** Their segment ranges. */
+  ranges: readonly SegmentRange[];
+  /** The process's smaps. */
+  smaps: readonly SmapsVma[];
+  /** Alignment strategy. */
+  align: Alignment;
+  /** Ranges page-primer already remapped (left alone). */
+  ours?: readonly { start: number; end: number }[];
+  /** The hugetlb pool. */
+  pool: { total: number; available: number };
+  /** The THP verdict. */
+  thp: { usable: boolean; reason?: string };
+  /** The `shmem_enabled` selection. */
+  shmemEnabled: string;
+}
+
+/** What {@linkcode decideRemap} decided; `B` is the backends it can pick. */
+export interface RemapDecision<B extends string = Backend | "small"> {
+  /** The plan on THP (or memfd, or 4 KiB) alignment rules. */
+  thpPlan: RemapPlan;
+  /** The same plan for hugetlb (2 MiB-aligned regions only). */
+  hugetlbPlan: RemapPlan;
+  /** The pool, with the pages the hugetlb plan needs. */
+  pool: HugetlbPool;
+  /** The backend, `"small"` for a 4 KiB copy. */
+  backend: B;
+  /** When no huge pages are possible: why, and what to change. */
+  unavailable?: string;
+  /** The plan to execute: empty when unavailable. */
+  plan: RemapPlan;
+}
+
+/**
+ * Plans a remap and picks its backend, as `remap()` does and `doctor`
+ * predicts: only objects backed by a file (not the vDSO, not the
+ * trampoline, not a file deleted since it was loaded) are planned. Pure.
+ *
+ * @example
+ * ```ts
+ * import { decideRemap } from "./remap.ts";
+ * const d = decideRemap({
+ *   objects: [], ranges: [], smaps: [], align: "aggressive", wanted: "auto",
+ *   pool: { total: 0, available: 0 }, thp: { usable: true }, shmemEnabled: "never",
+ * });
+ * console.log(d.backend, d.plan.regions.length); // "thp" 0
+ * ```
+ */
+export function decideRemap(
+  input: DecideInput & { wanted: "auto" | Backend },
+): RemapDecision<Backend>;
+export function decideRemap(
+  input: DecideInput & { wanted: "auto" | Backend | "small" },
+): RemapDecision;
+export function decideRemap(
+  input: DecideInput & { wanted: "auto" | Backend | "small" },
+): RemapDecision {
+  const eligible = input.objects.filter((o) =>
+    o.path.startsWith("/") && !o.path.endsWith(" (deleted)") &&
+    !isTrampolinePath(o.path)
+  );
+  const thpPlan = planRemap(
+    eligible,
+    input.ranges,
+    input.smaps,
+    input.align,
+    input.ours ?? [],
+  );
+  const hugetlbPlan = forHugetlb(thpPlan);
+  const needed = hugePagesNeeded(hugetlbPlan);
+  const pool: HugetlbPool = {
+    total: input.pool.total,
+    available: input.pool.available,
     needed,
-    command: `sysctl -w vm.nr_hugepages=${
-      total + Math.max(0, needed - available)
-    }`,
+    command: poolCommand(input.pool, needed),
+  };
+  if (input.wanted === "small") {
+    return { thpPlan, hugetlbPlan, pool, backend: "small", plan: thpPlan };
+  }
+  const choice = chooseBackend(
+    input.wanted,
+    pool,
+    input.thp,
+    shmemThpOn(input.shmemEnabled),
+  );
+  if ("unavailable" in choice) {
+    return {
+      thpPlan,
+      hugetlbPlan,
+      pool,
+      backend: choice.backend,
+      unavailable: choice.unavailable,
+      plan: { regions: [], skipped: thpPlan.skipped },
+    };
+  }
+  return {
+    thpPlan,
+    hugetlbPlan,
+    pool,
+    backend: choice.backend,
+    plan: choice.backend === "hugetlb" ? hugetlbPlan : thpPlan,
   };
 }
 
@@ -305,12 +476,8 @@ export function devString(dev: number): string {
 }
 
 function readBuildIdFromFd(c: Libc, fd: number, size: number) {
-  const src = {
-    size,
-    read: (offset: number, length: number) => c.pread(fd, offset, length),
-  };
   try {
-    return parseElf(src).buildId;
+    return parseElf(fdSource(c, fd, size)).buildId;
   } catch {
     return undefined;
   }
@@ -366,14 +533,6 @@ function reserve(c: Libc, start: number, end: number): boolean {
     return false;
   }
   return true;
-}
-
-function readOr(c: Libc, path: string): string | undefined {
-  try {
-    return c.readText(path);
-  } catch {
-    return undefined;
-  }
 }
 
 /** Room left for the runtime's own allocations besides the copies. */
@@ -452,12 +611,8 @@ export function memcgProblem(
 }
 
 function maxMapHeadroom(c: Libc, current: number): number {
-  try {
-    const max = parseInt(c.readText("/proc/sys/vm/max_map_count"), 10);
-    return max - current;
-  } catch {
-    return Infinity;
-  }
+  const max = parseInt(c.tryReadText("/proc/sys/vm/max_map_count") ?? "", 10);
+  return Number.isNaN(max) ? Infinity : max - current;
 }
 
 /**
@@ -515,32 +670,23 @@ export function remapObjects(
   const small = pageSize === "4k";
   const thp = thpStatus(c);
   const warnings: string[] = [];
-  // Only objects backed by a file: not the vDSO ("[vdso]"), not our own
-  // trampoline, not a file deleted since it was loaded.
-  const eligible = objects.filter((o) =>
-    o.path.startsWith("/") && !o.path.endsWith(" (deleted)") &&
-    !isTrampolinePath(o.path)
-  );
   const maps: SmapsVma[] = before ? [...before] : readSmaps(c);
-  const ours = [...active.values()].map((a) => ({
-    start: a.region.start,
-    end: a.region.end,
-  }));
-  const thpPlan = planRemap(eligible, ranges, maps, align, ours);
-  const hugetlbPlan = forHugetlb(thpPlan);
-  const pool = readPool(c, hugePagesNeeded(hugetlbPlan));
-  const shmem = shmemEnabled(c);
   const share = options.share && !small
     ? options.share === true ? {} : options.share
     : undefined;
-  const choice: { backend: Backend | "small"; unavailable?: string } = small
-    ? { backend: "small" }
-    : chooseBackend(
-      share ? "memfd" : options.backend ?? "auto",
-      pool,
-      thp,
-      SHMEM_ON.includes(shmem),
-    );
+  const shmem = shmemEnabled(c);
+  const choice = decideRemap({
+    objects,
+    ranges,
+    smaps: maps,
+    align,
+    ours: [...active.values()].map((a) => a.region),
+    wanted: small ? "small" : share ? "memfd" : options.backend ?? "auto",
+    pool: readPoolState(c),
+    thp,
+    shmemEnabled: shmem,
+  });
+  const { pool, plan } = choice;
   const backend = choice.backend;
   let shareReport: ShareReport | undefined;
   const report = (
@@ -578,13 +724,12 @@ export function remapObjects(
   // Nothing changed on the early returns below: the smaps read is current.
   if (choice.unavailable !== undefined) {
     warnings.push(choice.unavailable);
-    return report([], thpPlan.skipped, maps);
+    return report([], plan.skipped, maps);
   }
   if (backend === "thp" && thp.reason) warnings.push(thp.reason);
 
-  const plan = backend === "hugetlb" ? hugetlbPlan : thpPlan;
   const headroom = maxMapHeadroom(c, maps.length);
-  const needed = plan.regions.length * 6;
+  const needed = plan.regions.length * MAPS_PER_REGION;
   if (headroom < needed) {
     warnings.push(
       `vm.max_map_count leaves room for ${headroom} more mappings, a remap needs up to ${needed}: nothing remapped; raise it with sysctl -w vm.max_map_count=${
@@ -596,8 +741,8 @@ export function remapObjects(
   if (backend !== "hugetlb" && !share) {
     const need = plan.regions.reduce((n, r) => n + (r.end - r.start), 0);
     const problem = memcgProblem(
-      readOr(c, "/proc/self/cgroup") ?? "",
-      (f) => readOr(c, f),
+      c.tryReadText("/proc/self/cgroup") ?? "",
+      (f) => c.tryReadText(f),
       need,
     );
     if (problem !== undefined) {

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { PF_R, PF_W, PF_X } from "./elf.ts";
+import { PF_R, PF_W, PF_X, type ProgramHeader, PT_LOAD } from "./elf.ts";
 import { hugeBytes, type SmapsVma, sumIn, type Vma } from "./maps.ts";
 
 /** One `PT_LOAD` program header of a loaded object (addresses unrelocated). */
@@ -23,6 +23,28 @@ export interface LoadSegment {
   filesz: number;
   /** `p_offset`. */
   offset: number;
+}
+
+/**
+ * The `PT_LOAD` entries of a program header table, numbered in order.
+ *
+ * @example
+ * ```ts
+ * import { loadSegments } from "./segments.ts";
+ * console.log(loadSegments([]).length); // 0
+ * ```
+ */
+export function loadSegments(
+  phdrs: readonly ProgramHeader[],
+): LoadSegment[] {
+  return phdrs.filter((p) => p.type === PT_LOAD).map((p, index) => ({
+    index,
+    flags: p.flags,
+    vaddr: p.vaddr,
+    memsz: p.memsz,
+    filesz: p.filesz,
+    offset: p.offset,
+  }));
 }
 
 /** A loaded ELF object: the main executable or a shared library. */

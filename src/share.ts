@@ -26,6 +26,9 @@ import {
   O_NOFOLLOW,
   O_RDWR,
   PROT_READ,
+  S_IFDIR,
+  S_IFMT,
+  S_IFREG,
   ST_NOEXEC,
   SyscallError,
 } from "./libc.ts";
@@ -33,9 +36,6 @@ import {
 /** `mmap` flag: a shared mapping. */
 const MAP_SHARED = 0x01;
 const MADV_POPULATE_READ = 22;
-const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
-const S_IFDIR = 0o040000;
 const CHUNK = 8 << 20;
 
 /** Options of `remap({ share })`. */

@@ -110,14 +110,6 @@ export function thpVerdict(
   return { ...base, usable: true };
 }
 
-function readOptional(c: Libc, path: string): string | undefined {
-  try {
-    return c.readText(path);
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * Reads the THP situation of this process.
  *
@@ -136,8 +128,8 @@ export function thpStatus(c: Libc): ThpStatus {
     disabled = false;
   }
   return thpVerdict(
-    readOptional(c, "/sys/kernel/mm/transparent_hugepage/enabled"),
-    readOptional(c, "/sys/kernel/mm/transparent_hugepage/defrag"),
+    c.tryReadText("/sys/kernel/mm/transparent_hugepage/enabled"),
+    c.tryReadText("/sys/kernel/mm/transparent_hugepage/defrag"),
     disabled,
     c.kernelRelease(),
   );
