@@ -19,12 +19,14 @@
  * @module
  */
 
+import { type Alignment, ALIGNMENTS, BACKEND_CHOICES } from "./plan.ts";
+
 /** An action `PAGE_PRIMER` can ask for. */
 export type AutoAction = "mlock" | "populate" | "remap";
-/** A `PAGE_PRIMER_BACKEND` value. */
-export type AutoBackend = "auto" | "thp" | "hugetlb" | "memfd";
-/** A `PAGE_PRIMER_ALIGN` value. */
-export type AutoAlign = "aggressive" | "conservative";
+/** A `PAGE_PRIMER_BACKEND` value: a `remap({ backend })` value. */
+export type AutoBackend = typeof BACKEND_CHOICES[number];
+/** A `PAGE_PRIMER_ALIGN` value: a `remap({ align })` value. */
+export type AutoAlign = Alignment;
 /** A `PAGE_PRIMER_LOG` value. */
 export type AutoLog = "text" | "json" | "none";
 
@@ -45,17 +47,9 @@ export const AUTO_ACTIONS: readonly AutoAction[] = [
   "populate",
 ];
 /** Values of `PAGE_PRIMER_BACKEND`. */
-export const AUTO_BACKENDS: readonly AutoBackend[] = [
-  "auto",
-  "thp",
-  "hugetlb",
-  "memfd",
-];
+export const AUTO_BACKENDS: readonly AutoBackend[] = BACKEND_CHOICES;
 /** Values of `PAGE_PRIMER_ALIGN`. */
-export const AUTO_ALIGNS: readonly AutoAlign[] = [
-  "aggressive",
-  "conservative",
-];
+export const AUTO_ALIGNS: readonly AutoAlign[] = ALIGNMENTS;
 /** Values of `PAGE_PRIMER_LOG`. */
 export const AUTO_LOGS: readonly AutoLog[] = ["text", "json", "none"];
 

@@ -24,6 +24,18 @@ export const HUGE_PAGE: number = 2 * 1024 * 1024;
 /** How a region may be aligned to 2 MiB. */
 export type Alignment = "aggressive" | "conservative";
 
+/** Every {@linkcode Alignment}, the default first. */
+export const ALIGNMENTS: readonly Alignment[] = ["aggressive", "conservative"];
+
+/** Every value of `remap({ backend })`, the default first. */
+export const BACKEND_CHOICES:
+  readonly ("auto" | "thp" | "hugetlb" | "memfd")[] = [
+    "auto",
+    "thp",
+    "hugetlb",
+    "memfd",
+  ];
+
 /** A free range to reserve (MAP_FIXED_NOREPLACE) before the swap. */
 export interface Gap {
   /** First byte. */

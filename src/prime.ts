@@ -24,6 +24,7 @@ import {
 import type { SmapsVma } from "./maps.ts";
 import { PerfMapError, writePerfMap } from "./perf_map.ts";
 import { populateRanges } from "./populate.ts";
+import { ALIGNMENTS, BACKEND_CHOICES } from "./plan.ts";
 import { clearSharedCopies, type ShareOptions } from "./share.ts";
 import {
   remapObjects,
@@ -230,20 +231,14 @@ export class Primer {
         }`,
       );
     }
-    if (
-      v && v.backend !== undefined && v.backend !== "auto" &&
-      v.backend !== "thp" && v.backend !== "hugetlb" && v.backend !== "memfd"
-    ) {
+    if (v && v.backend !== undefined && !BACKEND_CHOICES.includes(v.backend)) {
       throw new RangeError(
         `remap(): backend must be "auto", "thp", "hugetlb" or "memfd"; got ${
           describe(v.backend)
         }`,
       );
     }
-    if (
-      v && v.align !== undefined && v.align !== "aggressive" &&
-      v.align !== "conservative"
-    ) {
+    if (v && v.align !== undefined && !ALIGNMENTS.includes(v.align)) {
       throw new RangeError(
         `remap(): align must be "aggressive" or "conservative"; got ${
           describe(v.align)
