@@ -290,7 +290,7 @@ for (const rt of RUNTIMES) {
     // Restored to what it was: accepted again.
     const ok = await startChild(rt, steps, opts);
     try {
-      assert.equal(remapOf(ok).remap!.share!.rejected.length, 0);
+      assert.deepEqual(remapOf(ok).remap!.share!.rejected, []);
       assert.ok(remapOf(ok).remap!.share!.reused >= 2);
     } finally {
       await ok.finish();
