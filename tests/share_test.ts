@@ -42,6 +42,19 @@ after(() => {
   for (const d of made) rmSync(d, { recursive: true, force: true });
 });
 
+// A test body with a fresh directory, removed when the body ends (the
+// file-level after() does not run under every --filter).
+function inFreshDir(tag: string, body: (dir: string) => Promise<void>) {
+  return async () => {
+    const dir = freshDir(tag);
+    try {
+      await body(dir);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+}
+
 function freshDir(tag: string): string {
   const d = `${BASE}-${tag}`;
   made.push(d);
@@ -129,214 +142,225 @@ test("copy names carry the executable, its build-id and the layout", () => {
 // --- real processes --------------------------------------------------------
 
 for (const rt of RUNTIMES) {
-  test(`${rt}: share: two processes map one checked copy on 2 MiB pages and split its PSS`, async () => {
-    const dir = freshDir(`${rt}-pss`);
-    const steps = [{ remap: { share: { dir } } }, "verify"];
-    const opts = { script: "remap_child.ts", shellPrefix: SAME_LAYOUT };
-    const a = await startChild(rt, steps, opts);
-    let b: Awaited<ReturnType<typeof startChild>> | undefined;
-    try {
-      const outA = remapOf(a);
-      assert.equal(outA.ok, true, outA.reason);
-      const shareA = outA.remap!.share!;
-      const regions = outA.remap!.regions.length;
-      assert.ok(regions >= 2);
-      assert.deepEqual(
-        {
-          created: shareA.created,
-          reused: shareA.reused,
-          rejected: shareA.rejected,
-        },
-        { created: regions, reused: 0, rejected: [] },
-      );
-      assert.equal(
-        (a.outcome as unknown as RemapChildReport).results[1].verify!
-          .mismatches,
-        0,
-      );
-      // The directory and the files: ours, owner-only.
-      const uid = process.getuid!();
-      const dst = statSync(dir);
-      assert.equal(dst.mode & 0o777, 0o700);
-      assert.equal(dst.uid, uid);
-      const files = readdirSync(dir);
-      assert.equal(files.length, regions);
-      for (const f of files) {
-        const s = statSync(`${dir}/${f}`);
-        assert.equal(s.mode & 0o077, 0, `${f} mode ${s.mode.toString(8)}`);
-        assert.equal(s.uid, uid);
-      }
-      // The kernel's view: the copies are read-only shared mappings of
-      // those files, on 2 MiB pages.
-      const smapsA = a.smaps();
-      const vmasA = copyVmas(smapsA, dir);
-      assert.ok(vmasA.length >= regions);
-      for (const v of vmasA) {
-        assert.ok(v.shared && !v.write, `${v.perms} ${v.path}`);
-      }
-      const text = outA.segments.find((s) =>
-        s.kind === "text" && s.origin === "load"
-      )!;
-      const cov = sumIn(smapsA, text.start, text.end, hugeBytes) / text.bytes;
-      const best = (Math.floor(text.end / HUGE) * HUGE - text.start) /
-        text.bytes;
-      assert.ok(cov >= Math.min(0.97, best) - 0.001, `text ${cov}`);
-
-      b = await startChild(rt, steps, opts);
-      const outB = remapOf(b);
-      assert.equal(outB.ok, true, outB.reason);
-      assert.equal(outB.remap!.share!.reused, regions);
-      assert.equal(outB.remap!.share!.created, 0);
-      assert.equal(
-        (b.outcome as unknown as RemapChildReport).results[1].verify!
-          .mismatches,
-        0,
-      );
-      const vmasB = copyVmas(b.smaps(), dir);
-      assert.deepEqual(
-        vmasB.map((v) => v.inode).sort(),
-        vmasA.map((v) => v.inode).sort(),
-      );
-      // Two mappers: each is charged about half of the copy's pages.
-      const after = copyVmas(a.smaps(), dir);
-      const rss = after.reduce((n, v) => n + v.rss, 0);
-      const pss = after.reduce((n, v) => n + v.pss, 0);
-      console.log(
-        `${rt}: shared copy ${
-          (rss / 2 ** 20).toFixed(1)
-        } MiB resident, PSS per process ${
-          (pss / 2 ** 20).toFixed(1)
-        } MiB with two mappers, text ${(100 * cov).toFixed(1)}% on 2 MiB pages`,
-      );
-      assert.ok(Math.abs(pss - rss / 2) <= rss * 0.05, `pss ${pss} rss ${rss}`);
-    } finally {
-      assert.match((await a.finish()).stdout, /ALIVE \d+/);
-      if (b) assert.match((await b.finish()).stdout, /ALIVE \d+/);
-    }
-  });
-
-  test(`${rt}: share rejects a tampered, foreign-owned or group-writable copy and an open directory; the process runs on a private copy`, async () => {
-    const dir = freshDir(`${rt}-tamper`);
-    const steps = [{ remap: { share: { dir } } }, "verify"];
-    const opts = { script: "remap_child.ts", shellPrefix: SAME_LAYOUT };
-    const first = await startChild(rt, steps, opts);
-    const textRegion = remapOf(first).remap!.regions.find((r) =>
-      r.kind === "text"
-    )!;
-    await first.finish();
-    const textFile = `${dir}/${textRegion.shared!.split("/").pop()}`;
-    assert.ok(existsSync(textFile));
-
-    // Runs a child that must reject the copy for `why`, and still run.
-    const rejects = async (why: RegExp, offWhole = false) => {
-      const child = await startChild(rt, steps, opts);
+  test(
+    `${rt}: share: two processes map one checked copy on 2 MiB pages and split its PSS`,
+    inFreshDir(`${rt}-pss`, async (dir) => {
+      const steps = [{ remap: { share: { dir } } }, "verify"];
+      const opts = { script: "remap_child.ts", shellPrefix: SAME_LAYOUT };
+      const a = await startChild(rt, steps, opts);
+      let b: Awaited<ReturnType<typeof startChild>> | undefined;
       try {
-        const out = remapOf(child);
-        assert.equal(out.ok, true, out.reason);
-        const share = out.remap!.share!;
-        assert.ok(
-          share.rejected.some((r) => why.test(r)),
-          JSON.stringify(share.rejected),
+        const outA = remapOf(a);
+        assert.equal(outA.ok, true, outA.reason);
+        const shareA = outA.remap!.share!;
+        const regions = outA.remap!.regions.length;
+        assert.ok(regions >= 2);
+        assert.deepEqual(
+          {
+            created: shareA.created,
+            reused: shareA.reused,
+            rejected: shareA.rejected,
+          },
+          { created: regions, reused: 0, rejected: [] },
         );
-        assert.ok(out.remap!.warnings.some((w) => why.test(w)));
-        const text = out.remap!.regions.find((r) => r.kind === "text")!;
-        assert.equal(text.status, "remapped");
-        assert.equal(text.shared, undefined);
-        // Its text runs from a private memfd copy, not from the file.
-        const vmas = child.smaps().filter((v) =>
-          v.start < text.end && text.start < v.end
-        );
-        assert.ok(vmas.every((v) => v.path.startsWith("/memfd:")));
-        if (offWhole) assert.equal(share.reused + share.created, 0);
         assert.equal(
-          (child.outcome as unknown as RemapChildReport).results[1].verify!
+          (a.outcome as unknown as RemapChildReport).results[1].verify!
             .mismatches,
           0,
         );
-      } finally {
-        assert.match((await child.finish()).stdout, /ALIVE \d+/);
-      }
-    };
+        // The directory and the files: ours, owner-only.
+        const uid = process.getuid!();
+        const dst = statSync(dir);
+        assert.equal(dst.mode & 0o777, 0o700);
+        assert.equal(dst.uid, uid);
+        const files = readdirSync(dir);
+        assert.equal(files.length, regions);
+        for (const f of files) {
+          const s = statSync(`${dir}/${f}`);
+          assert.equal(s.mode & 0o077, 0, `${f} mode ${s.mode.toString(8)}`);
+          assert.equal(s.uid, uid);
+        }
+        // The kernel's view: the copies are read-only shared mappings of
+        // those files, on 2 MiB pages.
+        const smapsA = a.smaps();
+        const vmasA = copyVmas(smapsA, dir);
+        assert.ok(vmasA.length >= regions);
+        for (const v of vmasA) {
+          assert.ok(v.shared && !v.write, `${v.perms} ${v.path}`);
+        }
+        const text = outA.segments.find((s) =>
+          s.kind === "text" && s.origin === "load"
+        )!;
+        const cov = sumIn(smapsA, text.start, text.end, hugeBytes) / text.bytes;
+        const best = (Math.floor(text.end / HUGE) * HUGE - text.start) /
+          text.bytes;
+        assert.ok(cov >= Math.min(0.97, best) - 0.001, `text ${cov}`);
 
-    // One byte changed inside the code.
-    const fd = openSync(textFile, "r+");
-    const at = textRegion.dataStart - textRegion.start + 4096;
-    const orig = Buffer.alloc(1);
-    readSync(fd, orig, 0, 1, at);
-    writeSync(fd, Buffer.from([orig[0] ^ 0xff]), 0, 1, at);
-    await rejects(/bytes differ/);
-    writeSync(fd, orig, 0, 1, at);
-    closeSync(fd);
-
-    // Written by anyone in the group.
-    chmodSync(textFile, 0o620);
-    await rejects(/mode 620/);
-    chmodSync(textFile, 0o600);
-
-    if (isRoot()) {
-      // Owned by another user (nobody).
-      chownSync(textFile, 65534, 65534);
-      await rejects(/owned by uid 65534/);
-      chownSync(textFile, 0, 0);
-    } else {
-      console.log("skipped the foreign-owner case: chown needs root");
-    }
-
-    // A directory others may write into is not used at all.
-    chmodSync(dir, 0o777);
-    await rejects(/mode is 777/, true);
-    chmodSync(dir, 0o700);
-
-    // Restored to what it was: accepted again.
-    const ok = await startChild(rt, steps, opts);
-    try {
-      assert.deepEqual(remapOf(ok).remap!.share!.rejected, []);
-      assert.ok(remapOf(ok).remap!.share!.reused >= 2);
-    } finally {
-      await ok.finish();
-    }
-  });
-
-  test(`${rt}: share evicts unused copies of other builds, keeps those in use`, async () => {
-    const dir = freshDir(`${rt}-evict`);
-    const opts = { script: "remap_child.ts", shellPrefix: SAME_LAYOUT };
-    const a = await startChild(rt, [{ remap: { share: { dir } } }], opts);
-    try {
-      const inUse = readdirSync(dir);
-      const exe = remapOf(a).segments[0].object;
-      const stale = `${copyPrefix(exe)}.deadbeef.0+1000.0+200000`;
-      writeFileSync(`${dir}/${stale}`, "old build", { mode: 0o600 });
-      const other = `${
-        copyPrefix("/elsewhere/other")
-      }.deadbeef.0+1000.0+200000`;
-      writeFileSync(`${dir}/${other}`, "another program", { mode: 0o600 });
-      // a's copies under other names (same files, still locked by a): b
-      // finds none of its own, makes new ones and evicts what nobody uses.
-      const renamed = inUse.map((f) => f + ".moved");
-      inUse.forEach((f, i) =>
-        renameSync(`${dir}/${f}`, `${dir}/${renamed[i]}`)
-      );
-      const b = await startChild(rt, [{ remap: { share: { dir } } }], opts);
-      try {
-        const share = remapOf(b).remap!.share!;
-        assert.ok(share.created >= 1, JSON.stringify(share));
-        assert.ok(share.evicted.includes(stale), JSON.stringify(share));
-        const now = readdirSync(dir);
-        assert.ok(!now.includes(stale));
-        assert.ok(
-          now.includes(other),
-          "another program's copy is not ours to delete",
+        b = await startChild(rt, steps, opts);
+        const outB = remapOf(b);
+        assert.equal(outB.ok, true, outB.reason);
+        assert.equal(outB.remap!.share!.reused, regions);
+        assert.equal(outB.remap!.share!.created, 0);
+        assert.equal(
+          (b.outcome as unknown as RemapChildReport).results[1].verify!
+            .mismatches,
+          0,
         );
-        for (const f of inUse) {
-          assert.ok(now.includes(f), `${f} in use, evicted`);
+        const vmasB = copyVmas(b.smaps(), dir);
+        assert.deepEqual(
+          vmasB.map((v) => v.inode).sort(),
+          vmasA.map((v) => v.inode).sort(),
+        );
+        // Two mappers: each is charged about half of the copy's pages.
+        const after = copyVmas(a.smaps(), dir);
+        const rss = after.reduce((n, v) => n + v.rss, 0);
+        const pss = after.reduce((n, v) => n + v.pss, 0);
+        console.log(
+          `${rt}: shared copy ${
+            (rss / 2 ** 20).toFixed(1)
+          } MiB resident, PSS per process ${
+            (pss / 2 ** 20).toFixed(1)
+          } MiB with two mappers, text ${
+            (100 * cov).toFixed(1)
+          }% on 2 MiB pages`,
+        );
+        assert.ok(
+          Math.abs(pss - rss / 2) <= rss * 0.05,
+          `pss ${pss} rss ${rss}`,
+        );
+      } finally {
+        assert.match((await a.finish()).stdout, /ALIVE \d+/);
+        if (b) assert.match((await b.finish()).stdout, /ALIVE \d+/);
+      }
+    }),
+  );
+
+  test(
+    `${rt}: share rejects a tampered, foreign-owned or group-writable copy and an open directory; the process runs on a private copy`,
+    inFreshDir(`${rt}-tamper`, async (dir) => {
+      const steps = [{ remap: { share: { dir } } }, "verify"];
+      const opts = { script: "remap_child.ts", shellPrefix: SAME_LAYOUT };
+      const first = await startChild(rt, steps, opts);
+      const textRegion = remapOf(first).remap!.regions.find((r) =>
+        r.kind === "text"
+      )!;
+      await first.finish();
+      const textFile = `${dir}/${textRegion.shared!.split("/").pop()}`;
+      assert.ok(existsSync(textFile));
+
+      // Runs a child that must reject the copy for `why`, and still run.
+      const rejects = async (why: RegExp, offWhole = false) => {
+        const child = await startChild(rt, steps, opts);
+        try {
+          const out = remapOf(child);
+          assert.equal(out.ok, true, out.reason);
+          const share = out.remap!.share!;
+          assert.ok(
+            share.rejected.some((r) => why.test(r)),
+            JSON.stringify(share.rejected),
+          );
+          assert.ok(out.remap!.warnings.some((w) => why.test(w)));
+          const text = out.remap!.regions.find((r) => r.kind === "text")!;
+          assert.equal(text.status, "remapped");
+          assert.equal(text.shared, undefined);
+          // Its text runs from a private memfd copy, not from the file.
+          const vmas = child.smaps().filter((v) =>
+            v.start < text.end && text.start < v.end
+          );
+          assert.ok(vmas.every((v) => v.path.startsWith("/memfd:")));
+          if (offWhole) assert.equal(share.reused + share.created, 0);
+          assert.equal(
+            (child.outcome as unknown as RemapChildReport).results[1].verify!
+              .mismatches,
+            0,
+          );
+        } finally {
+          assert.match((await child.finish()).stdout, /ALIVE \d+/);
+        }
+      };
+
+      // One byte changed inside the code.
+      const fd = openSync(textFile, "r+");
+      const at = textRegion.dataStart - textRegion.start + 4096;
+      const orig = Buffer.alloc(1);
+      readSync(fd, orig, 0, 1, at);
+      writeSync(fd, Buffer.from([orig[0] ^ 0xff]), 0, 1, at);
+      await rejects(/bytes differ/);
+      writeSync(fd, orig, 0, 1, at);
+      closeSync(fd);
+
+      // Written by anyone in the group.
+      chmodSync(textFile, 0o620);
+      await rejects(/mode 620/);
+      chmodSync(textFile, 0o600);
+
+      if (isRoot()) {
+        // Owned by another user (nobody).
+        chownSync(textFile, 65534, 65534);
+        await rejects(/owned by uid 65534/);
+        chownSync(textFile, 0, 0);
+      } else {
+        console.log("skipped the foreign-owner case: chown needs root");
+      }
+
+      // A directory others may write into is not used at all.
+      chmodSync(dir, 0o777);
+      await rejects(/mode is 777/, true);
+      chmodSync(dir, 0o700);
+
+      // Restored to what it was: accepted again.
+      const ok = await startChild(rt, steps, opts);
+      try {
+        assert.deepEqual(remapOf(ok).remap!.share!.rejected, []);
+        assert.ok(remapOf(ok).remap!.share!.reused >= 2);
+      } finally {
+        await ok.finish();
+      }
+    }),
+  );
+
+  test(
+    `${rt}: share evicts unused copies of other builds, keeps those in use`,
+    inFreshDir(`${rt}-evict`, async (dir) => {
+      const opts = { script: "remap_child.ts", shellPrefix: SAME_LAYOUT };
+      const a = await startChild(rt, [{ remap: { share: { dir } } }], opts);
+      try {
+        const inUse = readdirSync(dir);
+        const exe = remapOf(a).segments[0].object;
+        const stale = `${copyPrefix(exe)}.deadbeef.0+1000.0+200000`;
+        writeFileSync(`${dir}/${stale}`, "old build", { mode: 0o600 });
+        const other = `${
+          copyPrefix("/elsewhere/other")
+        }.deadbeef.0+1000.0+200000`;
+        writeFileSync(`${dir}/${other}`, "another program", { mode: 0o600 });
+        // a's copies under other names (same files, still locked by a): b
+        // finds none of its own, makes new ones and evicts what nobody uses.
+        const renamed = inUse.map((f) => f + ".moved");
+        inUse.forEach((f, i) =>
+          renameSync(`${dir}/${f}`, `${dir}/${renamed[i]}`)
+        );
+        const b = await startChild(rt, [{ remap: { share: { dir } } }], opts);
+        try {
+          const share = remapOf(b).remap!.share!;
+          assert.ok(share.created >= 1, JSON.stringify(share));
+          assert.ok(share.evicted.includes(stale), JSON.stringify(share));
+          const now = readdirSync(dir);
+          assert.ok(!now.includes(stale));
+          assert.ok(
+            now.includes(other),
+            "another program's copy is not ours to delete",
+          );
+          for (const f of inUse) {
+            assert.ok(now.includes(f), `${f} in use, evicted`);
+          }
+        } finally {
+          await b.finish();
         }
       } finally {
-        await b.finish();
+        await a.finish();
       }
-    } finally {
-      await a.finish();
-    }
-  });
+    }),
+  );
 }
 
 test("remap({ share }) refuses what it cannot honour, before doing anything", () => {
