@@ -4,10 +4,23 @@
 set -e
 cd "$(dirname "$0")/.."
 
+# With a lock, `npm ci`: it installs exactly what package-lock.json names
+# and never rewrites it (npm install may, depending on npm's version and
+# config, and a fresh clone's tree would be dirty after `npm test`); it also
+# fails when package.json and the lock disagree instead of changing the lock.
+# After editing package.json's dependencies, run `npm install` once and
+# commit package-lock.json.
 if [ ! -x node_modules/.bin/deno ] || [ ! -x node_modules/.bin/bun ] ||
   [ package.json -nt node_modules/.package-lock.json ]; then
   echo "page-primer setup: installing deno, bun and bun-types from npm" >&2
-  npm install --no-audit --no-fund --loglevel=error >&2
+  if [ -f package-lock.json ]; then
+    npm ci --no-audit --no-fund --loglevel=error >&2 || {
+      echo "page-primer setup: npm ci failed; if package.json changed, run \`npm install\` and commit package-lock.json" >&2
+      exit 1
+    }
+  else
+    npm install --no-audit --no-fund --loglevel=error >&2
+  fi
 fi
 
 # Debian packages the test suite calls: readelf/nm (binutils) to check the
