@@ -14,6 +14,7 @@ import {
   type LoadedObject,
   type LoadSegment,
   loadSegments,
+  relroOf,
 } from "./segments.ts";
 
 const PHDR_SIZE = 56;
@@ -59,7 +60,13 @@ export function mainExecutable(c: Libc): LoadedObject {
     main: true,
     bias,
     segments: loadSegments(phdrs),
+    ...withRelro(phdrs),
   };
+}
+
+function withRelro(phdrs: readonly ProgramHeader[]) {
+  const relro = relroOf(phdrs);
+  return relro ? { relro } : {};
 }
 
 /**
@@ -88,8 +95,10 @@ export function loadedObjects(
     if (info.name === "" || info.bias === main.bias) continue;
     if (info.phnum === 0 || info.phdr === 0) continue;
     let segments: LoadSegment[];
+    let phdrs: ProgramHeader[];
     try {
-      segments = loadSegments(readPhdrs(info.phdr, info.phnum));
+      phdrs = readPhdrs(info.phdr, info.phnum);
+      segments = loadSegments(phdrs);
     } catch (e) {
       // E.g. its file was overwritten while mapped: one broken library
       // must not stop the others from being primed.
@@ -101,6 +110,7 @@ export function loadedObjects(
       main: false,
       bias: info.bias,
       segments,
+      ...withRelro(phdrs),
     });
   }
   return out;

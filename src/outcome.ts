@@ -56,11 +56,15 @@ export interface SegmentReport {
   bytes: number;
   /** Bytes of the range that are mapped (smaps `Size`). */
   mapped: number;
-  /** Resident bytes before the actions (smaps `Rss`). */
+  /** Resident bytes before the actions (smaps `Rss` plus hugetlb pages, which `Rss` leaves out). */
   residentBefore: number;
-  /** Resident bytes after (smaps `Rss`). */
+  /** Resident bytes after (smaps `Rss` plus hugetlb pages). */
   resident: number;
-  /** Resident bytes in VM_LOCKED VMAs (smaps `Rss` where `VmFlags` has `lo`). */
+  /**
+   * Bytes that cannot be evicted: `Rss` of VM_LOCKED VMAs (`VmFlags` has
+   * `lo`) plus hugetlb pages (never evicted; the kernel never flags a
+   * hugetlb VMA `lo`).
+   */
   locked: number;
   /** smaps `Locked:`: proportional to sharing, like `Pss`. */
   lockedPss: number;
@@ -271,7 +275,7 @@ export class PrimeOutcome implements PrimeOutcomeData {
    */
   restore(): RestoreReport {
     if (this.#restore === undefined) {
-      return { restored: 0, bytes: 0, failed: [], ms: 0 };
+      return { restored: 0, copied: 0, bytes: 0, failed: [], ms: 0 };
     }
     return this.#restore();
   }

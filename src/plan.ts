@@ -15,7 +15,7 @@
  * @module
  */
 
-import type { Vma } from "./maps.ts";
+import type { SmapsVma, Vma } from "./maps.ts";
 import type { LoadedObject, SegmentKind, SegmentRange } from "./segments.ts";
 
 /** Size of a huge page: 2 MiB. */
@@ -74,6 +74,15 @@ export interface PlannedRegion {
   inode: number;
   /** Free ranges that aggressive alignment grows into, to reserve first. */
   gaps: Gap[];
+  /**
+   * True when the bytes in memory are known to equal the file: not in a
+   * writable LOAD segment, not in `PT_GNU_RELRO`, and smaps shows no
+   * private (COW) or swapped page. Only then may a copy be filled from the
+   * file, shared with other processes, or the file mapped back on
+   * restore; otherwise the copy is made from memory and restore gives the
+   * bytes back on 4 KiB pages from memory.
+   */
+  equalsFile: boolean;
 }
 
 /** A VMA that is not remapped, and why. */
@@ -140,9 +149,10 @@ export function planRemap(
 ): RemapPlan {
   const regions: PlannedRegion[] = [];
   const skipped: SkippedRegion[] = [];
-  const paths = new Set(objects.map((o) => o.path));
+  const byPath = new Map(objects.map((o) => [o.path, o]));
   for (const r of ranges) {
-    if (r.origin !== "load" || !paths.has(r.object)) continue;
+    const object = byPath.get(r.object);
+    if (r.origin !== "load" || object === undefined) continue;
     // VMAs inside this LOAD range, merged when contiguous in memory and
     // file with the same protection.
     // (A copy of ours may stick out: it grew into the neighbouring gap.)
@@ -154,6 +164,7 @@ export function planRemap(
     let run: Vma[] = [];
     const flush = () => {
       if (run.length === 0) return;
+      const run0 = run;
       const first = run[0];
       const last = run[run.length - 1];
       const perms = first.perms.slice(0, 3);
@@ -207,6 +218,8 @@ export function planRemap(
         );
       }
       const dataStart = Math.max(start, vs);
+      const equalsFile = r.kind !== "data" &&
+        !overlapsRelro(object, vs, ve) && run0.every(hasNoPrivatePage);
       regions.push({
         object: r.object,
         index: r.index,
@@ -222,6 +235,7 @@ export function planRemap(
         dev: first.dev,
         inode: first.inode,
         gaps,
+        equalsFile,
       });
     };
     for (const v of inside) {
@@ -246,6 +260,25 @@ export function planRemap(
     }
   }
   return { regions, skipped };
+}
+
+/** The object's `PT_GNU_RELRO` range in memory overlaps `[start, end)`. */
+function overlapsRelro(
+  object: LoadedObject,
+  start: number,
+  end: number,
+): boolean {
+  if (object.relro === undefined) return false;
+  const lo = object.bias + object.relro.vaddr;
+  return lo < end && start < lo + object.relro.memsz;
+}
+
+/**
+ * smaps shows neither a private (COW) nor a swapped page. A VMA without
+ * smaps fields (maps only) proves nothing, so it counts as differing.
+ */
+function hasNoPrivatePage(v: Vma | SmapsVma): boolean {
+  return "anonymous" in v && v.anonymous === 0 && v.swap === 0;
 }
 
 function claimed(

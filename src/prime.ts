@@ -27,6 +27,7 @@ import { populateRanges } from "./populate.ts";
 import { ALIGNMENTS, BACKEND_CHOICES } from "./plan.ts";
 import { clearSharedCopies, type ShareOptions } from "./share.ts";
 import {
+  emptyRestoreReport,
   remapObjects,
   type RemapOptions,
   type RemapReport,
@@ -622,7 +623,7 @@ export function prime(): Primer {
  */
 export function restore(): RestoreReport {
   const why = ffiAvailability();
-  if (why !== undefined) return { restored: 0, bytes: 0, failed: [], ms: 0 };
+  if (why !== undefined) return emptyRestoreReport();
   return restoreRemapped(libc());
 }
 

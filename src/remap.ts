@@ -21,7 +21,7 @@ import {
   PROT_READ,
   SyscallError,
 } from "./libc.ts";
-import { hugeBytes, type SmapsVma, sumIn, vmasIn } from "./maps.ts";
+import { hugeBytes, type SmapsVma, sumIn } from "./maps.ts";
 import { readSmaps } from "./objects.ts";
 import type { StepError } from "./outcome.ts";
 import {
@@ -66,7 +66,11 @@ export interface HugetlbPool {
 
 /**
  * Picks the backend: a forced one if it can work, else for `"auto"`
- * hugetlb when the free pool covers the plan, then THP. Pure.
+ * hugetlb when the free pool covers the plan, then THP, then a memfd when
+ * shmem THP is on. A process with THP disabled (`PR_SET_THP_DISABLE`) gets
+ * no 2 MiB pages from THP nor from shmem (the kernel checks the flag on
+ * every THP and shmem fault and on `MADV_COLLAPSE`), so only the hugetlb
+ * pool is offered to it. Pure.
  *
  * @example
  * ```ts
@@ -78,13 +82,21 @@ export interface HugetlbPool {
 export function chooseBackend(
   wanted: "auto" | Backend,
   pool: HugetlbPool,
-  thp: { usable: boolean; reason?: string },
+  thp: { usable: boolean; reason?: string; processDisabled?: boolean },
   shmemThp = false,
 ): { backend: Backend } | { backend: Backend; unavailable: string } {
-  if (wanted === "memfd") return { backend: "memfd" };
   const poolShort =
     `the hugetlb pool has ${pool.available} free 2 MiB page(s), the remap needs ${pool.needed}: ${pool.command}`;
   const poolFits = pool.needed > 0 && pool.available >= pool.needed;
+  const onlyPool =
+    `THP is disabled for this process (PR_SET_THP_DISABLE), and that keeps shmem (memfd) copies on 4 KiB pages too: only the hugetlb pool gives it 2 MiB pages, remap({ backend: "hugetlb" })${
+      poolFits ? " (the pool covers the plan)" : `: ${pool.command}`
+    }`;
+  if (wanted === "memfd") {
+    return thp.processDisabled
+      ? { backend: "memfd", unavailable: `memfd backend: ${onlyPool}` }
+      : { backend: "memfd" };
+  }
   if (wanted === "hugetlb") {
     return poolFits
       ? { backend: "hugetlb" }
@@ -92,6 +104,9 @@ export function chooseBackend(
   }
   if (wanted === "auto" && poolFits) return { backend: "hugetlb" };
   if (thp.usable) return { backend: "thp" };
+  if (thp.processDisabled) {
+    return { backend: "thp", unavailable: `no huge pages possible: ${onlyPool}` };
+  }
   if (wanted === "auto" && shmemThp) return { backend: "memfd" };
   return {
     backend: "thp",
@@ -364,6 +379,12 @@ export interface RegionReport {
   fileOffset: number;
   /** Bytes of original content moved (`dataEnd - dataStart`). */
   bytes: number;
+  /**
+   * False when the bytes in memory differ from the file (relocated RELRO
+   * data, private pages): copied from memory, never shared, and restored
+   * on 4 KiB pages from memory instead of the file.
+   */
+  equalsFile: boolean;
   /** Bytes of the range on 2 MiB pages afterwards, from smaps. */
   huge: number;
   /** `"remapped"` or `"failed"`. */
@@ -420,11 +441,17 @@ export interface RemapReport {
   perfMap?: PerfMapReport;
 }
 
-/** What happened to one region on restore. */
+/** What `restore()` did. */
 export interface RestoreReport {
-  /** Regions put back on the file. */
+  /** Regions given back on 4 KiB pages (on the file, or `copied`). */
   restored: number;
-  /** Bytes put back. */
+  /**
+   * Of those, regions whose bytes differ from the file (relocated RELRO
+   * data, private pages): given back on 4 KiB anonymous pages copied from
+   * memory, never the file's bytes.
+   */
+  copied: number;
+  /** Bytes given back. */
   bytes: number;
   /** Regions that could not be restored, with why. */
   failed: { start: number; end: number; object: string; message: string }[];
@@ -794,6 +821,7 @@ export function remapObjects(
         dataEnd: p.dataEnd,
         fileOffset: p.fileOffset,
         bytes: p.dataEnd - p.dataStart,
+        equalsFile: p.equalsFile,
         huge: 0,
       });
       const failed = (
@@ -859,16 +887,17 @@ export function remapObjects(
         gaps: held,
       };
       const prot = protOf(region.perms);
-      // A mapping with no private (COW) page equals its file: fill from the
-      // page cache with pread, without faulting the source in.
-      // PAGE_PRIMER_FILL=memory forces the copy from memory (tests, doubt).
-      const fromFile = fillMode !== "memory" &&
-        vmasIn(maps, dataStart, dataEnd).every((v) =>
-          v.anonymous === 0 && v.inode === region.inode
-        );
+      // Where memory equals the file (plan.ts: not RELRO, no private page)
+      // fill from the page cache with pread, without faulting the source
+      // in. PAGE_PRIMER_FILL=memory forces the copy from memory (tests).
+      const fromFile = fillMode !== "memory" && region.equalsFile;
       let memfd: number | undefined;
       let shared: string | undefined;
-      if (shareDir && shareReport) {
+      if (shareDir && shareReport && !region.equalsFile) {
+        notes.push(
+          "not shared: its bytes in memory differ from the file (relocated data, RELRO, or private pages); a private copy made from memory",
+        );
+      } else if (shareDir && shareReport) {
         const layout = {
           len: end - start,
           head: dataStart - start,
@@ -934,6 +963,7 @@ export function remapObjects(
         memfd,
         shared: shared !== undefined,
         fromFile,
+        equalsFile: region.equalsFile,
         // A memfd is named by memfd_create (maps: /memfd:<path>).
         name: backend === "memfd"
           ? undefined
@@ -977,7 +1007,9 @@ export function remapObjects(
               } at 0x${start.toString(16)}` +
               (res.step === "mremap"
                 ? res.recovered
-                  ? "; the file was mapped back, the code is intact"
+                  ? region.equalsFile
+                    ? "; the file was mapped back, the code is intact"
+                    : "; the bytes were copied back from the copy, intact"
                   : "; the region could not be verified intact"
                 : "; nothing was changed"),
           },
@@ -1042,6 +1074,50 @@ export function remapObjects(
 }
 
 /**
+ * A report of a restore that did nothing.
+ *
+ * @example
+ * ```ts
+ * import { emptyRestoreReport } from "./remap.ts";
+ * console.log(emptyRestoreReport().restored); // 0
+ * ```
+ */
+export function emptyRestoreReport(): RestoreReport {
+  return { restored: 0, copied: 0, bytes: 0, failed: [], ms: 0 };
+}
+
+/**
+ * Gives a region whose bytes differ from the file back on 4 KiB anonymous
+ * pages, copied from the copy in one swap (never the file's bytes); the
+ * space it grew into is released. The error message, or `undefined`.
+ */
+function restoreByCopy(
+  tramp: ReturnType<typeof loadTrampoline>,
+  swap: ActiveSwap,
+): string | undefined {
+  const r = swap.region;
+  const [res] = tramp.run([{
+    op: "restore",
+    start: r.start,
+    len: r.end - r.start,
+    dataStart: r.dataStart,
+    dataLen: r.dataEnd - r.dataStart,
+    prot: swap.prot,
+    small: true,
+    equalsFile: false,
+    fd: -1,
+    fileOffset: r.fileOffset,
+  }]);
+  if (res.errno === 0) return undefined;
+  return `${res.step} failed with ${errnoName(res.errno)}` +
+    (res.step === "munmap extension"
+      ? "; the bytes are on 4 KiB pages again, the space it grew into is still mapped"
+      : res.step === "mremap" && res.recovered
+      ? "; the bytes were copied back, intact; kept as it was"
+      : "; kept the in-memory copy");
+}
+
+/**
  * Puts every region this process remapped back on its file, each in one
  * `mmap(MAP_FIXED|MAP_PRIVATE)` of the executable at the segment's file
  * offset. Refuses a region whose file on disk is no longer the one loaded
@@ -1056,7 +1132,7 @@ export function remapObjects(
  */
 export function restoreRemapped(c: Libc): RestoreReport {
   const t0 = performance.now();
-  const out: RestoreReport = { restored: 0, bytes: 0, failed: [], ms: 0 };
+  const out = emptyRestoreReport();
   if (active.size === 0) {
     out.ms = performance.now() - t0;
     return out;
@@ -1071,6 +1147,19 @@ export function restoreRemapped(c: Libc): RestoreReport {
         object: r.object,
         message,
       });
+    if (!r.equalsFile) {
+      const error = restoreByCopy(tramp, swap);
+      if (error !== undefined) {
+        fail(error);
+        continue;
+      }
+      active.delete(start);
+      if (swap.sharedFd !== undefined) c.close(swap.sharedFd);
+      out.restored++;
+      out.copied++;
+      out.bytes += r.dataEnd - r.dataStart;
+      continue;
+    }
     const opened = openIdentified(
       c,
       swap.file.path,

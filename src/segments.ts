@@ -6,7 +6,14 @@
  * @module
  */
 
-import { PF_R, PF_W, PF_X, type ProgramHeader, PT_LOAD } from "./elf.ts";
+import {
+  PF_R,
+  PF_W,
+  PF_X,
+  type ProgramHeader,
+  PT_GNU_RELRO,
+  PT_LOAD,
+} from "./elf.ts";
 import { hugeBytes, type SmapsVma, sumIn, type Vma } from "./maps.ts";
 
 /** One `PT_LOAD` program header of a loaded object (addresses unrelocated). */
@@ -57,6 +64,28 @@ export interface LoadedObject {
   bias: number;
   /** Its LOAD segments. */
   segments: LoadSegment[];
+  /**
+   * `PT_GNU_RELRO` (unrelocated `p_vaddr` and `p_memsz`), when it has one:
+   * data the dynamic linker relocated and then made read-only, so its bytes
+   * in memory differ from the file.
+   */
+  relro?: { vaddr: number; memsz: number };
+}
+
+/**
+ * The `PT_GNU_RELRO` entry of a program header table, if any.
+ *
+ * @example
+ * ```ts
+ * import { relroOf } from "./segments.ts";
+ * console.log(relroOf([])); // undefined
+ * ```
+ */
+export function relroOf(
+  phdrs: readonly ProgramHeader[],
+): { vaddr: number; memsz: number } | undefined {
+  const p = phdrs.find((h) => h.type === PT_GNU_RELRO);
+  return p && p.memsz > 0 ? { vaddr: p.vaddr, memsz: p.memsz } : undefined;
 }
 
 /** What a segment holds, from its flags: code, read-only data, or writable data. */
@@ -230,19 +259,60 @@ export function selectObjects<T extends { path: string; main: boolean }>(
   return objects.filter((o) => selectors.some((s) => matches(s, o)));
 }
 
+/**
+ * Resident bytes of a VMA: `Rss` plus its hugetlb pages
+ * (`Private_Hugetlb + Shared_Hugetlb`), which smaps leaves out of `Rss`.
+ *
+ * @example
+ * ```ts
+ * import { parseSmaps } from "./maps.ts";
+ * import { residentBytes } from "./segments.ts";
+ * const [v] = parseSmaps(
+ *   "200000-600000 r-xp 00000000 00:0f 1 /anon_hugepage (deleted)\n" +
+ *     "Rss: 0 kB\nPrivate_Hugetlb: 4096 kB\n",
+ * );
+ * console.log(residentBytes(v)); // 4194304
+ * ```
+ */
+export function residentBytes(v: SmapsVma): number {
+  return v.rss + v.privateHugetlb + v.sharedHugetlb;
+}
+
+/**
+ * Bytes of a VMA that cannot be evicted: its `Rss` when it is flagged `lo`
+ * (VM_LOCKED), plus its hugetlb pages. hugetlb pages are never swapped or
+ * reclaimed, and the kernel never sets `lo` on a hugetlb VMA (`mlock`
+ * succeeds on one and leaves its flags alone).
+ *
+ * @example
+ * ```ts
+ * import { parseSmaps } from "./maps.ts";
+ * import { lockedBytes } from "./segments.ts";
+ * const [v] = parseSmaps(
+ *   "1000-3000 r-xp 00000000 08:01 2 /bin/x\nRss: 8 kB\nVmFlags: rd ex lo\n",
+ * );
+ * console.log(lockedBytes(v)); // 8192
+ * ```
+ */
+export function lockedBytes(v: SmapsVma): number {
+  return (v.vmFlags.includes("lo") ? v.rss : 0) + v.privateHugetlb +
+    v.sharedHugetlb;
+}
+
 /** What smaps says about one segment's range. All values in bytes. */
 export interface SegmentMeasure {
   /** Bytes of the range that are mapped at all. */
   mapped: number;
-  /** Resident bytes (`Rss`). */
+  /** Resident bytes: `Rss` plus hugetlb pages ({@linkcode residentBytes}). */
   resident: number;
   /**
-   * Resident bytes in VMAs flagged `lo` (VM_LOCKED): the bytes actually
-   * pinned. Unlike smaps' `Locked:` field this is not divided among the
-   * processes that share a page.
+   * Bytes that cannot be evicted ({@linkcode lockedBytes}): resident bytes
+   * in VMAs flagged `lo` (VM_LOCKED), plus hugetlb pages. Unlike smaps'
+   * `Locked:` field this is not divided among the processes that share a
+   * page.
    */
   locked: number;
-  /** smaps `Locked:` (proportional to sharing, like `Pss`). */
+  /** smaps `Locked:` (proportional to sharing, like `Pss`; 0 for hugetlb). */
   lockedPss: number;
   /** Bytes on 2 MiB-or-larger pages. */
   huge: number;
@@ -264,13 +334,8 @@ export function measureRange(
 ): SegmentMeasure {
   return {
     mapped: sumIn(smaps, start, end, (v) => v.size),
-    resident: sumIn(smaps, start, end, (v) => v.rss),
-    locked: sumIn(
-      smaps,
-      start,
-      end,
-      (v) => v.vmFlags.includes("lo") ? v.rss : 0,
-    ),
+    resident: sumIn(smaps, start, end, residentBytes),
+    locked: sumIn(smaps, start, end, lockedBytes),
     lockedPss: sumIn(smaps, start, end, (v) => v.locked),
     huge: sumIn(smaps, start, end, hugeBytes),
   };

@@ -49,6 +49,13 @@ export interface TrampolineRecord {
    * read-only and not filled.
    */
   shared?: boolean;
+  /**
+   * `false` when the bytes in memory differ from the file (RELRO, private
+   * pages): the file is never mapped over them; a failed swap is undone
+   * from the stage and `"restore"` copies memory onto 4 KiB pages (with
+   * `small: true`). Default `true`.
+   */
+  equalsFile?: boolean;
   /** Name for the anonymous VMA, or `undefined`. */
   name?: string;
   /** The file's descriptor (restore, and recovery of a failed swap), or -1. */
@@ -166,7 +173,7 @@ function bind(lib: NativeLibrary<typeof SYMBOLS>, path: string): Trampoline {
         words[w + 5] = BigInt(r.prot);
         words[w + 6] = (r.small ? 1n : 0n) | (r.fromFile ? 2n : 0n) |
           (r.hugetlb ? 4n : 0n) | (r.memfd !== undefined ? 8n : 0n) |
-          (r.shared ? 16n : 0n);
+          (r.shared ? 16n : 0n) | (r.equalsFile === false ? 32n : 0n);
         words[w + 16] = BigInt(r.memfd ?? 0);
         words[w + 17] = BigInt(fault?.at ?? 0);
         words[w + 18] = BigInt(fault?.errno ?? 0);

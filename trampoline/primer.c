@@ -46,6 +46,12 @@ static int check_region(struct pp_region *r)
 		return 0;
 	if ((r->prot & PROT_WRITE) && (r->prot & PROT_EXEC))
 		return 0;
+	if ((r->flags & PP_F_DIFFERS_FROM_FILE) &&
+	    (r->flags & (PP_F_FROM_FILE | PP_F_SHARED)))
+		return 0; /* file bytes must never stand in for memory */
+	if (r->op == PP_OP_RESTORE && (r->flags & PP_F_DIFFERS_FROM_FILE) &&
+	    (!(r->flags & PP_F_SMALL) || (r->flags & (PP_F_HUGETLB | PP_F_MEMFD))))
+		return 0; /* a restore by copy is a plain 4 KiB one */
 	return 1;
 }
 
@@ -195,6 +201,38 @@ static long map_file(struct pp_region *r)
 			   MAP_PRIVATE | MAP_FIXED, (long)r->fd, r->file_off);
 }
 
+/* Fills [data_start, +data_len) again from the stage: anonymous RW, copy,
+ * then the final protection (never writable and executable at once). */
+static long copy_back(struct pp_region *r, uint64_t stage)
+{
+	long ret = sys(r, PP_SYS_MMAP, r->data_start, r->data_len,
+		       PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+
+	if (is_err(ret))
+		return ret;
+	pp_copy((void *)r->data_start,
+		(const void *)(stage + (r->data_start - r->start)), r->data_len);
+	return sys(r, PP_SYS_MPROTECT, r->data_start, r->data_len, r->prot, 0,
+		   0, 0);
+}
+
+/* mremap may have unmapped the destination before failing: put the bytes
+ * back so no hole is left, from the file only where memory equals it. */
+static void recover(struct pp_region *r, uint64_t stage)
+{
+	long ret;
+
+	if (r->flags & PP_F_DIFFERS_FROM_FILE)
+		ret = copy_back(r, stage);
+	else if ((long)r->fd >= 0)
+		ret = map_file(r);
+	else
+		return;
+	if (!is_err(ret))
+		r->recovered = 1;
+}
+
 static long swap(struct pp_region *r, uint64_t stage)
 {
 	long ret = sys(r, PP_SYS_MREMAP, stage, r->len, r->len,
@@ -202,10 +240,7 @@ static long swap(struct pp_region *r, uint64_t stage)
 
 	if (!is_err(ret))
 		return 0;
-	/* mremap may have unmapped the destination before failing: put the
-	 * file back so no hole is left, then drop the stage. */
-	if ((long)r->fd >= 0 && !is_err(map_file(r)))
-		r->recovered = 1;
+	recover(r, stage);
 	sys(r, PP_SYS_MUNMAP, stage, r->len, 0, 0, 0, 0);
 	return fail(r, PP_STEP_SWAP, ret);
 }
@@ -233,16 +268,20 @@ static long do_restore(struct pp_region *r)
 	uint64_t end = r->start + r->len;
 	long ret;
 
-	/* A hugetlb VMA splits only at 2 MiB: replace it whole with the file
-	 * (the caller made sure the offset below is not negative). */
-	if (r->flags & PP_F_HUGETLB)
+	/* Bytes that differ from the file go back on 4 KiB pages, copied
+	 * from the copy in one swap. A hugetlb VMA splits only at 2 MiB:
+	 * replace it whole with the file (the caller made sure the offset
+	 * below is not negative). */
+	if (r->flags & PP_F_DIFFERS_FROM_FILE)
+		ret = do_swap(r);
+	else if (r->flags & PP_F_HUGETLB)
 		ret = sys(r, PP_SYS_MMAP, r->start, r->len, r->prot,
 				  MAP_PRIVATE | MAP_FIXED, (long)r->fd,
 				  r->file_off - (r->data_start - r->start));
 	else
 		ret = map_file(r);
 	if (is_err(ret))
-		return fail(r, PP_STEP_RESTORE, ret);
+		return r->step ? ret : fail(r, PP_STEP_RESTORE, ret);
 	/* The parts outside the file were our own extension: release them. */
 	if (r->data_start > r->start) {
 		ret = sys(r, PP_SYS_MUNMAP, r->start,

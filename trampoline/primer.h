@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#define PP_ABI_VERSION 5
+#define PP_ABI_VERSION 6
 
 #define HUGE_SIZE (2UL << 20)
 
@@ -20,6 +20,10 @@
 #define PP_F_MEMFD 0x8     /* stage in the memfd stage_fd (MAP_SHARED) */
 #define PP_F_SHARED 0x10   /* stage_fd is a verified, filled shared copy:
                               map it read-only, do not fill */
+#define PP_F_DIFFERS_FROM_FILE 0x20 /* memory differs from the file (RELRO,
+                              private pages): never map the file over it;
+                              a failed swap is undone from the stage, and
+                              restore copies memory onto 4 KiB pages */
 
 /* Steps, reported in `step` when one fails. */
 enum pp_step {
