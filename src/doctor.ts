@@ -43,6 +43,8 @@ import {
 import { kernelVersion, type ThpStatus, thpStatus } from "./thp.ts";
 
 const THP_DIR = "/sys/kernel/mm/transparent_hugepage";
+const THP_ON = `echo madvise > ${THP_DIR}/enabled`;
+const SHMEM_ON = `echo advise > ${THP_DIR}/shmem_enabled`;
 
 /** The 2 MiB hugetlb pool and where hugetlbfs is mounted. */
 export interface HugetlbFacts {
@@ -184,6 +186,25 @@ export interface Finding {
   command?: string;
 }
 
+/**
+ * One way to get 2 MiB pages (a remap backend), judged for the process the
+ * doctor runs in.
+ */
+export interface HugePageRoute {
+  /** The backend. */
+  backend: Backend;
+  /** True when it gives this process 2 MiB pages as the machine is now. */
+  works: boolean;
+  /** Why it does or does not. */
+  why: string;
+  /**
+   * When it does not work yet: the command that makes it work for this
+   * process. Absent when it works, and when no command can (THP disabled
+   * for the process, no kernel support): such a route is not recommended.
+   */
+  command?: string;
+}
+
 /** The doctor's verdict. */
 export interface DoctorReport {
   /** False when a finding is a blocker. */
@@ -194,6 +215,12 @@ export interface DoctorReport {
   now: { text: Coverage; rodata: Coverage };
   /** Per alignment strategy. */
   predictions: CoveragePrediction[];
+  /**
+   * The routes to 2 MiB pages for this process: thp, memfd, hugetlb. The
+   * doctor recommends exactly those that work or that a command makes
+   * work ({@linkcode recommendedRoutes}).
+   */
+  routes: HugePageRoute[];
   /** Findings, blockers first. */
   findings: Finding[];
 }
@@ -364,7 +391,7 @@ export function predictCoverage(input: {
   /** Strategy. */
   align: Alignment;
   /** THP verdict. */
-  thp: { usable: boolean; reason?: string };
+  thp: { usable: boolean; reason?: string; processDisabled?: boolean };
   /** The hugetlb pool. */
   pool: { total: number; available: number };
   /** `shmem_enabled` selection. */
@@ -388,6 +415,134 @@ export function predictCoverage(input: {
       pagesNeeded,
     },
   };
+}
+
+/**
+ * Which backends give this process 2 MiB pages, and the command that makes
+ * each work when one can. THP disabled for the process
+ * (`PR_SET_THP_DISABLE`) rules out THP and shmem alike: the kernel checks
+ * the flag on every anonymous and shmem huge fault and on `MADV_COLLAPSE`
+ * (measured: no PMD mapping even on a `huge=always` tmpfs); the hugetlb
+ * pool does not depend on it. Pure.
+ *
+ * @example
+ * ```ts
+ * import { hugePageRoutes } from "./doctor.ts";
+ * import { thpVerdict } from "./thp.ts";
+ * const routes = hugePageRoutes({
+ *   thp: thpVerdict("always [madvise] never", "madvise", true, "6.18.0"),
+ *   shmemEnabled: "advise",
+ *   pool: { supported: true, total: 0, available: 0 },
+ * }, 44);
+ * console.log(routes.map((r) => r.works)); // [false, false, false]
+ * console.log(routes[2].command); // "sysctl -w vm.nr_hugepages=44"
+ * ```
+ *
+ * @param facts THP, `shmem_enabled` and the pool.
+ * @param pagesNeeded The 2 MiB pages the hugetlb plan needs.
+ */
+export function hugePageRoutes(
+  facts: {
+    thp: ThpStatus;
+    shmemEnabled: string;
+    pool: { supported: boolean; total: number; available: number };
+  },
+  pagesNeeded: number,
+): HugePageRoute[] {
+  const { thp, shmemEnabled: shmem, pool } = facts;
+  const disabled =
+    "THP is disabled for this process (PR_SET_THP_DISABLE): the kernel maps neither anonymous nor shmem memory of it on 2 MiB pages";
+  const thpRoute: HugePageRoute = thp.usable
+    ? {
+      backend: "thp",
+      works: true,
+      why: thp.reason ?? `THP enabled=${thp.enabled}`,
+    }
+    : {
+      backend: "thp",
+      works: false,
+      why: thp.processDisabled ? disabled : thp.reason ?? "THP unusable",
+      ...(!thp.processDisabled && thp.enabled === "never"
+        ? { command: THP_ON }
+        : {}),
+    };
+  let memfd: HugePageRoute;
+  if (thp.processDisabled) {
+    memfd = { backend: "memfd", works: false, why: disabled };
+  } else if (thp.enabled === "unavailable" || shmem === "unavailable") {
+    memfd = {
+      backend: "memfd",
+      works: false,
+      why: "this kernel has no shmem transparent huge pages",
+    };
+  } else if (shmemThpOn(shmem)) {
+    memfd = {
+      backend: "memfd",
+      works: true,
+      why: `shmem_enabled=${shmem}: memfd copies get 2 MiB pages at fault time`,
+    };
+  } else if (shmem !== "deny" && thp.collapse) {
+    memfd = {
+      backend: "memfd",
+      works: true,
+      why:
+        `shmem_enabled=${shmem}: memfd copies get 2 MiB pages through MADV_COLLAPSE`,
+    };
+  } else {
+    memfd = {
+      backend: "memfd",
+      works: false,
+      why: `shmem_enabled=${shmem}${
+        shmem === "deny"
+          ? " forbids shmem huge pages, MADV_COLLAPSE too"
+          : " and no MADV_COLLAPSE (Linux < 6.1)"
+      }`,
+      command: SHMEM_ON,
+    };
+  }
+  let hugetlb: HugePageRoute;
+  if (!pool.supported) {
+    hugetlb = {
+      backend: "hugetlb",
+      works: false,
+      why: "no 2 MiB hugetlb pool in this kernel (CONFIG_HUGETLBFS)",
+    };
+  } else if (pagesNeeded > 0 && pool.available >= pagesNeeded) {
+    hugetlb = {
+      backend: "hugetlb",
+      works: true,
+      why:
+        `the pool has ${pool.available} page(s) available, the remap needs ${pagesNeeded}`,
+    };
+  } else {
+    hugetlb = {
+      backend: "hugetlb",
+      works: false,
+      why:
+        `the pool has ${pool.available} page(s) available, the remap needs ${pagesNeeded}`,
+      command: poolCommand(pool, pagesNeeded),
+    };
+  }
+  return [thpRoute, memfd, hugetlb];
+}
+
+/**
+ * The backends a doctor report recommends: those that give the process
+ * 2 MiB pages now or after their command.
+ *
+ * @example
+ * ```ts no-eval
+ * import { libc } from "./libc.ts";
+ * import { doctor, recommendedRoutes } from "./doctor.ts";
+ * console.log(recommendedRoutes(doctor(libc()))); // e.g. ["thp", "memfd"]
+ * ```
+ */
+export function recommendedRoutes(
+  report: { routes: HugePageRoute[] },
+): Backend[] {
+  return report.routes.filter((r) => r.works || r.command !== undefined).map((
+    r,
+  ) => r.backend);
 }
 
 function limitText(n: number | null): string {
@@ -433,6 +588,11 @@ export function diagnose(input: DoctorInput): DoctorReport {
       ...(command !== undefined ? { command } : {}),
     });
   const thp = facts.thp;
+  const routes = hugePageRoutes(
+    { thp, shmemEnabled: facts.shmemEnabled, pool: facts.hugetlb },
+    predictions[0].hugetlb.pagesNeeded,
+  );
+  const [thpRoute, memfdRoute, hugetlbRoute] = routes;
   const [maj, min] = kernelVersion(facts.kernel);
   const atLeast = (a: number, b: number) => maj > a || (maj === a && min >= b);
   add(
@@ -446,7 +606,6 @@ export function diagnose(input: DoctorInput): DoctorReport {
         : "missing (populate falls back to a read per page)"
     }`,
   );
-  const enabledCmd = `echo madvise > ${THP_DIR}/enabled`;
   if (thp.enabled === "unavailable") {
     add(
       "thp",
@@ -462,7 +621,13 @@ export function diagnose(input: DoctorInput): DoctorReport {
           ? "remap still gets huge pages through MADV_COLLAPSE, more slowly"
           : "this kernel has no MADV_COLLAPSE, so the THP backend gets no huge pages"
       }`,
-      enabledCmd,
+      THP_ON,
+    );
+  } else if (thp.processDisabled) {
+    add(
+      "thp",
+      "note",
+      `THP enabled=${thp.enabled} system-wide, but disabled for this process (see thp-process)`,
     );
   } else {
     add(
@@ -473,7 +638,7 @@ export function diagnose(input: DoctorInput): DoctorReport {
       }`,
     );
   }
-  if (thp.defrag !== "unavailable") {
+  if (thp.defrag !== "unavailable" && !thp.processDisabled) {
     const good = ["always", "madvise", "defer+madvise"].includes(thp.defrag);
     add(
       "thp-defrag",
@@ -490,20 +655,37 @@ export function diagnose(input: DoctorInput): DoctorReport {
     "thp-process",
     thp.processDisabled ? "advice" : "ok",
     thp.processDisabled
-      ? "PR_GET_THP_DISABLE = 1: THP is off for this whole process (set by the runtime or a parent); only the hugetlb pool or a memfd (shmem THP) can give 2 MiB pages. Start the process from a parent that has not set PR_SET_THP_DISABLE"
+      ? `PR_GET_THP_DISABLE = 1: THP is off for this whole process (set by the runtime or a parent; inherited across fork and exec), and so are 2 MiB shmem mappings: the thp and memfd backends and share: true get 4 KiB pages here. Only the hugetlb pool gives this process 2 MiB pages${
+        hugetlbRoute.works
+          ? " (it covers the remap)"
+          : hugetlbRoute.command
+          ? ""
+          : `, and ${hugetlbRoute.why}`
+      }; or start the process from a parent that has not set PR_SET_THP_DISABLE`
       : "PR_GET_THP_DISABLE = 0: THP is allowed for this process",
+    thp.processDisabled ? hugetlbRoute.command : undefined,
   );
   const shmemOn = shmemThpOn(facts.shmemEnabled);
-  add(
-    "shmem",
-    shmemOn ? "ok" : "advice",
-    shmemOn
-      ? `shmem THP shmem_enabled=${facts.shmemEnabled}: the memfd backend and share: true get 2 MiB pages at fault time`
-      : `shmem THP shmem_enabled=${facts.shmemEnabled}: the memfd backend and share: true get 2 MiB pages only through MADV_COLLAPSE${
-        facts.shmemEnabled === "deny" ? " (which 'deny' forbids too)" : ""
-      }, and backend "auto" cannot fall back to a memfd when THP is off for a process`,
-    shmemOn ? undefined : `echo advise > ${THP_DIR}/shmem_enabled`,
-  );
+  if (thp.processDisabled) {
+    add(
+      "shmem",
+      "note",
+      `shmem THP shmem_enabled=${facts.shmemEnabled}: does not apply to this process (THP is disabled for it, see thp-process)`,
+    );
+  } else {
+    add(
+      "shmem",
+      shmemOn ? "ok" : memfdRoute.works ? "note" : "advice",
+      shmemOn
+        ? `shmem THP shmem_enabled=${facts.shmemEnabled}: the memfd backend and share: true get 2 MiB pages at fault time`
+        : `shmem THP shmem_enabled=${facts.shmemEnabled}: the memfd backend and share: true ${
+          memfdRoute.works
+            ? "get 2 MiB pages only through MADV_COLLAPSE"
+            : `get no 2 MiB pages (${memfdRoute.why})`
+        }, and backend "auto" does not fall back to a memfd when THP is unusable`,
+      shmemOn ? undefined : SHMEM_ON,
+    );
+  }
   const pool = facts.hugetlb;
   const need = predictions[0].hugetlb.pagesNeeded;
   if (!pool.supported) {
@@ -512,7 +694,7 @@ export function diagnose(input: DoctorInput): DoctorReport {
       "note",
       "no 2 MiB hugetlb pool in this kernel (CONFIG_HUGETLBFS): the hugetlb backend is not possible",
     );
-  } else if (pool.available >= need && need > 0) {
+  } else if (hugetlbRoute.works) {
     add(
       "hugetlb",
       "ok",
@@ -528,8 +710,12 @@ export function diagnose(input: DoctorInput): DoctorReport {
           : `hugetlb pool: ${pool.total} page(s), ${pool.available} available`
       }: the hugetlb backend (guaranteed 2 MiB pages, reserved up front) needs ${need} page(s) (${
         formatBytes(need * 2 * 1024 * 1024)
-      }) for this runtime`,
-      poolCommand(pool, need),
+      }) for this runtime${
+        thpRoute.works || memfdRoute.works
+          ? ""
+          : "; it is the only route to 2 MiB pages for this process"
+      }`,
+      hugetlbRoute.command,
     );
   }
   add(
@@ -621,6 +807,7 @@ export function diagnose(input: DoctorInput): DoctorReport {
       rodata: measureCoverage(smaps, ranges, "rodata"),
     },
     predictions,
+    routes,
     findings: ordered,
   };
 }
@@ -747,6 +934,13 @@ export function formatDoctor(report: DoctorReport): string {
       cov(report.now.text)
     }, rodata ${cov(report.now.rodata)}):`,
     pred,
+    "",
+    "routes to 2 MiB pages for this process:",
+    ...report.routes.map((r) =>
+      `  ${r.backend.padEnd(7)} ${
+        r.works ? "works" : r.command !== undefined ? "after a command" : "no"
+      }: ${r.why}${r.command !== undefined ? `; $ ${r.command}` : ""}`
+    ),
     "",
     "findings:",
   );

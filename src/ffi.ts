@@ -271,6 +271,23 @@ function bindDeno<T extends SymbolTable>(
   );
 }
 
+/**
+ * The error for a bun:ffi failure that no other library name can fix:
+ * bun:ffi compiles each binding, so it needs JavaScriptCore's JIT.
+ */
+function bunFfiBlocked(e: unknown): FfiUnavailableError | undefined {
+  if (!(e instanceof Error) || !/requires the JIT/i.test(e.message)) {
+    return undefined;
+  }
+  const set = g.Bun!.env["BUN_JSC_useJIT"];
+  return new FfiUnavailableError(
+    `bun:ffi needs the JIT compiler, and it is off in this process${
+      set !== undefined ? ` (BUN_JSC_useJIT=${set})` : ""
+    }: page-primer cannot call the kernel. Run bun with the JIT on (unset BUN_JSC_useJIT)`,
+    { cause: e },
+  );
+}
+
 function bindBun<T extends SymbolTable>(
   names: readonly string[],
   table: T,
@@ -289,6 +306,8 @@ function bindBun<T extends SymbolTable>(
     try {
       lib = ffi.dlopen(path, required);
     } catch (e) {
+      const blocked = bunFfiBlocked(e);
+      if (blocked) throw blocked;
       lastError = e;
       continue;
     }

@@ -40,6 +40,8 @@ import {
   type LoadedObject,
   type LoadSegment,
   loadSegments,
+  lockedBytes,
+  residentBytes,
   type SegmentKind,
   segmentRanges,
 } from "./segments.ts";
@@ -73,9 +75,9 @@ export interface InspectTotals {
   bytes: number;
   /** Of those, bytes mapped at all. */
   mapped: number;
-  /** Resident (`Rss`). */
+  /** Resident: `Rss` plus hugetlb pages, which `Rss` leaves out. */
   resident: number;
-  /** Resident in VMAs flagged `lo` (VM_LOCKED). */
+  /** Not evictable: resident in VMAs flagged `lo` (VM_LOCKED), plus hugetlb pages (never flagged `lo`, never evicted). */
   locked: number;
   /** On 2 MiB-or-larger pages: the sum of the four backings below. */
   huge: number;
@@ -192,8 +194,8 @@ function measure(
   const t: InspectTotals = {
     bytes: end - start,
     mapped: s((v) => v.size),
-    resident: s((v) => v.rss),
-    locked: s((v) => v.vmFlags.includes("lo") ? v.rss : 0),
+    resident: s(residentBytes),
+    locked: s(lockedBytes),
     huge: 0,
     anonHuge: s((v) => v.anonHugePages),
     shmemHuge: s((v) => v.shmemPmdMapped),

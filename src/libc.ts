@@ -161,29 +161,155 @@ export function fdSource(
 }
 const SEEK_END = 2;
 
-const ERRNO_NAMES: Record<number, string> = {
-  1: "EPERM",
-  2: "ENOENT",
-  3: "ESRCH",
-  4: "EINTR",
-  5: "EIO",
-  9: "EBADF",
-  11: "EAGAIN",
-  12: "ENOMEM",
-  13: "EACCES",
-  14: "EFAULT",
-  16: "EBUSY",
-  17: "EEXIST",
-  22: "EINVAL",
-  23: "ENFILE",
-  24: "EMFILE",
-  28: "ENOSPC",
-  20: "ENOTDIR",
-  38: "ENOSYS",
-  40: "ELOOP",
-  75: "EOVERFLOW",
-  95: "EOPNOTSUPP",
-};
+/**
+ * Linux errno values by name: the generic table (`asm-generic/errno-base.h`
+ * and `errno.h`) that x86_64 and aarch64 use, 1 to 133. 41 and 58 are
+ * unused; `EWOULDBLOCK` and `EDEADLOCK` are the aliases of `EAGAIN` and
+ * `EDEADLK`.
+ *
+ * @example
+ * ```ts
+ * import { ERRNO } from "./libc.ts";
+ * console.log(ERRNO.EROFS); // 30
+ * ```
+ */
+export const ERRNO = {
+  EPERM: 1,
+  ENOENT: 2,
+  ESRCH: 3,
+  EINTR: 4,
+  EIO: 5,
+  ENXIO: 6,
+  E2BIG: 7,
+  ENOEXEC: 8,
+  EBADF: 9,
+  ECHILD: 10,
+  EAGAIN: 11,
+  ENOMEM: 12,
+  EACCES: 13,
+  EFAULT: 14,
+  ENOTBLK: 15,
+  EBUSY: 16,
+  EEXIST: 17,
+  EXDEV: 18,
+  ENODEV: 19,
+  ENOTDIR: 20,
+  EISDIR: 21,
+  EINVAL: 22,
+  ENFILE: 23,
+  EMFILE: 24,
+  ENOTTY: 25,
+  ETXTBSY: 26,
+  EFBIG: 27,
+  ENOSPC: 28,
+  ESPIPE: 29,
+  EROFS: 30,
+  EMLINK: 31,
+  EPIPE: 32,
+  EDOM: 33,
+  ERANGE: 34,
+  EDEADLK: 35,
+  ENAMETOOLONG: 36,
+  ENOLCK: 37,
+  ENOSYS: 38,
+  ENOTEMPTY: 39,
+  ELOOP: 40,
+  ENOMSG: 42,
+  EIDRM: 43,
+  ECHRNG: 44,
+  EL2NSYNC: 45,
+  EL3HLT: 46,
+  EL3RST: 47,
+  ELNRNG: 48,
+  EUNATCH: 49,
+  ENOCSI: 50,
+  EL2HLT: 51,
+  EBADE: 52,
+  EBADR: 53,
+  EXFULL: 54,
+  ENOANO: 55,
+  EBADRQC: 56,
+  EBADSLT: 57,
+  EBFONT: 59,
+  ENOSTR: 60,
+  ENODATA: 61,
+  ETIME: 62,
+  ENOSR: 63,
+  ENONET: 64,
+  ENOPKG: 65,
+  EREMOTE: 66,
+  ENOLINK: 67,
+  EADV: 68,
+  ESRMNT: 69,
+  ECOMM: 70,
+  EPROTO: 71,
+  EMULTIHOP: 72,
+  EDOTDOT: 73,
+  EBADMSG: 74,
+  EOVERFLOW: 75,
+  ENOTUNIQ: 76,
+  EBADFD: 77,
+  EREMCHG: 78,
+  ELIBACC: 79,
+  ELIBBAD: 80,
+  ELIBSCN: 81,
+  ELIBMAX: 82,
+  ELIBEXEC: 83,
+  EILSEQ: 84,
+  ERESTART: 85,
+  ESTRPIPE: 86,
+  EUSERS: 87,
+  ENOTSOCK: 88,
+  EDESTADDRREQ: 89,
+  EMSGSIZE: 90,
+  EPROTOTYPE: 91,
+  ENOPROTOOPT: 92,
+  EPROTONOSUPPORT: 93,
+  ESOCKTNOSUPPORT: 94,
+  EOPNOTSUPP: 95,
+  EPFNOSUPPORT: 96,
+  EAFNOSUPPORT: 97,
+  EADDRINUSE: 98,
+  EADDRNOTAVAIL: 99,
+  ENETDOWN: 100,
+  ENETUNREACH: 101,
+  ENETRESET: 102,
+  ECONNABORTED: 103,
+  ECONNRESET: 104,
+  ENOBUFS: 105,
+  EISCONN: 106,
+  ENOTCONN: 107,
+  ESHUTDOWN: 108,
+  ETOOMANYREFS: 109,
+  ETIMEDOUT: 110,
+  ECONNREFUSED: 111,
+  EHOSTDOWN: 112,
+  EHOSTUNREACH: 113,
+  EALREADY: 114,
+  EINPROGRESS: 115,
+  ESTALE: 116,
+  EUCLEAN: 117,
+  ENOTNAM: 118,
+  ENAVAIL: 119,
+  EISNAM: 120,
+  EREMOTEIO: 121,
+  EDQUOT: 122,
+  ENOMEDIUM: 123,
+  EMEDIUMTYPE: 124,
+  ECANCELED: 125,
+  ENOKEY: 126,
+  EKEYEXPIRED: 127,
+  EKEYREVOKED: 128,
+  EKEYREJECTED: 129,
+  EOWNERDEAD: 130,
+  ENOTRECOVERABLE: 131,
+  ERFKILL: 132,
+  EHWPOISON: 133,
+} as const;
+
+const ERRNO_NAMES: ReadonlyMap<number, string> = new Map(
+  Object.entries(ERRNO).map(([name, n]) => [n, name]),
+);
 
 /**
  * The symbolic name of an errno value (`"ENOMEM"`), or `"E<n>"` when unknown.
@@ -195,7 +321,40 @@ const ERRNO_NAMES: Record<number, string> = {
  * ```
  */
 export function errnoName(errno: number): string {
-  return ERRNO_NAMES[errno] ?? `E${errno}`;
+  return ERRNO_NAMES.get(errno) ?? `E${errno}`;
+}
+
+/** The errnos of a call the system does not let this process make. */
+const REFUSED: ReadonlySet<number> = new Set([
+  ERRNO.EPERM,
+  ERRNO.EACCES,
+  ERRNO.ENOSYS,
+]);
+
+/** What page-primer needs a call for, when the system refuses it. */
+const NEEDED_FOR: Readonly<Record<string, string>> = {
+  memfd_create:
+    "page-primer loads its trampoline from a memfd (and the memfd backend and share: true stage their copies in one): allow memfd_create for this process, or set PAGE_PRIMER_TRAMPOLINE to the path of a built primer.so",
+};
+
+/**
+ * Explains a failed call that stopped a run: a call the system refuses
+ * (`EPERM`, `EACCES` or `ENOSYS` from a seccomp filter or a security
+ * module) is named as such, with what page-primer needs it for and what to
+ * do; other failures keep their message.
+ *
+ * @example
+ * ```ts
+ * import { explainFailure, SyscallError } from "./libc.ts";
+ * const e = new SyscallError("memfd_create", 1, "Operation not permitted");
+ * console.log(explainFailure(e)); // "memfd_create was refused (EPERM): ..."
+ * ```
+ */
+export function explainFailure(e: SyscallError): string {
+  if (!REFUSED.has(e.errno)) return e.message;
+  return `${e.call} was refused (${e.code}): the system does not let this process make that call (a seccomp filter such as a container's seccomp profile, systemd's SystemCallFilter= or a sandbox, or a security module); ${
+    NEEDED_FOR[e.call] ?? `allow ${e.call} for this process`
+  }`;
 }
 
 /** A libc call failed; carries the call, errno and its name. */

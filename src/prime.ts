@@ -4,8 +4,14 @@
  * @module
  */
 
-import { ffiAvailability, runtimeEnv, runtimeInfo } from "./ffi.ts";
-import { type Libc, libc } from "./libc.ts";
+import {
+  ffiAvailability,
+  FfiUnavailableError,
+  runtimeEnv,
+  runtimeInfo,
+} from "./ffi.ts";
+import { explainFailure, type Libc, libc, SyscallError } from "./libc.ts";
+import { basename } from "./format.ts";
 import { lockRanges, type MlockOptions } from "./mlock.ts";
 import {
   loadedObjects,
@@ -423,9 +429,11 @@ export class Primer {
       return this.#prime(c, base, t0);
     } catch (e) {
       return stop(
-        `unexpected failure while inspecting the process: ${
-          e instanceof Error ? e.message : String(e)
-        }; nothing was changed after it`,
+        e instanceof SyscallError
+          ? `${explainFailure(e)}; nothing was changed after it`
+          : `unexpected failure while inspecting the process: ${
+            e instanceof Error ? e.message : String(e)
+          }; nothing was changed after it`,
       );
     }
   }
@@ -441,9 +449,20 @@ export class Primer {
           `skipped ${name}: its program headers in memory are not valid (${why}); the other objects are primed`,
         ));
     const selected = selectObjects(objects, this.#objects);
-    if (selected.length === 0) {
-      base.warnings.push("no loaded object matched the objects() selectors");
-    }
+    const unmatched = selected.length === 0
+      ? `no loaded object matched objects(${
+        this.#objects.map((o) =>
+          typeof o === "string"
+            ? JSON.stringify(o)
+            : typeof o === "function"
+            ? "a function"
+            : String(o)
+        ).join(", ")
+      }) among the ${objects.length} loaded: ${
+        objects.slice(0, 12).map((o) => basename(o.path)).join(", ")
+      }${objects.length > 12 ? ", ..." : ""}`
+      : undefined;
+    if (unmatched && base.requested.length === 0) base.warnings.push(unmatched);
     const ranges: SegmentRange[] = selected.flatMap((o) => {
       const loads = segmentRanges(o, pageSize);
       return [...loads, ...aliasRanges(o, loads, before)];
@@ -561,6 +580,13 @@ export class Primer {
     const totals = totalsOf(segments);
     const totalMs = performance.now() - t0;
     const reasons: string[] = [];
+    if (unmatched && base.requested.length > 0) {
+      reasons.push(`${unmatched}: nothing was done`);
+    }
+    const short = remap && selected.length > 0
+      ? remapShortfall(remap, selected, onCopies(ranges, after))
+      : undefined;
+    if (short !== undefined) reasons.push(short);
     if (totals.failed) {
       reasons.push(`${totals.failed} of ${totals.segments} segment(s) failed`);
     }
@@ -595,6 +621,46 @@ export class Primer {
   }
 }
 
+/** Some code or read-only range is mapped from elsewhere than its file. */
+function onCopies(
+  ranges: readonly SegmentRange[],
+  smaps: readonly SmapsVma[],
+): boolean {
+  return ranges.some((r) =>
+    r.kind !== "data" && r.origin === "load" &&
+    smaps.some((v) => v.start < r.end && r.start < v.end && v.path !== r.object)
+  );
+}
+
+/**
+ * Why a remap that ran gained nothing: no region qualified (and none was
+ * remapped before), or, in 2 MiB mode, every copy is on 4 KiB pages.
+ */
+function remapShortfall(
+  r: RemapReport,
+  objects: readonly LoadedObject[],
+  remappedBefore: boolean,
+): string | undefined {
+  if (r.unavailable !== undefined) return undefined;
+  const names = objects.map((o) => basename(o.path)).join(", ");
+  if (r.regions.length === 0) {
+    if (remappedBefore) return undefined;
+    const ro = r.skipped.filter((k) => !k.perms.includes("w"));
+    const skipped = ro.reduce((n, k) => n + k.end - k.start, 0);
+    if (skipped < r.text.bytes + r.rodata.bytes && r.warnings.length) {
+      return `nothing was remapped: ${r.warnings.join("; ")}`;
+    }
+    const why = [...new Set(ro.map((k) => k.reason))].join("; ");
+    return `nothing was remapped: no code or read-only part of ${names} qualifies (${
+      why || "no such segment"
+    })`;
+  }
+  const moved = r.regions.filter((x) => x.status === "remapped");
+  if (r.pageSize === "4k" || moved.length === 0) return undefined;
+  if (moved.some((x) => x.huge > 0)) return undefined;
+  return `no 2 MiB pages were obtained: the ${moved.length} region(s) of ${names} remapped with the ${r.backend} backend are on 4 KiB pages, which gains nothing over the file's pages; \`cli.ts doctor\` names the routes that give this process 2 MiB pages (the hugetlb pool, remap({ backend: "hugetlb" }), does whenever it is large enough), and restore() gives the copies back`;
+}
+
 /**
  * Starts a priming of the running runtime's executable. Nothing is enabled
  * by default: `prime().run()` only inspects.
@@ -613,6 +679,9 @@ export function prime(): Primer {
 /**
  * Puts every region this process remapped back on the executable's file
  * pages (the same as `out.restore()` on the outcome that remapped them).
+ * Never throws for the environment: when native code cannot be reached
+ * (Deno without `--allow-ffi`, Bun with its JIT off), nothing can have been
+ * remapped, and the empty report's `reason` says why.
  *
  * @example
  * ```ts
@@ -621,10 +690,27 @@ export function prime(): Primer {
  * console.log(restore().restored);
  * ```
  */
-export function restore(): RestoreReport {
+export function restore(): RestoreReport & { reason?: string } {
+  const c = libcOrReason();
+  if (typeof c === "string") {
+    return {
+      ...emptyRestoreReport(),
+      reason: `${c}; nothing to restore: no remap can have run here`,
+    };
+  }
+  return restoreRemapped(c);
+}
+
+/** libc, or why native code cannot be reached (never throws for that). */
+function libcOrReason(): Libc | string {
   const why = ffiAvailability();
-  if (why !== undefined) return emptyRestoreReport();
-  return restoreRemapped(libc());
+  if (why !== undefined) return why;
+  try {
+    return libc();
+  } catch (e) {
+    if (e instanceof FfiUnavailableError) return e.message;
+    throw e;
+  }
 }
 
 /**
@@ -632,7 +718,9 @@ export function restore(): RestoreReport {
  * `options.dir` (default: `$XDG_RUNTIME_DIR/page-primer`, else
  * `/dev/shm/page-primer-<euid>`) and returns their names. Processes that map
  * a copy keep its pages until they exit or restore; the memory is freed
- * then.
+ * then. Never throws for the environment: when native code cannot be
+ * reached or the directory cannot be read, the list is empty (or holds what
+ * was deleted before the failure) and its `reason` says why.
  *
  * @example
  * ```ts no-eval
@@ -640,6 +728,20 @@ export function restore(): RestoreReport {
  * console.log(clearShared().length, "shared copies deleted");
  * ```
  */
-export function clearShared(options: ShareOptions = {}): string[] {
-  return clearSharedCopies(libc(), options);
+export function clearShared(
+  options: ShareOptions = {},
+): string[] & { reason?: string } {
+  const c = libcOrReason();
+  if (typeof c === "string") {
+    return Object.assign([], { reason: `${c}; no shared copy deleted` });
+  }
+  try {
+    return clearSharedCopies(c, options);
+  } catch (e) {
+    if (!(e instanceof SyscallError)) throw e;
+    return Object.assign([], {
+      reason:
+        `${e.message}: the shared copies could not be listed or deleted; check the directory's owner and permissions`,
+    });
+  }
 }

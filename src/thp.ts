@@ -89,7 +89,7 @@ export function thpVerdict(
       ...base,
       usable: false,
       reason:
-        "THP is disabled for this whole process (PR_SET_THP_DISABLE; Bun's allocator set it in 2024-2026 releases, and systemd's MemoryDenyWriteExecute-like sandboxes or a parent may too): upgrade the runtime or start it from a process that has not set it",
+        'THP is disabled for this whole process (PR_SET_THP_DISABLE; Bun\'s allocator set it in 2024-2026 releases, and a parent may too; it is inherited across fork and exec): neither THP nor shmem (memfd) copies get 2 MiB pages in it, the hugetlb pool does (remap({ backend: "hugetlb" })); or upgrade the runtime, or start it from a process that has not set it',
     };
   }
   if (enabled === "never") {
@@ -123,6 +123,8 @@ export function thpVerdict(
 export function thpStatus(c: Libc): ThpStatus {
   let disabled = false;
   try {
+    // 1: disabled completely. 3 (1 | PR_THP_DISABLE_EXCEPT_ADVISED, Linux
+    // 6.18+): disabled except for madvised memory, which remap's copies are.
     disabled = c.prctl(PR_GET_THP_DISABLE) === 1;
   } catch {
     disabled = false;
