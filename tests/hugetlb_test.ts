@@ -14,6 +14,9 @@ import {
   startChild,
 } from "./helpers.ts";
 import { type SmapsVma, sumIn } from "../src/maps.ts";
+import type { PrimeOutcomeData } from "../src/outcome.ts";
+
+type Pick = (v: SmapsVma) => number;
 
 const NR = "/proc/sys/vm/nr_hugepages";
 const POOL = "/sys/kernel/mm/hugepages/hugepages-2048kB/";
@@ -178,6 +181,65 @@ for (const rt of RUNTIMES) {
         } finally {
           await child.finish();
         }
+      }
+    },
+  );
+}
+
+// smaps leaves hugetlb pages out of Rss, and the kernel never flags a
+// hugetlb VMA `lo` although its pages cannot be evicted: the outcome must
+// count them as resident and locked all the same, as Private_Hugetlb shows.
+for (const rt of RUNTIMES) {
+  test(
+    `${rt}: hugetlb + mlock(true): resident and locked count the hugetlb pages smaps shows`,
+    { skip: SKIP },
+    async () => {
+      setPool(saved + 64);
+      const child = await startChild(rt, {
+        prime: { remap: { backend: "hugetlb" }, mlock: true },
+      }, { script: "route_child.ts" });
+      try {
+        const out = (child.outcome as unknown as { outcome: PrimeOutcomeData })
+          .outcome;
+        assert.equal(out.ok, true, out.reason);
+        assert.equal(out.remap!.backend, "hugetlb");
+        const smaps = child.smaps();
+        const sum = (s: { start: number; end: number }, pick: Pick) =>
+          sumIn(smaps, s.start, s.end, pick);
+        for (const s of out.segments) {
+          const hugetlb = sum(s, (v) => v.privateHugetlb + v.sharedHugetlb);
+          const rss = sum(s, (v) => v.rss);
+          const lockedRss = sum(s, (v) => v.vmFlags.includes("lo") ? v.rss : 0);
+          const where = `${s.kind} seg ${s.index}`;
+          if (s.kind !== "data" && s.origin === "load") {
+            assert.ok(hugetlb > 0, `${where}: no hugetlb pages in smaps`);
+          }
+          // Every page is locked, so nothing moved since the child measured.
+          assert.ok(
+            Math.abs(s.resident - (rss + hugetlb)) < 4096,
+            `${where}: resident ${s.resident}, smaps Rss ${rss} + Private_Hugetlb ${hugetlb}`,
+          );
+          assert.ok(
+            Math.abs(s.locked - (lockedRss + hugetlb)) < 4096,
+            `${where}: locked ${s.locked}, smaps lo Rss ${lockedRss} + Private_Hugetlb ${hugetlb}`,
+          );
+          assert.ok(s.locked >= s.bytes - 4096, `${where}: not all locked`);
+        }
+        const t = out.totals;
+        console.log(
+          `${rt}: hugetlb + mlock: resident ${
+            (100 * t.resident / t.bytes).toFixed(1)
+          }%, locked ${(100 * t.locked / t.bytes).toFixed(1)}% of ${
+            (t.bytes / 2 ** 20).toFixed(1)
+          } MiB; copies resident ${
+            (out.remap!.copyResident / 2 ** 20).toFixed(1)
+          } MiB`,
+        );
+        assert.ok(t.locked >= t.bytes - 4096 * t.segments);
+        assert.ok(t.resident >= t.bytes - 4096 * t.segments);
+      } finally {
+        const end = await child.finish();
+        assert.equal(end.code, 0, end.stderr);
       }
     },
   );
