@@ -2,15 +2,22 @@
 // naming what is accepted; restore() without a remap, run() twice, objects()
 // matching nothing, a loaded library corrupted on disk, and /proc hidden
 // from the process each give a documented outcome, never a crash.
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { readFileSync, readlinkSync } from "node:fs";
 import process from "node:process";
 import { prime } from "../mod.ts";
+import { emptyRestoreReport } from "../src/remap.ts";
+import { ERRNO, errnoName } from "../src/libc.ts";
+import type { SmapsVma } from "../src/maps.ts";
+import { buildSandbox } from "./fixtures/sandbox.ts";
 import {
   isRoot,
   ROOT,
+  run,
   runtimeCommand,
+  runtimePath,
   RUNTIMES,
   shellQuote,
   startChild,
@@ -56,6 +63,12 @@ test("remap() options: wrong types and values are refused with what is accepted"
 
 for (const rt of RUNTIMES) {
   test(`${rt}: restore() first, run() twice, objects() matching nothing, a corrupt loaded ELF: outcomes, no crash`, async () => {
+    const poolFree = Number(
+      readFileSync(
+        "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages",
+        "utf8",
+      ),
+    );
     const child = await startChild(rt, "/usr/lib/x86_64-linux-gnu/libz.so.1", {
       script: "bad_input_child.ts",
       denoFlags: ["--allow-read", "--allow-write=/tmp"],
@@ -66,22 +79,30 @@ for (const rt of RUNTIMES) {
     // deno-lint-ignore no-explicit-any
     const o = child.outcome as any;
     assert.deepEqual(o.restoreFirst, {
-      restored: 0,
-      bytes: 0,
-      failed: [],
+      ...emptyRestoreReport(),
       ms: o.restoreFirst.ms,
     });
     // The second run finds everything remapped already and does nothing.
     assert.equal(o.twice.first.ok, true);
     assert.ok(o.twice.first.regions.length >= 2);
     assert.equal(o.twice.second.ok, true, o.twice.second.reason);
-    assert.deepEqual(o.twice.second.regions, []);
-    // Nothing selected: ok, with a warning that says so.
+    if (poolFree === 0) {
+      assert.deepEqual(o.twice.second.regions, []);
+    } else {
+      // With a hugetlb pool the first run takes the pool, whose plan cannot
+      // grow a region below its file's start; the second finds that part
+      // and takes it with THP. Nothing may fail either way.
+      assert.ok(
+        o.twice.second.regions.every((s: string) => s === "remapped"),
+        o.twice.second.regions.join(", "),
+      );
+    }
+    // Nothing selected with actions asked: not ok, and the reason says so.
     assert.equal(o.nothing.segments, 0);
-    assert.ok(
-      o.nothing.warnings.some((w: string) =>
-        /no loaded object matched/.test(w)
-      ),
+    assert.equal(o.nothing.ok, false);
+    assert.match(
+      o.nothing.reason,
+      /^no loaded object matched objects\("no-such-object"\) among the \d+ loaded: .+: nothing was done/,
     );
     // The corrupt library is skipped with a warning; the executable is
     // primed all the same.
@@ -144,3 +165,181 @@ for (const rt of RUNTIMES) {
     },
   );
 }
+
+// Runs that find nothing to do say so: not ok when an action was asked.
+for (const rt of RUNTIMES) {
+  test(`${rt}: objects() matching nothing, and a library with nothing that qualifies: not ok, the reason says nothing was remapped and why`, async () => {
+    const child = await startChild(rt, {}, { script: "outcomes_child.ts" });
+    try {
+      // deno-lint-ignore no-explicit-any
+      const o = child.outcome as any;
+      // Inspecting only: nothing asked, so ok, with the warning.
+      assert.equal(o.inspectNothing.ok, true);
+      assert.ok(
+        o.inspectNothing.warnings.some((w: string) =>
+          /^no loaded object matched objects\("no-such-object"\)/.test(w)
+        ),
+        o.inspectNothing.warnings.join("\n"),
+      );
+      assert.equal(o.remapNothing.ok, false);
+      assert.match(
+        o.remapNothing.reason,
+        /no loaded object matched objects\(\/no-such-object\/\) among the \d+ loaded: .*libc\.so\.6.*: nothing was done/,
+      );
+      assert.match(o.remapNothing.text, /NOT OK\n\s+reason: no loaded object/);
+      const smaps = child.smaps();
+      for (const k of ["libc", "libc4k"] as const) {
+        const r = o[k];
+        console.log(`${rt}: .objects("libc.so") ${k}: ${r.reason}`);
+        assert.equal(r.ok, false, k);
+        assert.equal(r.regions, 0);
+        assert.match(
+          r.reason,
+          /^nothing was remapped: no code or read-only part of libc\.so\.6 qualifies \(.*no whole 2 MiB page fits/,
+        );
+        assert.match(r.text, /NOT OK\n\s+reason: nothing was remapped/);
+        // Seen from outside: libc is still mapped from its file.
+        for (const seg of r.segments) {
+          const inside = smaps.filter((v: SmapsVma) =>
+            v.start < seg.end && seg.start < v.end && v.inode !== 0
+          );
+          assert.ok(inside.every((v: SmapsVma) => v.path === seg.object));
+        }
+      }
+    } finally {
+      const end = await child.finish();
+      assert.equal(end.code, 0, end.stderr);
+      assert.match(end.stdout, /ALIVE 42/);
+    }
+  });
+}
+
+// Native code out of reach: deno without --allow-ffi, bun with its JIT off
+// (bun:ffi compiles every binding). run() says why; restore() and
+// clearShared() return empty results with the reason, never throw.
+for (const rt of RUNTIMES) {
+  test(
+    `${rt}: ${
+      rt === "deno" ? "without --allow-ffi" : "BUN_JSC_useJIT=0"
+    }: run() names the cause, restore() and clearShared() report instead of throwing`,
+    async () => {
+      const script = `${ROOT}tests/fixtures/noffi_child.ts`;
+      const r = rt === "deno"
+        ? await run([runtimePath("deno"), "run", script])
+        : await run([runtimePath("bun"), script], {
+          env: { BUN_JSC_useJIT: "0" },
+        });
+      assert.equal(r.code, 0, r.stderr);
+      const m = /^OUTCOME (.*)$/m.exec(r.stdout);
+      assert.ok(m, r.stdout + r.stderr);
+      const o = JSON.parse(m[1]);
+      const cause = rt === "deno"
+        ? /FFI is not permitted: run deno with --allow-ffi/
+        : /bun:ffi needs the JIT compiler, and it is off in this process \(BUN_JSC_useJIT=0\).*unset BUN_JSC_useJIT/;
+      console.log(`${rt}: run() reason: ${o.run.reason}`);
+      assert.equal(o.run.threw, undefined, o.run.threw);
+      assert.equal(o.run.ok, false);
+      assert.match(o.run.reason, cause);
+      assert.doesNotMatch(o.run.reason, /musl|cannot load any of/);
+      assert.equal(o.restore.threw, undefined, o.restore.threw);
+      assert.deepEqual(
+        { ...o.restore, reason: undefined },
+        { ...emptyRestoreReport(), reason: undefined },
+      );
+      assert.match(o.restore.reason, cause);
+      assert.equal(o.clearShared.threw, undefined, o.clearShared.threw);
+      assert.deepEqual(o.clearShared.names, []);
+      assert.match(o.clearShared.reason, cause);
+    },
+  );
+}
+
+// A system call refused by seccomp (a container profile, SystemCallFilter=):
+// the reason names the call and what to do; another errno keeps its name.
+const sandbox = buildSandbox();
+after(() => {
+  if (typeof sandbox !== "string") sandbox.cleanup();
+});
+for (const rt of RUNTIMES) {
+  for (
+    const [errno, expect] of [
+      [
+        ERRNO.EPERM,
+        /^memfd_create was refused \(EPERM\): the system does not let this process make that call \(a seccomp filter.*\); page-primer loads its trampoline from a memfd.*allow memfd_create for this process, or set PAGE_PRIMER_TRAMPOLINE/,
+      ],
+      [ERRNO.EROFS, /^memfd_create failed: EROFS \(/],
+    ] as const
+  ) {
+    test(
+      `${rt}: memfd_create refused by seccomp with ${
+        errnoName(errno)
+      }: the reason names the call, the process is intact`,
+      { skip: typeof sandbox === "string" ? sandbox : false },
+      async () => {
+        const child = await startChild(rt, [{ remap: {} }, "verify"], {
+          script: "remap_child.ts",
+          shellPrefix: `exec '${
+            (sandbox as { path: string }).path
+          }' --deny memfd_create=${errno} --`,
+        });
+        try {
+          // deno-lint-ignore no-explicit-any
+          const out = (child.outcome as any).results[0].remap;
+          console.log(
+            `${rt}, memfd_create -> ${errnoName(errno)}: ${out.reason}`,
+          );
+          assert.equal(out.ok, false);
+          assert.match(out.reason, expect);
+          assert.doesNotMatch(out.reason, /unexpected failure|E\d+\b/);
+          assert.match(out.reason, /nothing was changed/);
+          // Seen from outside: the executable's code is still its file's,
+          // and no copy of page-primer's exists.
+          const exe = readlinkSync(`/proc/${child.pid}/exe`);
+          const smaps = child.smaps();
+          assert.ok(smaps.some((v) => v.path === exe && v.exec), exe);
+          assert.deepEqual(
+            smaps.filter((v) => /^\[anon:page-primer|^\/memfd:/.test(v.path))
+              .map((v) => v.path),
+            [],
+          );
+        } finally {
+          const end = await child.finish();
+          assert.equal(end.code, 0, end.stderr);
+          assert.match(end.stdout, /ALIVE \d+/);
+        }
+      },
+    );
+  }
+}
+
+// errno names: the whole generic Linux table, checked against the kernel's
+// own headers when they are installed.
+test("errnoName: every Linux errno 1..133 by its name, as asm-generic/errno*.h define it", (t) => {
+  const dir = "/usr/include/asm-generic";
+  let text = "";
+  try {
+    text = readFileSync(`${dir}/errno-base.h`, "utf8") +
+      readFileSync(`${dir}/errno.h`, "utf8");
+  } catch {
+    t.skip(`${dir}/errno*.h not installed (linux-libc-dev)`);
+    return;
+  }
+  const defined = new Map<string, number>();
+  for (const m of text.matchAll(/^#define\s+(E[A-Z0-9]+)\s+(\d+)\b/gm)) {
+    defined.set(m[1], Number(m[2]));
+  }
+  assert.ok(defined.size >= 130, `only ${defined.size} errnos in the headers`);
+  const table = ERRNO as Readonly<Record<string, number>>;
+  for (const [name, n] of defined) {
+    assert.equal(table[name], n, name);
+    assert.equal(errnoName(n), name);
+  }
+  assert.deepEqual(
+    Object.keys(table).filter((k) => !defined.has(k)),
+    [],
+    "names in the table the headers do not define",
+  );
+  assert.equal(errnoName(30), "EROFS");
+  assert.equal(errnoName(131), "ENOTRECOVERABLE");
+  assert.equal(errnoName(41), "E41"); // unused in Linux
+});
