@@ -675,7 +675,7 @@ export function diagnose(input: DoctorInput): DoctorReport {
   } else {
     add(
       "shmem",
-      shmemOn ? "ok" : memfdRoute.works ? "note" : "advice",
+      shmemOn ? "ok" : "advice",
       shmemOn
         ? `shmem THP shmem_enabled=${facts.shmemEnabled}: the memfd backend and share: true get 2 MiB pages at fault time`
         : `shmem THP shmem_enabled=${facts.shmemEnabled}: the memfd backend and share: true ${

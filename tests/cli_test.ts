@@ -2,7 +2,7 @@
 // fixtures, and the real commands run under Deno and Bun against this
 // machine and against child processes (node --use-largepages=on, deno/bun
 // children that remapped themselves), checked against /proc read here.
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import {
@@ -28,6 +28,7 @@ import {
   formatDoctor,
   parseHugetlbMounts,
   predictCoverage,
+  recommendedRoutes,
 } from "../src/doctor.ts";
 import {
   biasFromAuxv,
@@ -38,6 +39,7 @@ import {
   parseAuxv,
   vmaBacking,
 } from "../src/inspect.ts";
+import { buildSandbox } from "./fixtures/sandbox.ts";
 import {
   isRoot,
   ROOT,
@@ -526,6 +528,54 @@ test("diagnose: blockers: memlock without CAP_IPC_LOCK, no way to huge pages, ma
   );
 });
 
+test("diagnose: THP disabled for the process: only the hugetlb pool is recommended, no command that would not help", () => {
+  const disabled = thpVerdict(
+    "always [madvise] never",
+    "[madvise] never",
+    true,
+    "6.18.44",
+  );
+  for (const available of [0, 60]) {
+    const r = diagnose(input({
+      thp: disabled,
+      shmemEnabled: "advise",
+      hugetlb: {
+        ...facts().hugetlb,
+        total: available,
+        free: available,
+        available,
+      },
+    }));
+    const by = (t: string) => r.findings.find((f) => f.topic === t)!;
+    assert.deepEqual(recommendedRoutes(r), ["hugetlb"]);
+    const [thp, memfd, hugetlb] = r.routes;
+    assert.deepEqual([thp.works, thp.command], [false, undefined]);
+    assert.deepEqual([memfd.works, memfd.command], [false, undefined]);
+    assert.match(memfd.why, /PR_SET_THP_DISABLE/);
+    assert.equal(hugetlb.works, available > 0);
+    assert.equal(by("thp").status, "note");
+    assert.equal(by("shmem").status, "note");
+    assert.match(by("thp-process").message, /Only the hugetlb pool gives/);
+    for (const f of r.findings) {
+      assert.doesNotMatch(f.command ?? "", /transparent_hugepage/, f.topic);
+    }
+    const remap = by("remap");
+    if (available > 0) {
+      assert.equal(remap.status, "ok");
+      assert.match(remap.message, /hugetlb backend/);
+    } else {
+      assert.equal(by("thp-process").command, "sysctl -w vm.nr_hugepages=51");
+      assert.equal(remap.status, "blocker");
+      assert.match(remap.message, /backend: "hugetlb"/);
+      assert.doesNotMatch(remap.message, /shmem_enabled/);
+    }
+    const text = formatDoctor(r);
+    assert.match(text, /routes to 2 MiB pages for this process:/);
+    assert.match(text, /^ {2}memfd {3}no: THP is disabled/m);
+    assert.doesNotMatch(text, /\$ echo/);
+  }
+});
+
 test("parseHugetlbMounts", () => {
   assert.deepEqual(
     parseHugetlbMounts(
@@ -661,6 +711,58 @@ for (const rt of RUNTIMES) {
       }
     });
   }
+}
+
+// The doctor of a process started with THP disabled (the flag survives
+// exec): it names the hugetlb pool as the only route, with no THP or shmem
+// command, both as text and as JSON.
+const sandbox = buildSandbox();
+after(() => {
+  if (typeof sandbox !== "string") sandbox.cleanup();
+});
+for (const rt of RUNTIMES) {
+  test(
+    `doctor (${rt}) under PR_SET_THP_DISABLE: recommends only the hugetlb pool`,
+    {
+      skip: typeof sandbox === "string" ? sandbox : false,
+    },
+    async () => {
+      const wrap = (args: string[]) => [
+        (sandbox as { path: string }).path,
+        "--thp-disable",
+        "--",
+        ...cli(rt, args),
+      ];
+      const [text, json] = await Promise.all([
+        run(wrap(["doctor"])),
+        run(wrap(["doctor", "--json"])),
+      ]);
+      const report = JSON.parse(json.stdout) as DoctorReport;
+      assert.equal(report.facts.thp.processDisabled, true);
+      assert.deepEqual(recommendedRoutes(report), ["hugetlb"]);
+      for (const r of report.routes.filter((r) => r.backend !== "hugetlb")) {
+        assert.deepEqual([r.works, r.command], [false, undefined], r.backend);
+      }
+      for (const f of report.findings) {
+        assert.doesNotMatch(f.command ?? "", /transparent_hugepage/, f.topic);
+      }
+      const p = report.predictions[0];
+      assert.equal(p.unavailable === undefined, report.routes[2].works);
+      if (p.unavailable === undefined) assert.equal(p.backend, "hugetlb");
+      assert.match(text.stdout, /THP for this process\s+disabled/);
+      assert.match(text.stdout, /Only the hugetlb pool gives this process/);
+      assert.doesNotMatch(text.stdout, /\$ echo/);
+      console.log(
+        `doctor (${rt}) under PR_SET_THP_DISABLE: ${
+          report.routes.map((r) =>
+            `${r.backend} ${
+              r.works ? "works" : r.command ? `after ${r.command}` : "no"
+            }`
+          ).join(", ")
+        }`,
+      );
+    },
+  );
 }
 
 function which(name: string): string | undefined {
