@@ -15,6 +15,8 @@ import {
 } from "./helpers.ts";
 import { type SmapsVma, sumIn } from "../src/maps.ts";
 import type { PrimeOutcomeData } from "../src/outcome.ts";
+import { inspectProcess } from "../src/inspect.ts";
+import { libc } from "../src/libc.ts";
 
 type Pick = (v: SmapsVma) => number;
 
@@ -237,6 +239,16 @@ for (const rt of RUNTIMES) {
         );
         assert.ok(t.locked >= t.bytes - 4096 * t.segments);
         assert.ok(t.resident >= t.bytes - 4096 * t.segments);
+        // `inspect` of the same process from here says the same.
+        const seen = inspectProcess(libc(), child.pid).objects.find((o) =>
+          o.main
+        )!;
+        for (const s of seen.segments.filter((x) => x.kind !== "data")) {
+          const where = `inspect: ${s.kind} seg ${s.index}`;
+          assert.ok(s.hugetlb > 0 || s.origin === "alias", where);
+          assert.ok(s.resident >= s.bytes - 4096, `${where}: resident`);
+          assert.ok(s.locked >= s.bytes - 4096, `${where}: locked`);
+        }
       } finally {
         const end = await child.finish();
         assert.equal(end.code, 0, end.stderr);
