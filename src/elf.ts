@@ -918,9 +918,128 @@ export function readSymbols(
   sections: SectionHeader[],
   table: ".symtab" | ".dynsym",
 ): ElfSymbol[] {
+  const layout = symbolTableLayout(src, sections, table);
+  if (layout === undefined) return [];
+  const { count, label } = layout;
+  const strLabel = layout.strings.label;
+  const bytes = readTable(src, layout.offset, count, SYM_SIZE, label);
+  const strings = readChecked(
+    src,
+    layout.strings.offset,
+    layout.strings.size,
+    strLabel,
+  );
+  const xindex = layout.xindex === undefined ? undefined : viewOf(
+    readTable(src, layout.xindex.offset, count, 4, layout.xindex.label),
+  );
+  const view = viewOf(bytes);
+  const symbols: ElfSymbol[] = [];
+  for (let i = 0; i < count; i++) {
+    const at = i * SYM_SIZE;
+    const info = bytes[at + 4];
+    let shndx = view.getUint16(at + 6, true);
+    if (shndx === SHN_XINDEX && xindex !== undefined) {
+      shndx = xindex.getUint32(i * 4, true);
+    }
+    symbols.push({
+      name: readString(
+        strings,
+        view.getUint32(at, true),
+        strLabel,
+        `name of symbol ${i} of ${label}`,
+      ),
+      value: u64(view, at + 8, `symbol ${i} of ${label}: st_value`),
+      size: u64(view, at + 16, `symbol ${i} of ${label}: st_size`),
+      type: info & 0xf,
+      bind: info >> 4,
+      shndx,
+    });
+  }
+  return symbols;
+}
+
+/**
+ * Where a symbol table and its strings are in the file, every bound checked:
+ * what {@linkcode symbolChunks} and {@linkcode visitStrings} read from.
+ *
+ * @example Count the symbols of a file without reading them
+ * ```ts
+ * import { bytesSource, parseElf, symbolTableLayout } from "@x/page-primer/elf";
+ *
+ * const src = bytesSource(Deno.readFileSync(Deno.execPath()));
+ * const layout = symbolTableLayout(src, parseElf(src).sections, ".dynsym");
+ * console.log(layout?.count, "symbols,", layout?.strings.size, "bytes of names");
+ * ```
+ */
+export interface SymbolTableLayout {
+  /** Which table. */
+  table: ".symtab" | ".dynsym";
+  /** Index of its section. */
+  index: number;
+  /** What messages call it, e.g. `"symbol table .symtab (section 35)"`. */
+  label: string;
+  /** File offset of its first entry. */
+  offset: number;
+  /** Entries, the null symbol at index 0 included. */
+  count: number;
+  /** Its string table (the section its `sh_link` names). */
+  strings: StringTableLayout;
+  /** Its extended section index table ({@linkcode SHT_SYMTAB_SHNDX}), if any. */
+  xindex?: { offset: number; label: string };
+}
+
+/**
+ * Where a string table is in the file.
+ *
+ * @example The section header string table of a file
+ * ```ts
+ * import { bytesSource, parseElf, type StringTableLayout } from "@x/page-primer/elf";
+ *
+ * const src = bytesSource(Deno.readFileSync(Deno.execPath()));
+ * const elf = parseElf(src);
+ * const s = elf.sections[elf.header.shstrndx];
+ * const names: StringTableLayout = { offset: s.offset, size: s.size, label: "section names" };
+ * ```
+ */
+export interface StringTableLayout {
+  /** File offset of its first byte. */
+  offset: number;
+  /** Bytes. */
+  size: number;
+  /** What messages call it, e.g. `"string table .strtab (section 36)"`. */
+  label: string;
+}
+
+/**
+ * Finds a symbol table and checks it without reading it: its entry size,
+ * its string table link, and that it, its string table and its extended
+ * section index table lie inside `src`. {@linkcode readSymbols} reads the
+ * whole table at once; {@linkcode symbolChunks} reads it a chunk at a time.
+ *
+ * @example
+ * ```ts
+ * import { bytesSource, parseElf, symbolTableLayout } from "@x/page-primer/elf";
+ *
+ * const src = bytesSource(Deno.readFileSync(Deno.execPath()));
+ * const elf = parseElf(src);
+ * console.log(symbolTableLayout(src, elf.sections, ".symtab") ?? "stripped");
+ * ```
+ *
+ * @param src The ELF file.
+ * @param sections Its section headers, from {@linkcode readSectionHeaders}.
+ * @param table `".symtab"` or `".dynsym"`.
+ * @returns The layout, or `undefined` when the file has no such table.
+ * @throws {ElfError} If the table, its string table or its extended index
+ * table is malformed or out of bounds.
+ */
+export function symbolTableLayout(
+  src: ByteSource,
+  sections: SectionHeader[],
+  table: ".symtab" | ".dynsym",
+): SymbolTableLayout | undefined {
   const wanted = table === ".symtab" ? SHT_SYMTAB : SHT_DYNSYM;
   const index = sections.findIndex((s) => s.type === wanted);
-  if (index < 0) return [];
+  if (index < 0) return undefined;
   const symtab = sections[index];
   const label = `symbol table ${sectionLabel(symtab, index)}`;
   if (symtab.entsize !== SYM_SIZE) {
@@ -948,33 +1067,244 @@ export function readSymbols(
       `${label} links (sh_link) to ${strLabel}, which has type ${strtab.type} instead of SHT_STRTAB`,
     );
   }
-  const bytes = readTable(src, symtab.offset, count, SYM_SIZE, label);
-  const strings = readChecked(src, strtab.offset, strtab.size, strLabel);
-  const xindex = readExtendedIndices(src, sections, index, count, label);
-  const view = viewOf(bytes);
-  const symbols: ElfSymbol[] = [];
-  for (let i = 0; i < count; i++) {
-    const at = i * SYM_SIZE;
-    const info = bytes[at + 4];
-    let shndx = view.getUint16(at + 6, true);
-    if (shndx === SHN_XINDEX && xindex !== undefined) {
-      shndx = xindex.getUint32(i * 4, true);
+  checkTable(src, symtab.offset, count, SYM_SIZE, label);
+  checkRange(src, strtab.offset, strtab.size, strLabel);
+  const layout: SymbolTableLayout = {
+    table,
+    index,
+    label,
+    offset: symtab.offset,
+    count,
+    strings: { offset: strtab.offset, size: strtab.size, label: strLabel },
+  };
+  const x = sections.findIndex((s) =>
+    s.type === SHT_SYMTAB_SHNDX && s.link === index
+  );
+  if (x >= 0) {
+    const section = sections[x];
+    const what = `extended section index table ${
+      sectionLabel(section, x)
+    } of ${label}`;
+    if (Math.floor(section.size / 4) < count) {
+      throw new ElfError(
+        `${what} has ${
+          Math.floor(section.size / 4)
+        } entries, fewer than the ${count} symbols`,
+      );
     }
-    symbols.push({
-      name: readString(
-        strings,
-        view.getUint32(at, true),
-        strLabel,
-        `name of symbol ${i} of ${label}`,
-      ),
-      value: u64(view, at + 8, `symbol ${i} of ${label}: st_value`),
-      size: u64(view, at + 16, `symbol ${i} of ${label}: st_size`),
-      type: info & 0xf,
-      bind: info >> 4,
-      shndx,
-    });
+    checkTable(src, section.offset, count, 4, what);
+    layout.xindex = { offset: section.offset, label: what };
   }
-  return symbols;
+  return layout;
+}
+
+/**
+ * A run of consecutive symbols of a table, decoded into columns: symbol
+ * `first + i` has name offset `name[i]`, value `value[i]`, and so on, for
+ * `i < count`. The arrays are reused: a chunk is valid until the iterator
+ * yields the next one.
+ *
+ * @example Sum the sizes of the functions in a chunk
+ * ```ts
+ * import type { SymbolChunk } from "@x/page-primer/elf";
+ *
+ * const STT_FUNC = 2;
+ * const code = (c: SymbolChunk) => {
+ *   let n = 0;
+ *   for (let i = 0; i < c.count; i++) if (c.type[i] === STT_FUNC) n += c.size[i];
+ *   return n;
+ * };
+ * ```
+ */
+export interface SymbolChunk {
+  /** Index in the table of the chunk's first symbol. */
+  first: number;
+  /** Symbols in the chunk; the columns may be longer. */
+  count: number;
+  /** `st_name`: offset of the name in the string table (0: no name). */
+  name: Uint32Array;
+  /** `st_value`. */
+  value: Float64Array;
+  /** `st_size`. */
+  size: Float64Array;
+  /** Type, the low 4 bits of `st_info`. */
+  type: Uint8Array;
+  /** Binding, the high 4 bits of `st_info`. */
+  bind: Uint8Array;
+  /** Section index, extended indices resolved as in {@linkcode readSymbols}. */
+  shndx: Uint32Array;
+}
+
+/**
+ * Reads a symbol table `chunkSymbols` entries at a time (24 bytes each), so
+ * that memory stays bounded whatever the size of the table; names are left
+ * as offsets, to be read with {@linkcode visitStrings}. The values are those
+ * {@linkcode readSymbols} gives, in the same order.
+ *
+ * @example Count the functions of a file, 4096 symbols at a time
+ * ```ts
+ * import { bytesSource, parseElf, symbolChunks, symbolTableLayout } from "@x/page-primer/elf";
+ *
+ * const src = bytesSource(Deno.readFileSync(Deno.execPath()));
+ * const layout = symbolTableLayout(src, parseElf(src).sections, ".dynsym");
+ * let functions = 0;
+ * if (layout) {
+ *   for (const c of symbolChunks(src, layout)) {
+ *     for (let i = 0; i < c.count; i++) if (c.type[i] === 2) functions++;
+ *   }
+ * }
+ * console.log(functions);
+ * ```
+ *
+ * @param src The ELF file.
+ * @param layout The table, from {@linkcode symbolTableLayout}.
+ * @param chunkSymbols Symbols per chunk (default 4096, 96 KiB of table).
+ * @returns The chunks, in table order.
+ * @throws {RangeError} If `chunkSymbols` is not a positive integer.
+ * @throws {ElfError} If a value does not fit a safe integer, or the source
+ * returns fewer bytes than asked.
+ */
+export function* symbolChunks(
+  src: ByteSource,
+  layout: SymbolTableLayout,
+  chunkSymbols = 4096,
+): Generator<SymbolChunk> {
+  if (!Number.isSafeInteger(chunkSymbols) || chunkSymbols < 1) {
+    throw new RangeError(
+      `symbolChunks(): chunkSymbols must be a positive integer; got ${chunkSymbols}`,
+    );
+  }
+  const n = Math.min(chunkSymbols, layout.count);
+  const chunk: SymbolChunk = {
+    first: 0,
+    count: 0,
+    name: new Uint32Array(n),
+    value: new Float64Array(n),
+    size: new Float64Array(n),
+    type: new Uint8Array(n),
+    bind: new Uint8Array(n),
+    shndx: new Uint32Array(n),
+  };
+  const { label } = layout;
+  for (let first = 0; first < layout.count; first += n) {
+    const count = Math.min(n, layout.count - first);
+    const view = viewOf(
+      readChecked(
+        src,
+        layout.offset + first * SYM_SIZE,
+        count * SYM_SIZE,
+        label,
+      ),
+    );
+    const xindex = layout.xindex === undefined ? undefined : viewOf(
+      readChecked(
+        src,
+        layout.xindex.offset + first * 4,
+        count * 4,
+        layout.xindex.label,
+      ),
+    );
+    decodeSymbols(view, xindex, chunk, count, first, label);
+    chunk.first = first;
+    chunk.count = count;
+    yield chunk;
+  }
+}
+
+/**
+ * Reads the strings at `offsets` of a string table in one forward pass,
+ * `chunkBytes` at a time (a chunk grows only for a string longer than it),
+ * and hands each to `visit` as raw bytes: the string starts at
+ * `bytes[start]` and ends at the first 0 after it, which is inside `bytes`
+ * (so `visit` can copy it and find its end in one loop; `bytes.indexOf(0,
+ * start)` finds it too). `bytes` is valid only during the call. Memory stays
+ * bounded whatever the size of the table; sort the offsets to read each
+ * part of the table once.
+ *
+ * @example Print the names of the first symbols of a table
+ * ```ts
+ * import { bytesSource, parseElf, symbolChunks, symbolTableLayout, visitStrings } from "@x/page-primer/elf";
+ *
+ * const src = bytesSource(Deno.readFileSync(Deno.execPath()));
+ * const layout = symbolTableLayout(src, parseElf(src).sections, ".dynsym")!;
+ * const first = symbolChunks(src, layout, 8).next().value!;
+ * const offsets = first.name.slice(0, first.count).sort();
+ * visitStrings(src, layout.strings, offsets, (_, bytes, start) =>
+ *   console.log(new TextDecoder().decode(bytes.subarray(start, bytes.indexOf(0, start)))));
+ * ```
+ *
+ * @param src The ELF file.
+ * @param strings The string table, e.g. a {@linkcode SymbolTableLayout}'s.
+ * @param offsets Offsets into the table, in ascending order (repeats allowed).
+ * @param visit Called once per offset, in order, with its index in `offsets`.
+ * @param chunkBytes Bytes read at a time (default 256 KiB).
+ * @throws {RangeError} If `offsets` is not in ascending order or
+ * `chunkBytes` is not a positive integer.
+ * @throws {ElfError} If an offset is outside the table or its string has no
+ * terminating NUL inside it.
+ */
+export function visitStrings(
+  src: ByteSource,
+  strings: StringTableLayout,
+  offsets: ArrayLike<number>,
+  visit: (k: number, bytes: Uint8Array, start: number) => void,
+  chunkBytes = 1 << 18,
+): void {
+  if (!Number.isSafeInteger(chunkBytes) || chunkBytes < 1) {
+    throw new RangeError(
+      `visitStrings(): chunkBytes must be a positive integer; got ${chunkBytes}`,
+    );
+  }
+  const { size, label } = strings;
+  let buf: Uint8Array = EMPTY_STRING;
+  let at = 0; // table offset of buf[0]
+  let whole = 0; // bytes of buf up to its last NUL: the strings it holds whole
+  let previous = 0;
+  for (let k = 0; k < offsets.length; k++) {
+    const offset = offsets[k];
+    if (!(offset >= previous)) {
+      throw new RangeError(
+        `visitStrings(): offsets must be in ascending order; offset ${k} (${offset}) is below ${previous}`,
+      );
+    }
+    previous = offset;
+    if (offset === 0 && size === 0) {
+      visit(k, EMPTY_STRING, 0);
+      continue;
+    }
+    if (offset >= size) {
+      throw new ElfError(
+        `string at offset ${hex(offset)} is outside the ${label} (size ${
+          hex(size)
+        })`,
+      );
+    }
+    if (offset < at || offset >= at + whole) {
+      // Read from `offset` until the chunk holds a NUL: its strings up to
+      // the last NUL are whole.
+      for (let length = chunkBytes;; length *= 2) {
+        at = offset;
+        buf = readChecked(
+          src,
+          strings.offset + offset,
+          Math.min(length, size - offset),
+          label,
+        );
+        whole = buf.lastIndexOf(0) + 1;
+        if (whole > 0) break;
+        if (offset + buf.length >= size) {
+          throw new ElfError(
+            `string at offset ${
+              hex(offset)
+            } runs off the end of the ${label} (size ${
+              hex(size)
+            }) without a terminating NUL`,
+          );
+        }
+      }
+    }
+    visit(k, buf, offset - at);
+  }
 }
 
 /**
@@ -1221,31 +1551,6 @@ function resolveExtendedNumbering(
   return resolved;
 }
 
-function readExtendedIndices(
-  src: ByteSource,
-  sections: SectionHeader[],
-  symtabIndex: number,
-  count: number,
-  label: string,
-): DataView | undefined {
-  const index = sections.findIndex((s) =>
-    s.type === SHT_SYMTAB_SHNDX && s.link === symtabIndex
-  );
-  if (index < 0) return undefined;
-  const section = sections[index];
-  const what = `extended section index table ${
-    sectionLabel(section, index)
-  } of ${label}`;
-  if (Math.floor(section.size / 4) < count) {
-    throw new ElfError(
-      `${what} has ${
-        Math.floor(section.size / 4)
-      } entries, fewer than the ${count} symbols`,
-    );
-  }
-  return viewOf(readTable(src, section.offset, count, 4, what));
-}
-
 /** Reads `count` entries of `entsize` bytes at `offset`, bounds-checked. */
 function readTable(
   src: ByteSource,
@@ -1254,6 +1559,55 @@ function readTable(
   entsize: number,
   what: string,
 ): Uint8Array {
+  checkTable(src, offset, count, entsize, what);
+  return readChecked(src, offset, count * entsize, what);
+}
+
+/**
+ * Decodes `count` symbols of `view` into `chunk`'s columns (a plain
+ * function: V8 optimizes a loop inside a generator poorly).
+ */
+function decodeSymbols(
+  view: DataView,
+  xindex: DataView | undefined,
+  chunk: SymbolChunk,
+  count: number,
+  first: number,
+  label: string,
+): void {
+  for (let i = 0; i < count; i++) {
+    const at = i * SYM_SIZE;
+    const info = view.getUint8(at + 4);
+    let shndx = view.getUint16(at + 6, true);
+    if (shndx === SHN_XINDEX && xindex !== undefined) {
+      shndx = xindex.getUint32(i * 4, true);
+    }
+    chunk.name[i] = view.getUint32(at, true);
+    chunk.type[i] = info & 0xf;
+    chunk.bind[i] = info >> 4;
+    chunk.shndx[i] = shndx;
+    // u64() without its message, built only for a value that fails.
+    const valueHigh = view.getUint32(at + 12, true);
+    const sizeHigh = view.getUint32(at + 20, true);
+    if (valueHigh > 0x1fffff || sizeHigh > 0x1fffff) {
+      const what = `symbol ${first + i} of ${label}`;
+      u64(view, at + 8, `${what}: st_value`);
+      u64(view, at + 16, `${what}: st_size`);
+    }
+    chunk.value[i] = valueHigh * 0x1_0000_0000 +
+      view.getUint32(at + 8, true);
+    chunk.size[i] = sizeHigh * 0x1_0000_0000 + view.getUint32(at + 16, true);
+  }
+}
+
+/** Checks that `count` entries of `entsize` bytes at `offset` lie inside `src`. */
+function checkTable(
+  src: ByteSource,
+  offset: number,
+  count: number,
+  entsize: number,
+  what: string,
+): void {
   const size = checkSourceSize(src);
   if (offset > size || count > Math.floor((size - offset) / entsize)) {
     throw new ElfError(
@@ -1264,16 +1618,15 @@ function readTable(
       })`,
     );
   }
-  return readChecked(src, offset, count * entsize, what);
 }
 
-/** Reads `length` bytes at `offset` after checking they lie inside `src`. */
-function readChecked(
+/** Checks that `length` bytes at `offset` lie inside `src`. */
+function checkRange(
   src: ByteSource,
   offset: number,
   length: number,
   what: string,
-): Uint8Array {
+): void {
   const size = checkSourceSize(src);
   if (!isCount(offset) || !isCount(length)) {
     throw new ElfError(
@@ -1287,6 +1640,16 @@ function readChecked(
       } bytes) extends past the end of the data (size ${hex(size)})`,
     );
   }
+}
+
+/** Reads `length` bytes at `offset` after checking they lie inside `src`. */
+function readChecked(
+  src: ByteSource,
+  offset: number,
+  length: number,
+  what: string,
+): Uint8Array {
+  checkRange(src, offset, length, what);
   const bytes = src.read(offset, length);
   if (!(bytes instanceof Uint8Array) || bytes.length !== length) {
     throw new ElfError(
@@ -1381,6 +1744,9 @@ function sectionLabel(section: SectionHeader, index?: number): string {
 }
 
 const decoder = new TextDecoder();
+
+/** The empty string, NUL-terminated. */
+const EMPTY_STRING = new Uint8Array(1);
 
 function decodeText(bytes: Uint8Array): string {
   return decoder.decode(bytes);

@@ -106,6 +106,11 @@ export interface Durations {
   populateMs: number;
   /** The remap. */
   remapMs: number;
+  /**
+   * Writing the perf map (`remap({ perfMap: true })`), reading the symbols
+   * included; 0 or absent when none was written.
+   */
+  perfMapMs?: number;
   /** The whole `run()`. */
   totalMs: number;
 }
@@ -360,7 +365,9 @@ export class PrimeOutcome implements PrimeOutcomeData {
         d.inspectMs.toFixed(1)
       }, remap ${d.remapMs.toFixed(1)}, mlock ${
         d.mlockMs.toFixed(1)
-      }, populate ${d.populateMs.toFixed(1)})`,
+      }, populate ${d.populateMs.toFixed(1)}${
+        d.perfMapMs ? `, perf map ${d.perfMapMs.toFixed(1)}` : ""
+      })`,
     );
     for (const s of this.segments) {
       if (s.error) {

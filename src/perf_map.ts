@@ -5,11 +5,21 @@
  * convention for code without a file is `/tmp/perf-<pid>.map`: one line
  * `START SIZE name` per symbol, addresses and sizes in hex without `0x`.
  * V8's `--perf-basic-prof` writes the same file, so it is only ever appended
- * to, never truncated.
+ * to, never truncated; and it stays after the process exits (perf reads it
+ * after the process is gone), so it is written only when asked for
+ * (`remap({ perfMap: true })`, `PAGE_PRIMER_PERF_MAP=1`).
  *
  * Only functions (`STT_FUNC`, `STT_GNU_IFUNC`) with a size are written:
  * `perf` samples instruction addresses and consults the map only for
  * executable mappings, so data symbols would never be looked up.
+ *
+ * The writer streams: it reads the symbol table and its names from the file
+ * a chunk at a time and writes the lines a chunk at a time, keeping only a
+ * few numbers per function that lies in the remapped code (about 40 bytes
+ * each), so an unstripped executable with 200 000 functions costs tens of
+ * milliseconds and a few MiB. The lines of a range are written once per
+ * process and map file: a range remapped again after a restore is not
+ * appended again.
  *
  * The pure part ({@linkcode perfMapEntries}, {@linkcode formatPerfMap},
  * {@linkcode loadBiasOf}, {@linkcode describePerfMap}) is separate from
@@ -19,7 +29,17 @@
  * @module
  */
 
-import { ElfError, parseElf, PT_LOAD, SHT_SYMTAB } from "./elf.ts";
+import {
+  ElfError,
+  parseElf,
+  PF_X,
+  PT_LOAD,
+  symbolChunks,
+  type SymbolTableLayout,
+  symbolTableLayout,
+  visitStrings,
+} from "./elf.ts";
+import type { ByteSource } from "./elf.ts";
 import { memory } from "./ffi.ts";
 import { basename, formatMiB, formatPercent } from "./format.ts";
 import {
@@ -40,6 +60,17 @@ const O_APPEND = 0o2000;
 const CODE_TYPES: ReadonlySet<number> = new Set([2, 10]);
 /** Symbol bindings in order of preference for a name at a shared address. */
 const BIND_RANK: Readonly<Record<number, number>> = { 1: 0, 2: 1, 0: 2 };
+
+/** Symbols read from the file at a time (96 KiB of symbol table). */
+const SYMBOL_CHUNK = 4096;
+/** Bytes of string table read at a time. */
+const STRING_CHUNK = 1 << 18;
+/** Bytes of map lines collected before a `write`. */
+const OUTPUT_CHUNK = 1 << 18;
+/** Longest hex number a line holds: 2^53 is 14 hex digits. */
+const HEX_DIGITS = 14;
+/** Lowercase hex digits, as bytes. */
+const HEX = new TextEncoder().encode("0123456789abcdef");
 
 /** The fields of an ELF symbol a perf map needs (an `ElfSymbol` fits). */
 export interface PerfMapSymbol {
@@ -67,6 +98,8 @@ export interface PerfMapRange {
 export interface PerfMapSegment {
   /** `p_type`; only `PT_LOAD` (1) counts. */
   type: number;
+  /** `p_flags`; `PF_X` (1) tells code from data. */
+  flags: number;
   /** `p_offset`. */
   offset: number;
   /** `p_vaddr`. */
@@ -100,6 +133,8 @@ export interface PerfMapLibc {
   getpid(): number;
   /** `geteuid()`. */
   geteuid(): number;
+  /** The page size (`sysconf(_SC_PAGESIZE)`). */
+  pageSize(): number;
   /** `open(path, O_RDONLY|O_CLOEXEC)`. */
   openRead(path: string): number;
   /** `open(path, flags|O_CLOEXEC, mode)`. */
@@ -143,7 +178,8 @@ export interface PerfMapPlan {
  * is clipped to the range; of several names at one address (aliases such as
  * C++ C1/C2 constructors) one is kept: an unversioned name over `name@VER`,
  * then global over weak over local, then the larger size, the shorter name,
- * and the first in code-point order.
+ * and the first in code-point order. {@linkcode writePerfMap} chooses the
+ * same way, reading the symbols from the file in chunks.
  *
  * @example Two aliases and a function partly outside the range
  * ```ts
@@ -174,15 +210,30 @@ export function perfMapEntries(
   if (!Array.isArray(symbols)) {
     throw new TypeError("perfMapEntries(): symbols must be an array");
   }
+  const sorted = checkRanges("perfMapEntries", ranges, bias);
+  const c = new Candidates(sorted, bias);
+  symbols.forEach((s, i) => {
+    if (s.name !== "") c.add(s.value, s.size, s.type, s.bind, i);
+  });
+  const winners = choose(c, byStart(c), (ref) => symbols[ref].name);
+  const entries = Array.from(winners, (i) => ({
+    start: c.start[i],
+    size: c.size[i],
+    name: symbols[c.ref[i]].name.replace(/[\r\n]/g, " "),
+  }));
+  return { entries, bytes: bytesOf(sorted), covered: coveredBy(c, winners) };
+}
+
+function checkRanges(
+  fn: string,
+  ranges: readonly PerfMapRange[],
+  bias: number,
+): PerfMapRange[] {
   if (!Array.isArray(ranges)) {
-    throw new TypeError(
-      "perfMapEntries(): ranges must be an array of { start, end }",
-    );
+    throw new TypeError(`${fn}(): ranges must be an array of { start, end }`);
   }
   if (!Number.isSafeInteger(bias)) {
-    throw new RangeError(
-      `perfMapEntries(): bias must be a safe integer; got ${bias}`,
-    );
+    throw new RangeError(`${fn}(): bias must be a safe integer; got ${bias}`);
   }
   for (const r of ranges) {
     if (
@@ -190,47 +241,248 @@ export function perfMapEntries(
       r.end < r.start
     ) {
       throw new RangeError(
-        `perfMapEntries(): range ${r.start}..${r.end} is not a pair of safe integers with start <= end`,
+        `${fn}(): range ${r.start}..${r.end} is not a pair of safe integers with start <= end`,
       );
     }
   }
-  const sorted = [...ranges].sort((a, b) => a.start - b.start);
-  const best = new Map<number, { entry: PerfMapEntry; rank: Rank }>();
-  for (const s of symbols) {
-    if (!CODE_TYPES.has(s.type) || s.size <= 0 || s.name === "") continue;
-    const lo = s.value + bias;
-    const hi = lo + s.size;
-    for (const r of sorted) {
+  return [...ranges].sort((a, b) => a.start - b.start);
+}
+
+function bytesOf(ranges: readonly PerfMapRange[]): number {
+  return ranges.reduce((n, r) => n + r.end - r.start, 0);
+}
+
+/**
+ * The entries that may be written, as columns (a few numbers each, no
+ * name): the part of each function inside each range, before one per
+ * address is chosen. `ref` says where the name is (an index into an array
+ * of symbols, or an offset into a string table).
+ */
+class Candidates {
+  n = 0;
+  start: Float64Array = new Float64Array(256);
+  size: Float64Array = new Float64Array(256);
+  symSize: Float64Array = new Float64Array(256);
+  ref: Float64Array = new Float64Array(256);
+  bind: Uint8Array = new Uint8Array(256);
+  readonly #ranges: readonly PerfMapRange[];
+  readonly #bias: number;
+  readonly #lo: number;
+  readonly #hi: number;
+
+  constructor(sorted: readonly PerfMapRange[], bias: number) {
+    this.#ranges = sorted;
+    this.#bias = bias;
+    this.#lo = sorted.length ? sorted[0].start : 0;
+    this.#hi = Math.max(0, ...sorted.map((r) => r.end));
+  }
+
+  add(value: number, size: number, type: number, bind: number, ref: number) {
+    if (size <= 0 || !CODE_TYPES.has(type)) return;
+    const lo = value + this.#bias;
+    const hi = lo + size;
+    if (hi <= this.#lo || lo >= this.#hi) return;
+    for (const r of this.#ranges) {
       if (r.start >= hi) break;
       if (r.end <= lo) continue;
       const start = Math.max(lo, r.start);
-      const entry = {
-        start,
-        size: Math.min(hi, r.end) - start,
-        name: s.name.replace(/[\r\n]/g, " "),
-      };
-      const rank = rankOf(s);
-      const had = best.get(start);
-      if (had === undefined || better(rank, had.rank)) {
-        best.set(start, { entry, rank });
-      }
+      if (this.n === this.start.length) this.#grow();
+      const i = this.n++;
+      this.start[i] = start;
+      this.size[i] = Math.min(hi, r.end) - start;
+      this.symSize[i] = size;
+      this.ref[i] = ref;
+      this.bind[i] = bind;
     }
   }
-  const entries = [...best.values()].map((b) => b.entry).sort((a, b) =>
-    a.start - b.start
+
+  #grow() {
+    const grow = <T extends Float64Array | Uint8Array>(a: T): T => {
+      const b = new (a.constructor as new (n: number) => T)(2 * a.length);
+      b.set(a);
+      return b;
+    };
+    this.start = grow(this.start);
+    this.size = grow(this.size);
+    this.symSize = grow(this.symSize);
+    this.ref = grow(this.ref);
+    this.bind = grow(this.bind);
+  }
+}
+
+/**
+ * `items` ordered by `key` (non-negative safe integers), equal keys in their
+ * order in `items`. When the keys span less than 2^32 (the addresses of one
+ * object's code, string table offsets) this is a radix sort, a few passes
+ * over the items with no call per comparison; else a comparison sort.
+ */
+function orderBy(
+  items: Uint32Array,
+  key: (i: number) => number,
+): Uint32Array {
+  const m = items.length;
+  let lo = Infinity;
+  let hi = -Infinity;
+  const keys = new Float64Array(m);
+  for (let j = 0; j < m; j++) {
+    const k = key(items[j]);
+    keys[j] = k;
+    if (k < lo) lo = k;
+    if (k > hi) hi = k;
+  }
+  if (hi - lo < 0x1_0000_0000) {
+    const small = new Uint32Array(m);
+    for (let j = 0; j < m; j++) small[j] = keys[j] - lo;
+    return radixOrder(items, small, hi - lo);
+  }
+  const at = Array.from(items.keys()).sort((a, b) =>
+    keys[a] - keys[b] || a - b
   );
-  let bytes = 0;
-  for (const r of sorted) bytes += r.end - r.start;
-  // Union of the entries: overlapping symbols are counted once.
+  return Uint32Array.from(at, (j) => items[j]);
+}
+
+/**
+ * Stable LSD radix sort of `items` by `keys` (same positions; `keys` is
+ * overwritten, `items` is not), 16 bits a pass, one pass when `max` fits
+ * in 16 bits.
+ */
+function radixOrder(
+  items: Uint32Array,
+  keys: Uint32Array,
+  max: number,
+): Uint32Array {
+  const m = items.length;
+  const passes = max < 0x10000 ? 1 : 2;
+  let from = items;
+  let fromKeys = keys;
+  let to: Uint32Array = new Uint32Array(m);
+  let toKeys: Uint32Array = new Uint32Array(m);
+  const count = new Uint32Array(0x10000);
+  for (let pass = 0; pass < passes; pass++) {
+    const shift = 16 * pass;
+    count.fill(0);
+    for (let j = 0; j < m; j++) count[(fromKeys[j] >>> shift) & 0xffff]++;
+    let sum = 0;
+    for (let d = 0; d < 0x10000; d++) {
+      const n = count[d];
+      count[d] = sum;
+      sum += n;
+    }
+    for (let j = 0; j < m; j++) {
+      const k = fromKeys[j];
+      const at = count[(k >>> shift) & 0xffff]++;
+      to[at] = from[j];
+      toKeys[at] = k;
+    }
+    const spare = from === items ? new Uint32Array(m) : from;
+    const spareKeys = fromKeys;
+    from = to;
+    fromKeys = toKeys;
+    to = spare;
+    toKeys = spareKeys;
+  }
+  return from;
+}
+
+function byStart(c: Candidates): Uint32Array {
+  const all = new Uint32Array(c.n);
+  for (let i = 0; i < c.n; i++) all[i] = i;
+  return orderBy(all, (i) => c.start[i]);
+}
+
+/** The refs of the candidates that share their start with another, sorted, once each. */
+function sharedRefs(c: Candidates, order: Uint32Array): Float64Array {
+  const refs: number[] = [];
+  const { start, ref } = c;
+  for (let j = 1; j < order.length; j++) {
+    if (start[order[j]] !== start[order[j - 1]]) continue;
+    if (j === 1 || start[order[j - 2]] !== start[order[j]]) {
+      refs.push(ref[order[j - 1]]);
+    }
+    refs.push(ref[order[j]]);
+  }
+  const sorted = Float64Array.from(refs).sort();
+  let w = 0;
+  for (let j = 0; j < sorted.length; j++) {
+    if (w === 0 || sorted[j] !== sorted[w - 1]) sorted[w++] = sorted[j];
+  }
+  return sorted.subarray(0, w);
+}
+
+/**
+ * One candidate per start, in start order: the only one, or the best named
+ * of those sharing it (by {@linkcode better}). `nameOf` is asked only for
+ * candidates that share their start.
+ */
+function choose(
+  c: Candidates,
+  order: Uint32Array,
+  nameOf: (ref: number) => string,
+): Uint32Array {
+  const out = new Uint32Array(order.length);
+  const { start } = c;
+  let w = 0;
+  for (let j = 0; j < order.length;) {
+    const i = order[j];
+    let k = j + 1;
+    while (k < order.length && start[order[k]] === start[i]) k++;
+    if (k === j + 1) {
+      out[w++] = i;
+    } else {
+      const best = bestOf(c, order, j, k, nameOf);
+      if (best >= 0) out[w++] = best;
+    }
+    j = k;
+  }
+  return out.subarray(0, w);
+}
+
+/** The best named of `order[from..to)` (one start), or -1 when none has a name. */
+function bestOf(
+  c: Candidates,
+  order: Uint32Array,
+  from: number,
+  to: number,
+  nameOf: (ref: number) => string,
+): number {
+  let best = -1;
+  let bestRank: Rank | undefined;
+  for (let m = from; m < to; m++) {
+    const i = order[m];
+    const name = nameOf(c.ref[i]);
+    if (name === "") continue;
+    const rank = rankOf(name, c.bind[i], c.symSize[i]);
+    if (bestRank === undefined || better(rank, bestRank)) {
+      best = i;
+      bestRank = rank;
+    }
+  }
+  return best;
+}
+
+/** The index of `x` in `sorted`, which holds it. */
+function search(sorted: Float64Array, x: number): number {
+  let lo = 0;
+  let hi = sorted.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid] < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Bytes inside at least one of `winners` (in start order). */
+function coveredBy(c: Candidates, winners: Uint32Array): number {
   let covered = 0;
   let reach = -Infinity;
-  for (const e of entries) {
-    const end = e.start + e.size;
+  for (const i of winners) {
+    const end = c.start[i] + c.size[i];
     if (end <= reach) continue;
-    covered += end - Math.max(e.start, reach);
+    covered += end - Math.max(c.start[i], reach);
     reach = end;
   }
-  return { entries, bytes, covered };
+  return covered;
 }
 
 interface Rank {
@@ -240,12 +492,12 @@ interface Rank {
   name: string;
 }
 
-function rankOf(s: PerfMapSymbol): Rank {
+function rankOf(name: string, bind: number, size: number): Rank {
   return {
-    versioned: s.name.includes("@"),
-    bind: BIND_RANK[s.bind] ?? 3,
-    size: s.size,
-    name: s.name,
+    versioned: name.includes("@"),
+    bind: BIND_RANK[bind] ?? 3,
+    size,
+    name,
   };
 }
 
@@ -281,8 +533,15 @@ export function formatPerfMap(entries: readonly PerfMapEntry[]): string {
 /**
  * The load bias of an object, from one of its regions in memory: the
  * runtime address `dataStart` holds the byte at `fileOffset` of the file,
- * which the LOAD segment containing that offset places at
+ * which the LOAD segment mapping that offset places at
  * `p_vaddr + (fileOffset - p_offset)`.
+ *
+ * The kernel maps a segment from the page holding its first byte: one whose
+ * `p_offset` is not a multiple of the page size (`0x2064400`) is mapped
+ * from the start of that page (`0x2064000`), so a region may start up to a
+ * page before `p_offset`. That page may also end the previous segment,
+ * mapped a second time at another address: of the segments that map
+ * `fileOffset`, the one whose `PF_X` matches the region's `perms` is taken.
  *
  * @example A PIE loaded at 0x55d000000000
  * ```ts
@@ -295,20 +554,51 @@ export function formatPerfMap(entries: readonly PerfMapEntry[]): string {
  * console.log(bias?.toString(16)); // "55cfffffe000"
  * ```
  *
+ * @example A code segment that starts in the middle of a page
+ * ```ts
+ * import { loadBiasOf } from "./perf_map.ts";
+ * const ro = { type: 1, flags: 4, offset: 0, vaddr: 0, filesz: 0x2064380 };
+ * const text = { type: 1, flags: 5, offset: 0x2064400, vaddr: 0x2264400, filesz: 0x100000 };
+ * // The code's mapping starts at its page: file offset 0x2064000.
+ * const bias = loadBiasOf([ro, text], {
+ *   dataStart: 0x7f0002264000, fileOffset: 0x2064000, perms: "r-x",
+ * });
+ * console.log(bias?.toString(16)); // "7f0000000000"
+ * ```
+ *
  * @param programHeaders The object's program headers.
- * @param region Where a part of the file is in memory.
- * @returns The bias, or `undefined` when no LOAD segment holds `fileOffset`.
+ * @param region Where a part of the file is in memory, and its protection
+ * (`"r-x"`); without `perms` every segment mapping the offset counts.
+ * @param pageSize The page size the kernel mapped the object with.
+ * @returns The bias, or `undefined` when no LOAD segment maps `fileOffset`,
+ * or several do with different biases.
+ * @throws {RangeError} If `pageSize` is not a power of two.
  */
 export function loadBiasOf(
   programHeaders: readonly PerfMapSegment[],
-  region: { dataStart: number; fileOffset: number },
+  region: { dataStart: number; fileOffset: number; perms?: string },
+  pageSize = 4096,
 ): number | undefined {
-  const ph = programHeaders.find((p) =>
-    p.type === PT_LOAD && p.offset <= region.fileOffset &&
-    region.fileOffset < p.offset + p.filesz
-  );
-  if (ph === undefined) return undefined;
-  return region.dataStart - (ph.vaddr + region.fileOffset - ph.offset);
+  if (
+    !Number.isSafeInteger(pageSize) || pageSize < 1 ||
+    (pageSize & (pageSize - 1)) !== 0
+  ) {
+    throw new RangeError(
+      `loadBiasOf(): pageSize must be a power of two; got ${pageSize}`,
+    );
+  }
+  const code = region.perms === undefined ? undefined : region.perms[2] === "x";
+  const biases = new Set<number>();
+  for (const p of programHeaders) {
+    if (p.type !== PT_LOAD || p.filesz <= 0) continue;
+    if (code !== undefined && ((p.flags & PF_X) !== 0) !== code) continue;
+    const from = p.offset - p.offset % pageSize;
+    if (region.fileOffset < from || region.fileOffset >= p.offset + p.filesz) {
+      continue;
+    }
+    biases.add(region.dataStart - (p.vaddr + region.fileOffset - p.offset));
+  }
+  return biases.size === 1 ? [...biases][0] : undefined;
 }
 
 /** What was written for one object. */
@@ -326,10 +616,15 @@ export interface PerfMapObject {
   bias: number;
   /** Lines written. */
   symbols: number;
-  /** Bytes of remapped code of this object. */
+  /** Bytes of remapped code of this object whose lines were due this time. */
   bytes: number;
   /** Of those, bytes inside a written symbol. */
   covered: number;
+  /**
+   * Regions not written again: this process already wrote their lines to
+   * this map (the same range remapped again after a restore).
+   */
+  repeated?: number;
   /** Why nothing or less was written for it, when that is the case. */
   note?: string;
 }
@@ -342,7 +637,7 @@ export interface PerfMapReport {
   objects: PerfMapObject[];
   /** Lines written in all. */
   symbols: number;
-  /** Bytes of remapped code. */
+  /** Bytes of remapped code whose lines were due. */
   bytes: number;
   /** Of those, bytes inside a written symbol. */
   covered: number;
@@ -392,15 +687,29 @@ export class PerfMapError extends Error {
 }
 
 /**
+ * The ranges whose lines this process wrote, per map file: `map`, object,
+ * `dataStart-dataEnd`. A range remapped again (after a restore) is not
+ * written again.
+ */
+const WRITTEN = new Set<string>();
+
+function writtenKey(path: string, r: PerfMapRegion): string {
+  return `${path}\n${r.object}\n${r.dataStart}-${r.dataEnd}`;
+}
+
+/**
  * Appends to `/tmp/perf-<pid>.map` the functions of every object whose code
  * `report` moved to an anonymous or memfd copy, so `perf report` names them
  * again. Symbols come from the object's `.symtab`, or its `.dynsym` when it
- * is stripped. The file is opened `O_WRONLY|O_APPEND|O_CREAT|O_NOFOLLOW`
- * (mode 0644) and written in one `write`; it is refused when it is not a
- * regular file owned by this process's user (perf would ignore it anyway).
- * Nothing is created when there is nothing to write. An object whose file
- * cannot be read, or no longer matches the code in memory, is skipped with
- * a note.
+ * is stripped, read a chunk at a time; the lines are written a chunk at a
+ * time, in the order of the names in the string table (perf does not need
+ * them sorted). The file is opened `O_WRONLY|O_APPEND|O_CREAT|O_NOFOLLOW`
+ * (mode 0644) on the first line; it is refused when it is not a regular
+ * file owned by this process's user (perf would ignore it anyway). Nothing
+ * is created when there is nothing to write. An object whose file cannot
+ * be read, or no longer matches the code in memory, is skipped with a note.
+ * A range whose lines this process already wrote to the same file is not
+ * written again (`repeated`). The file stays after the process exits.
  *
  * @example
  * ```ts no-eval
@@ -447,44 +756,30 @@ export function writePerfMap(
   const code = report.regions.filter((r) =>
     r.status === "remapped" && r.perms[2] === "x" && r.dataEnd > r.dataStart
   );
-  const byObject = new Map<string, typeof code>();
+  const byObject = new Map<string, PerfMapRegion[]>();
   for (const r of code) {
     byObject.set(r.object, [...(byObject.get(r.object) ?? []), r]);
   }
   const objects: PerfMapObject[] = [];
-  let text = "";
-  for (const [object, regions] of byObject) {
-    const ranges = regions.map((r) => ({ start: r.dataStart, end: r.dataEnd }));
-    const bytes = ranges.reduce((n, r) => n + r.end - r.start, 0);
-    const done = objectEntries(c, object, regions, ranges);
-    if (typeof done === "string") {
-      objects.push({
-        object,
-        source: "none",
-        stripped: false,
-        bias: 0,
-        symbols: 0,
-        bytes,
-        covered: 0,
-        note: done,
-      });
-      continue;
+  const out = new MapWriter(c, path);
+  try {
+    for (const [object, regions] of byObject) {
+      const fresh = regions.filter((r) => !WRITTEN.has(writtenKey(path, r)));
+      const repeated = regions.length - fresh.length;
+      const o = fresh.length === 0
+        ? nothing(object, 0, `already written to ${path} by this process`)
+        : writeObject(c, out, object, fresh);
+      if (repeated > 0) o.repeated = repeated;
+      objects.push(o);
+      if (o.source !== "none") {
+        for (const r of fresh) WRITTEN.add(writtenKey(path, r));
+      }
     }
-    text += formatPerfMap(done.plan.entries);
-    objects.push({
-      object,
-      source: done.source,
-      stripped: done.stripped,
-      bias: done.bias,
-      symbols: done.plan.entries.length,
-      bytes,
-      covered: done.plan.covered,
-      ...(done.note !== undefined ? { note: done.note } : {}),
-    });
+  } finally {
+    out.close();
   }
-  if (text !== "") appendPrivate(c, path, text);
   const warnings: string[] = [];
-  if (report.backend === "memfd" && objects.length > 0) {
+  if (report.backend === "memfd" && objects.some((o) => o.symbols > 0)) {
     warnings.push(
       'the copies are memfd (or shared) files: perf (6.1 tested) sees them as deleted files, not anonymous memory, and does not read the perf map for them; profile with remap({ backend: "thp" }) or "hugetlb"',
     );
@@ -525,6 +820,10 @@ export function describePerfMap(r: PerfMapReport): string {
       ? `${basename(o.object)} nothing (${o.note})`
       : `${basename(o.object)} ${o.symbols} symbols from ${o.source}${
         o.stripped ? " (stripped: exported functions only)" : ""
+      }${
+        o.repeated
+          ? `; ${o.repeated} region(s) already written by this process`
+          : ""
       }`
   );
   return `perf map ${r.path}: ${
@@ -542,75 +841,77 @@ export function describePerfMap(r: PerfMapReport): string {
 /** Bytes compared between memory and the file, per region. */
 const CHECK_BYTES = 4096;
 
-function objectEntries(
+function nothing(object: string, bytes: number, note: string): PerfMapObject {
+  return {
+    object,
+    source: "none",
+    stripped: false,
+    bias: 0,
+    symbols: 0,
+    bytes,
+    covered: 0,
+    note,
+  };
+}
+
+/** Writes the lines of one object's `regions`; a note instead when it cannot. */
+function writeObject(
   c: PerfMapLibc,
+  out: MapWriter,
   object: string,
-  regions: readonly {
-    dataStart: number;
-    dataEnd: number;
-    fileOffset: number;
-  }[],
-  ranges: readonly PerfMapRange[],
-):
-  | {
-    plan: PerfMapPlan;
-    source: ".symtab" | ".dynsym";
-    stripped: boolean;
-    bias: number;
-    note?: string;
-  }
-  | string {
+  regions: readonly PerfMapRegion[],
+): PerfMapObject {
+  const ranges = regions.map((r) => ({ start: r.dataStart, end: r.dataEnd }))
+    .sort((a, b) => a.start - b.start);
+  const bytes = bytesOf(ranges);
   let fd: number;
   try {
     fd = c.openRead(object);
   } catch (e) {
-    return `cannot open it: ${e instanceof Error ? e.message : e}`;
+    return nothing(
+      object,
+      bytes,
+      `cannot open it: ${e instanceof Error ? e.message : e}`,
+    );
   }
   try {
-    const size = c.fileSize(fd);
-    const elf = parseElf(fdSource(c, fd, size));
-    const bias = loadBiasOf(elf.programHeaders, regions[0]);
-    if (bias === undefined) {
-      return `no LOAD segment holds file offset 0x${
-        regions[0].fileOffset.toString(16)
-      }: the file on disk is not the one loaded`;
+    const src = fdSource(c, fd, c.fileSize(fd));
+    const elf = parseElf(src);
+    const bias = checkLoaded(c, fd, elf.programHeaders, regions);
+    if (typeof bias === "string") return nothing(object, bytes, bias);
+    const symtab = symbolTableLayout(src, elf.sections, ".symtab");
+    const dynsym = symbolTableLayout(src, elf.sections, ".dynsym");
+    let layout = symtab ?? dynsym;
+    if (layout === undefined) {
+      return nothing(object, bytes, "it has neither .symtab nor .dynsym");
     }
-    for (const r of regions) {
-      if (loadBiasOf(elf.programHeaders, r) !== bias) {
-        return `its regions disagree on the load bias: the file on disk is not the one loaded`;
-      }
-      const n = Math.min(CHECK_BYTES, r.dataEnd - r.dataStart);
-      const file = c.pread(fd, r.fileOffset, n);
-      const mem = memory(r.dataStart, n);
-      if (file.length !== n || file.some((b, i) => b !== mem[i])) {
-        return `the code at 0x${
-          r.dataStart.toString(16)
-        } differs from the file: it was replaced on disk since it was loaded`;
-      }
-    }
-    const stripped = !elf.sections.some((s) => s.type === SHT_SYMTAB);
-    let source: ".symtab" | ".dynsym" = stripped ? ".dynsym" : ".symtab";
-    let plan = perfMapEntries(elf.symbols(source), ranges, bias);
+    let plan = planTable(src, layout, ranges, bias);
     let note: string | undefined;
-    if (!stripped && plan.entries.length === 0) {
+    if (plan.winners.length === 0 && symtab !== undefined && dynsym) {
       // A .symtab without functions (only section symbols): try .dynsym.
-      const dyn = perfMapEntries(elf.symbols(".dynsym"), ranges, bias);
-      if (dyn.entries.length > 0) {
+      const dyn = planTable(src, dynsym, ranges, bias);
+      if (dyn.winners.length > 0) {
         plan = dyn;
-        source = ".dynsym";
+        layout = dynsym;
         note = ".symtab names no function in the remapped code";
       }
     }
+    const symbols = writeLines(out, src, layout, plan);
+    out.flush();
     return {
-      plan,
-      source,
-      stripped,
+      object,
+      source: layout.table,
+      stripped: symtab === undefined,
       bias,
+      symbols,
+      bytes,
+      covered: plan.covered,
       ...(note !== undefined ? { note } : {}),
     };
   } catch (e) {
+    out.discard();
     if (e instanceof ElfError || e instanceof SyscallError) {
-      return `cannot read its symbols: ${e.message}`;
+      return nothing(object, bytes, `cannot read its symbols: ${e.message}`);
     }
     throw e;
   } finally {
@@ -618,7 +919,210 @@ function objectEntries(
   }
 }
 
-function appendPrivate(c: PerfMapLibc, path: string, text: string): void {
+/**
+ * The load bias of `regions`, after checking that the file is the one in
+ * memory (its LOAD segments map each region's offset at one bias, and the
+ * first bytes of each region equal the file's); else why not.
+ */
+function checkLoaded(
+  c: PerfMapLibc,
+  fd: number,
+  programHeaders: readonly PerfMapSegment[],
+  regions: readonly PerfMapRegion[],
+): number | string {
+  const pageSize = c.pageSize();
+  const bias = loadBiasOf(programHeaders, regions[0], pageSize);
+  if (bias === undefined) {
+    return `no executable LOAD segment maps file offset 0x${
+      regions[0].fileOffset.toString(16)
+    }: the file on disk is not the one loaded`;
+  }
+  for (const r of regions) {
+    if (loadBiasOf(programHeaders, r, pageSize) !== bias) {
+      return `its regions disagree on the load bias: the file on disk is not the one loaded`;
+    }
+    const n = Math.min(CHECK_BYTES, r.dataEnd - r.dataStart);
+    const file = c.pread(fd, r.fileOffset, n);
+    const mem = memory(r.dataStart, n);
+    if (file.length !== n || file.some((b, i) => b !== mem[i])) {
+      return `the code at 0x${
+        r.dataStart.toString(16)
+      } differs from the file: it was replaced on disk since it was loaded`;
+    }
+  }
+  return bias;
+}
+
+interface TablePlan {
+  /** The candidates, their names as string table offsets. */
+  c: Candidates;
+  /** One per address, in address order. */
+  winners: Uint32Array;
+  /** Bytes of the ranges they cover. */
+  covered: number;
+}
+
+/**
+ * Reads a symbol table a chunk at a time and chooses one function per
+ * address, as {@linkcode perfMapEntries} does; only the names of functions
+ * sharing an address with another are read.
+ */
+function planTable(
+  src: ByteSource,
+  layout: SymbolTableLayout,
+  sorted: readonly PerfMapRange[],
+  bias: number,
+): TablePlan {
+  const c = new Candidates(sorted, bias);
+  for (const k of symbolChunks(src, layout, SYMBOL_CHUNK)) {
+    for (let i = 0; i < k.count; i++) {
+      if (k.name[i] !== 0) {
+        c.add(k.value[i], k.size[i], k.type[i], k.bind[i], k.name[i]);
+      }
+    }
+  }
+  const order = byStart(c);
+  const shared = sharedRefs(c, order);
+  const names: string[] = new Array(shared.length);
+  const decoder = new TextDecoder();
+  visitStrings(src, layout.strings, shared, (j, bytes, start) => {
+    names[j] = decoder.decode(bytes.subarray(start, bytes.indexOf(0, start)));
+  }, STRING_CHUNK);
+  const winners = choose(c, order, (ref) => names[search(shared, ref)]);
+  return { c, winners, covered: coveredBy(c, winners) };
+}
+
+/** Writes the lines of `plan`, in string table order; returns how many. */
+function writeLines(
+  out: MapWriter,
+  src: ByteSource,
+  layout: SymbolTableLayout,
+  plan: TablePlan,
+): number {
+  const { c } = plan;
+  const byName = orderBy(plan.winners, (i) => c.ref[i]);
+  const refs = Float64Array.from(byName, (i) => c.ref[i]);
+  let lines = 0;
+  visitStrings(src, layout.strings, refs, (j, bytes, start) => {
+    if (out.line(c.start[byName[j]], c.size[byName[j]], bytes, start)) lines++;
+  }, STRING_CHUNK);
+  return lines;
+}
+
+/**
+ * Collects map lines as bytes and appends them `OUTPUT_CHUNK` at a time,
+ * whole lines per `write`; the file is opened on the first write.
+ */
+class MapWriter {
+  readonly #c: PerfMapLibc;
+  readonly #path: string;
+  #fd = -1;
+  #buf = new Uint8Array(OUTPUT_CHUNK);
+  #pos = 0;
+  /** The string table chunk names were last copied from, and whether it has no CR or LF. */
+  #chunk: Uint8Array | undefined;
+  #plain = true;
+
+  constructor(c: PerfMapLibc, path: string) {
+    this.#c = c;
+    this.#path = path;
+  }
+
+  /**
+   * Adds `START SIZE name\n`, the name the NUL-terminated string at
+   * `bytes[from]`, CR and LF turned into spaces; nothing for an empty name.
+   * Returns whether a line was added.
+   */
+  line(start: number, size: number, bytes: Uint8Array, from: number): boolean {
+    if (bytes[from] === 0) return false;
+    if (bytes !== this.#chunk) {
+      this.#chunk = bytes;
+      this.#plain = bytes.indexOf(0x0a) < 0 && bytes.indexOf(0x0d) < 0;
+    }
+    if (this.#pos + 2 * (HEX_DIGITS + 1) + 1 > this.#buf.length) this.flush();
+    const lineStart = this.#pos;
+    let buf = this.#buf;
+    let p = putHex(buf, lineStart, start);
+    buf[p++] = 0x20;
+    p = putHex(buf, p, size);
+    buf[p++] = 0x20;
+    let end = buf.length - 1; // room for the newline
+    for (let i = from;; i++) {
+      let b = bytes[i];
+      if (b === 0) break;
+      if (!this.#plain && (b === 0x0a || b === 0x0d)) b = 0x20;
+      if (p === end) {
+        // A long name: write the lines before this one, then grow.
+        p = this.#makeRoom(lineStart, p);
+        buf = this.#buf;
+        end = buf.length - 1;
+      }
+      buf[p++] = b;
+    }
+    buf[p++] = 0x0a;
+    this.#pos = p;
+    return true;
+  }
+
+  /** Moves the line being added (`[from, to)`) to the front of a larger buffer. */
+  #makeRoom(from: number, to: number): number {
+    this.#pos = from;
+    const part = this.#buf.slice(from, to);
+    this.flush();
+    if (2 * part.length > this.#buf.length) {
+      this.#buf = new Uint8Array(2 * this.#buf.length);
+    }
+    this.#buf.set(part);
+    return part.length;
+  }
+
+  /** Appends what was collected. */
+  flush() {
+    if (this.#pos === 0) return;
+    if (this.#fd < 0) this.#fd = openPrivate(this.#c, this.#path);
+    try {
+      this.#c.writeAll(this.#fd, this.#buf.subarray(0, this.#pos));
+    } catch (e) {
+      if (e instanceof SyscallError) {
+        throw new PerfMapError(
+          `cannot append perf symbols to ${this.#path}: ${e.message}; check the free space of its file system`,
+          { cause: e },
+        );
+      }
+      throw e;
+    } finally {
+      this.#pos = 0;
+    }
+  }
+
+  /** Drops what was collected and not yet written. */
+  discard() {
+    this.#pos = 0;
+  }
+
+  close() {
+    if (this.#fd >= 0) this.#c.close(this.#fd);
+    this.#fd = -1;
+  }
+}
+
+/** Writes `n` (a non-negative safe integer) in lowercase hex at `at`; returns the end. */
+function putHex(buf: Uint8Array, at: number, n: number): number {
+  const hi = Math.floor(n / 0x1_0000_0000);
+  const lo = n >>> 0;
+  if (hi === 0) return putHex32(buf, at, lo, false);
+  return putHex32(buf, putHex32(buf, at, hi, false), lo, true);
+}
+
+function putHex32(buf: Uint8Array, at: number, v: number, pad: boolean) {
+  let shift = 28;
+  if (!pad) { while (shift > 0 && (v >>> shift) === 0) shift -= 4; }
+  for (; shift >= 0; shift -= 4) buf[at++] = HEX[(v >>> shift) & 15];
+  return at;
+}
+
+/** Opens the map to append, refusing one that is not this user's regular file. */
+function openPrivate(c: PerfMapLibc, path: string): number {
   let fd: number;
   try {
     fd = c.open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0o644);
@@ -641,16 +1145,9 @@ function appendPrivate(c: PerfMapLibc, path: string, text: string): void {
         }: perf would not trust it, so no symbols were written; remove it and run again`,
       );
     }
-    c.writeAll(fd, new TextEncoder().encode(text));
   } catch (e) {
-    if (e instanceof SyscallError) {
-      throw new PerfMapError(
-        `cannot append perf symbols to ${path}: ${e.message}; check the free space of its file system`,
-        { cause: e },
-      );
-    }
-    throw e;
-  } finally {
     c.close(fd);
+    throw e;
   }
+  return fd;
 }

@@ -375,6 +375,7 @@ export class Primer {
         mlockMs: 0,
         populateMs: 0,
         remapMs: 0,
+        perfMapMs: 0,
         totalMs: 0,
       },
       warnings: [],
@@ -490,6 +491,7 @@ export class Primer {
     let remap: RemapReport | undefined;
     let afterRemap: SmapsVma[] | undefined;
     let remapMs = 0;
+    let perfMapMs = 0;
     if (this.#remap) {
       const done = remapObjects(c, selected, ranges, this.#remap, before);
       const { after: _after, ...report } = done;
@@ -497,15 +499,18 @@ export class Primer {
       remapMs = remap.ms;
       afterRemap = done.after;
       if (
-        this.#remap.perfMap !== false &&
+        this.#remap.perfMap === true &&
         remap.regions.some((r) => r.status === "remapped")
       ) {
+        const t = performance.now();
         try {
           remap.perfMap = writePerfMap(c, remap);
           remap.warnings.push(...remap.perfMap.warnings);
         } catch (e) {
           if (!(e instanceof PerfMapError)) throw e;
           remap.warnings.push(e.message);
+        } finally {
+          perfMapMs = performance.now() - t;
         }
       }
     }
@@ -607,10 +612,11 @@ export class Primer {
       segments,
       totals,
       durations: {
-        inspectMs: totalMs - mlockMs - populateMs - remapMs,
+        inspectMs: totalMs - mlockMs - populateMs - remapMs - perfMapMs,
         mlockMs,
         populateMs,
         remapMs,
+        perfMapMs,
         totalMs,
       },
       warnings: base.warnings,

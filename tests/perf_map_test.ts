@@ -1,7 +1,9 @@
-// perf symbols after a remap: the pure entry planner on fixtures, then real
-// children of both runtimes that remap their text and append
-// /tmp/perf-<pid>.map, checked against `nm` from outside; and, where `perf`
-// can sample, `perf report` naming a function that runs from the copy.
+// perf symbols after a remap: the pure entry planner on fixtures; the
+// streaming writer on a library built here (20 000 functions, code starting
+// mid-page) against the pure planner; then real children of both runtimes
+// that remap their text and append /tmp/perf-<pid>.map, checked against
+// `nm` from outside; and, where `perf` can sample, `perf report` naming a
+// function that runs from the copy. Every test removes the maps it makes.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -15,16 +17,30 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Child, ROOT, run, runtimePath, startChild } from "./helpers.ts";
-import { bytesSource, parseElf } from "../src/elf.ts";
+import {
+  bytesSource,
+  parseElf,
+  PF_X,
+  PT_LOAD,
+  readSymbols,
+  symbolChunks,
+  symbolTableLayout,
+  visitStrings,
+} from "../src/elf.ts";
+import { openLibrary } from "../src/ffi.ts";
+import { libc } from "../src/libc.ts";
 import {
   describePerfMap,
   formatPerfMap,
   loadBiasOf,
   perfMapEntries,
+  type PerfMapRegion,
   type PerfMapReport,
   type PerfMapSymbol,
+  writePerfMap,
 } from "../src/perf_map.ts";
 import type { PrimeOutcomeData } from "../src/outcome.ts";
+import { buildSymbolLibrary } from "../bench/perf_map/symbol_library.ts";
 
 const FIXTURES = `${ROOT}tests/fixtures/`;
 
@@ -112,7 +128,45 @@ test("loadBiasOf: the runtimes' LOAD segments", () => {
       loadBiasOf(elf.programHeaders, { dataStart, fileOffset: 2 ** 40 }),
       undefined,
     );
+    // Where the code's mapping starts: the page of p_offset (mid-page in
+    // Bun, whose read-only segment ends in that page).
+    const pageStart = Math.floor(text.offset / 4096) * 4096;
+    assert.equal(
+      loadBiasOf(elf.programHeaders, {
+        dataStart: bias + text.vaddr - (text.offset - pageStart),
+        fileOffset: pageStart,
+        perms: "r-x",
+      }),
+      bias,
+    );
   }
+});
+
+test("loadBiasOf: fixture of a code segment starting mid-page, on 4 KiB and 64 KiB pages", () => {
+  const f = JSON.parse(
+    readFileSync(`${FIXTURES}perf_map_midpage.json`, "utf8"),
+  );
+  const hex = (h: string) => parseInt(h, 16);
+  const phdrs = f.programHeaders.map((p: Record<string, string | number>) => ({
+    type: p.type as number,
+    flags: p.flags as number,
+    offset: hex(p.offset as string),
+    vaddr: hex(p.vaddr as string),
+    filesz: hex(p.filesz as string),
+  }));
+  for (const c of f.cases) {
+    const region = {
+      dataStart: hex(c.region.dataStart),
+      fileOffset: hex(c.region.fileOffset),
+      ...(c.region.perms ? { perms: c.region.perms } : {}),
+    };
+    assert.equal(
+      loadBiasOf(phdrs, region, c.pageSize ?? 4096),
+      c.bias === null ? undefined : hex(c.bias),
+      c.name,
+    );
+  }
+  assert.throws(() => loadBiasOf(phdrs, f.cases[0].region, 3000), RangeError);
 });
 
 test("describePerfMap says when the executable is stripped", () => {
@@ -137,6 +191,198 @@ test("describePerfMap says when the executable is stripped", () => {
   assert.match(line, /deno 3 symbols from \.dynsym \(stripped/);
   assert.match(line, /1\.0 of 2\.0 MiB .* \(50\.0%\)/);
 });
+
+// ---------------------------------------------------------------------------
+// The streaming writer and the ELF chunk readers, on a library built here.
+
+const GCC_SKIP = spawnSync("gcc", ["--version"]).status === 0
+  ? false
+  : "gcc is not installed (apt-get install gcc)";
+
+/** Builds a library of `functions` functions in a new directory; `dir` is removed by the caller. */
+function buildLibrary(functions: number) {
+  const dir = mkdtempSync(join(tmpdir(), "pp-perfmap-"));
+  return { dir, lib: buildSymbolLibrary({ dir, functions }) };
+}
+
+test(
+  "symbolChunks and visitStrings read what readSymbols reads, in chunks of any size",
+  {
+    skip: GCC_SKIP,
+  },
+  () => {
+    const { dir, lib } = buildLibrary(2000);
+    try {
+      for (
+        const [path, table] of [
+          [lib.path, ".symtab"],
+          [lib.path, ".dynsym"],
+          [runtimePath("bun"), ".symtab"],
+          [runtimePath("deno"), ".dynsym"],
+        ] as const
+      ) {
+        const src = bytesSource(readFileSync(path));
+        const sections = parseElf(src).sections;
+        const want = readSymbols(src, sections, table);
+        const layout = symbolTableLayout(src, sections, table)!;
+        assert.equal(layout.count, want.length, `${path} ${table}`);
+        for (const size of [1, 97, 4096]) {
+          const got: { name: number; rest: unknown }[] = [];
+          for (const c of symbolChunks(src, layout, size)) {
+            assert.equal(c.first, got.length);
+            for (let i = 0; i < c.count; i++) {
+              got.push({
+                name: c.name[i],
+                rest: {
+                  value: c.value[i],
+                  size: c.size[i],
+                  type: c.type[i],
+                  bind: c.bind[i],
+                  shndx: c.shndx[i],
+                },
+              });
+            }
+          }
+          assert.deepEqual(
+            got.map((g) => g.rest),
+            want.map(({ name: _, ...rest }) => rest),
+            `${path} ${table} in chunks of ${size}`,
+          );
+          // Names, read in one pass over the sorted offsets, with chunks
+          // small enough that names cross their ends.
+          const order = got.map((_, i) => i).sort((a, b) =>
+            got[a].name - got[b].name
+          );
+          const names: string[] = new Array(got.length);
+          visitStrings(
+            src,
+            layout.strings,
+            order.map((i) => got[i].name),
+            (k, bytes, start) => {
+              names[order[k]] = new TextDecoder().decode(
+                bytes.subarray(start, bytes.indexOf(0, start)),
+              );
+            },
+            size === 1 ? 7 : 4096,
+          );
+          assert.deepEqual(names, want.map((s) => s.name));
+        }
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
+
+test("visitStrings: bad offsets and a table without a final NUL", () => {
+  const table = new TextEncoder().encode("\0abc\0de");
+  const src = bytesSource(table);
+  const strings = { offset: 0, size: table.length, label: "test table" };
+  const seen: string[] = [];
+  visitStrings(src, strings, [0, 1, 2], (_, b, s) => {
+    seen.push(new TextDecoder().decode(b.subarray(s, b.indexOf(0, s))));
+  }, 2);
+  assert.deepEqual(seen, ["", "abc", "bc"]);
+  assert.throws(
+    () => visitStrings(src, strings, [5], () => {}),
+    /runs off the end of the test table/,
+  );
+  assert.throws(
+    () => visitStrings(src, strings, [9], () => {}),
+    /outside the test table/,
+  );
+  assert.throws(
+    () => visitStrings(src, strings, [2, 1], () => {}),
+    RangeError,
+  );
+});
+
+test(
+  "writePerfMap on a library of 20 000 functions whose code starts mid-page: the pure planner's lines, once",
+  {
+    skip: GCC_SKIP,
+  },
+  () => {
+    const { dir, lib } = buildLibrary(20_000);
+    try {
+      const bytes = readFileSync(lib.path);
+      const elf = parseElf(bytesSource(bytes));
+      const code = elf.programHeaders.find((p) =>
+        p.type === PT_LOAD && (p.flags & PF_X) !== 0
+      )!;
+      assert.notEqual(
+        code.offset % 4096,
+        0,
+        "the code segment is page-aligned",
+      );
+      const so = openLibrary([lib.path], {
+        pm_entry: { args: [], returns: "i32" },
+      });
+      assert.equal(so.symbols.pm_entry!(), 7);
+      // The code's mapping, as a remapped region would describe it: it starts
+      // at the page of p_offset, a page the read-only segment maps too.
+      const fields = readFileSync("/proc/self/maps", "utf8").split("\n")
+        .map((l) => l.split(/\s+/))
+        .find((f) => f[5] === lib.path && f[1] === "r-xp")!;
+      const [start, end] = fields[0].split("-").map((h) => parseInt(h, 16));
+      const region: PerfMapRegion = {
+        object: lib.path,
+        perms: "r-x",
+        dataStart: start,
+        dataEnd: end,
+        fileOffset: parseInt(fields[2], 16),
+        status: "remapped",
+      };
+      assert.equal(region.fileOffset, code.offset - code.offset % 4096);
+      const bias = start - (code.vaddr - code.offset % 4096);
+      const expected = perfMapEntries(
+        elf.symbols(".symtab"),
+        [{ start, end }],
+        bias,
+      );
+      assert.equal(expected.entries.length, lib.functions);
+
+      const path = join(dir, "perf.map");
+      const c = libc();
+      const r = writePerfMap(c, { regions: [region] }, { path });
+      assert.deepEqual(r.warnings, []);
+      assert.equal(r.objects.length, 1);
+      const o = r.objects[0];
+      assert.equal(o.note, undefined, o.note);
+      assert.equal(o.bias, bias);
+      assert.equal(o.source, ".symtab");
+      assert.equal(o.symbols, lib.functions);
+      assert.equal(o.bytes, end - start);
+      assert.equal(o.covered, expected.covered);
+      const written = readFileSync(path, "utf8");
+      const lines = written.trimEnd().split("\n");
+      assert.deepEqual(
+        [...lines].sort(),
+        formatPerfMap(expected.entries).trimEnd().split("\n").sort(),
+      );
+      console.log(
+        `writePerfMap: ${lib.functions} functions (${lib.symbols} symbols) in ${
+          r.ms.toFixed(1)
+        } ms`,
+      );
+
+      // The same range again (a remap after a restore): nothing new.
+      const again = writePerfMap(c, { regions: [region] }, { path });
+      assert.equal(again.symbols, 0);
+      assert.equal(again.objects[0].repeated, 1);
+      assert.match(describePerfMap(again), /already written/);
+      assert.equal(readFileSync(path, "utf8"), written);
+      // Another map file gets its own lines.
+      const other = join(dir, "other.map");
+      assert.equal(
+        writePerfMap(c, { regions: [region] }, { path: other }).symbols,
+        lib.functions,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
 
 // ---------------------------------------------------------------------------
 // Real processes.
@@ -297,10 +543,13 @@ for (const rt of ["bun", "deno"] as const) {
           s,
         ]);
       }
-      // Sorted, one per address, inside the remapped text.
-      for (let i = 1; i < entries.length; i++) {
-        assert.ok(entries[i - 1].start < entries[i].start, "not sorted");
-      }
+      // One per address (in string table order, not sorted: perf does not
+      // need it), inside the remapped text.
+      assert.equal(
+        new Set(entries.map((e) => e.start)).size,
+        entries.length,
+        "two lines at one address",
+      );
       const inText = (a: number) =>
         text.some((r) => r.dataStart <= a && a < r.dataEnd);
       for (const e of entries) {
@@ -334,11 +583,12 @@ for (const rt of ["bun", "deno"] as const) {
         } ms; ${sample.length} sampled entries match nm`,
       );
 
-      // A second write appends again: nothing is truncated.
+      // A second write of the same ranges adds nothing, and truncates
+      // nothing.
       const second = await writeMap(child);
-      assert.equal(second.symbols, entries.length);
-      const after = readFileSync(path, "utf8");
-      assert.equal(after, content + content.slice(MARKER.length));
+      assert.equal(second.symbols, 0);
+      assert.equal(second.objects[0].repeated, text.length);
+      assert.equal(readFileSync(path, "utf8"), content);
     } finally {
       await child.finish();
       rmSync(path, { force: true });
@@ -391,25 +641,66 @@ test("bun: memfd copies get the map too, with a warning that perf will not read 
   }
 });
 
-for (const perfMap of [undefined, false]) {
-  test(`bun: remap(${perfMap === undefined ? "{}" : "{ perfMap: false }"}) ${perfMap === undefined ? "writes" : "does not write"} the perf map`, async () => {
-    const remap = perfMap === undefined
-      ? { backend: "thp" }
-      : { backend: "thp", perfMap };
-    const child = await startChild("bun", { remap }, {
-      script: "perf_map_child.ts",
-    });
+for (const perfMap of [undefined, false, true]) {
+  test(
+    `bun: remap(${perfMap === undefined ? "{}" : `{ perfMap: ${perfMap} }`}) ${
+      perfMap ? "writes" : "does not write"
+    } the perf map, timed apart`,
+    async () => {
+      const remap = perfMap === undefined
+        ? { backend: "thp" }
+        : { backend: "thp", perfMap };
+      const child = await startChild("bun", { remap }, {
+        script: "perf_map_child.ts",
+      });
+      const path = `/tmp/perf-${child.pid}.map`;
+      try {
+        const out = child.outcome as PrimeOutcomeData;
+        const d = out.durations;
+        if (!perfMap) {
+          assert.equal(out.remap!.perfMap, undefined);
+          assert.equal(existsSync(path), false);
+          assert.equal(d.perfMapMs, 0);
+        } else {
+          const r = out.remap!.perfMap!;
+          assert.ok(r.symbols > 0, JSON.stringify(r));
+          assert.equal(parseMap(readFileSync(path, "utf8")).length, r.symbols);
+          assert.ok(d.perfMapMs! >= r.ms, `${d.perfMapMs} < ${r.ms}`);
+        }
+        // The phases add up: the perf map is not counted as inspection.
+        const sum = d.inspectMs + d.remapMs + d.mlockMs + d.populateMs +
+          (d.perfMapMs ?? 0);
+        assert.ok(Math.abs(sum - d.totalMs) < 0.01, JSON.stringify(d));
+      } finally {
+        await child.finish();
+        rmSync(path, { force: true });
+      }
+    },
+  );
+}
+
+for (const rt of ["bun", "deno"] as const) {
+  test(`${rt}: 20 restore/remap cycles with perfMap write each line once`, async () => {
+    const child = await startChild(rt, {
+      remap: { backend: "thp", perfMap: true },
+    }, { script: "perf_map_child.ts" });
     const path = `/tmp/perf-${child.pid}.map`;
     try {
       const out = child.outcome as PrimeOutcomeData;
-      if (perfMap === false) {
-        assert.equal(out.remap!.perfMap, undefined);
-        assert.equal(existsSync(path), false);
-      } else {
-        const r = out.remap!.perfMap!;
-        assert.ok(r.symbols > 0, JSON.stringify(r));
-        assert.equal(parseMap(readFileSync(path, "utf8")).length, r.symbols);
+      assert.equal(out.ok, true, out.reason);
+      const first = out.remap!.perfMap!;
+      assert.ok(first.symbols > 0, JSON.stringify(first));
+      const before = readFileSync(path, "utf8");
+      const cycles = JSON.parse(await child.ask("cycle 20", "CYCLED "));
+      assert.equal(cycles.length, 20);
+      for (const c of cycles) {
+        assert.equal(c.error, undefined, c.error);
+        assert.equal(c.symbols, 0, JSON.stringify(c));
+        assert.ok(c.repeated > 0, JSON.stringify(c));
       }
+      assert.equal(readFileSync(path, "utf8"), before);
+      const starts = parseMap(before).map((e) => e.start);
+      assert.equal(new Set(starts).size, first.symbols);
     } finally {
       await child.finish();
       rmSync(path, { force: true });
