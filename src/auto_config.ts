@@ -4,14 +4,18 @@
  * errors that name the variable, the value and what is allowed. No syscalls
  * and no environment access here: the caller passes the variables in.
  *
- * | variable              | values                                                       | unset                |
- * | --------------------- | ------------------------------------------------------------ | -------------------- |
- * | `PAGE_PRIMER`         | comma list of `mlock`, `populate`, `remap`; `on`; `off`      | `remap`              |
- * | `PAGE_PRIMER_BACKEND` | `auto`, `thp`, `hugetlb`, `memfd`                            | `auto`               |
- * | `PAGE_PRIMER_ALIGN`   | `aggressive`, `conservative`                                 | `aggressive`         |
- * | `PAGE_PRIMER_OBJECTS` | `main`, `all`, or a comma list of path substrings (`libc.so`) | `main`               |
- * | `PAGE_PRIMER_LOG`     | `text`, `json`, `none`                                       | `text` (to stderr)   |
- * | `PAGE_PRIMER_STRICT`  | `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`              | `0`                  |
+ * | variable               | values                                                        | unset              |
+ * | ---------------------- | ------------------------------------------------------------- | ------------------ |
+ * | `PAGE_PRIMER`          | comma list of `mlock`, `populate`, `remap`; `on`; `off`       | `remap`            |
+ * | `PAGE_PRIMER_BACKEND`  | `auto`, `thp`, `hugetlb`, `memfd`                             | `auto`             |
+ * | `PAGE_PRIMER_ALIGN`    | `aggressive`, `conservative`                                  | `aggressive`       |
+ * | `PAGE_PRIMER_OBJECTS`  | `main`, `all`, or a comma list of path substrings (`libc.so`) | `main`             |
+ * | `PAGE_PRIMER_LOG`      | `text`, `json`, `none`                                        | `text` (to stderr) |
+ * | `PAGE_PRIMER_STRICT`   | `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`               | `0`                |
+ * | `PAGE_PRIMER_PERF_MAP` | `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`               | `0`                |
+ *
+ * `PAGE_PRIMER_PERF_MAP=1` makes the remap write `/tmp/perf-<pid>.map`
+ * (`remap({ perfMap: true })`), which stays after the process exits.
  *
  * `PAGE_PRIMER=off` (or `0`, `false`, `no`, `none`) turns page-primer off,
  * the same values `run()` itself honours.
@@ -38,6 +42,7 @@ export const AUTO_VARIABLES: readonly string[] = [
   "PAGE_PRIMER_OBJECTS",
   "PAGE_PRIMER_LOG",
   "PAGE_PRIMER_STRICT",
+  "PAGE_PRIMER_PERF_MAP",
 ];
 
 /** Actions `PAGE_PRIMER` accepts, in the order the builder is called. */
@@ -67,11 +72,21 @@ export const AUTO_DEFAULT_ACTIONS: readonly AutoAction[] = ["remap"];
 const OFF = /^(off|0|false|no|none)$/i;
 const ON = /^(on|1|true|yes)$/i;
 
+/** The `remap()` options the environment can set. */
+export interface AutoRemapOptions {
+  /** From `PAGE_PRIMER_BACKEND`. */
+  backend?: AutoBackend;
+  /** From `PAGE_PRIMER_ALIGN`. */
+  align?: AutoAlign;
+  /** `true` from `PAGE_PRIMER_PERF_MAP=1`. */
+  perfMap?: boolean;
+}
+
 /** One call the entry point makes on the builder, in order. */
 export type AutoCall =
   | {
     method: "remap";
-    arg: true | { backend?: AutoBackend; align?: AutoAlign };
+    arg: true | AutoRemapOptions;
   }
   | { method: "mlock"; arg: true }
   | { method: "populate"; arg: true }
@@ -159,6 +174,35 @@ function oneOf<T extends string>(
   });
   return undefined;
 }
+
+/**
+ * A switch: true for `1`/`true`/`yes`/`on`, false for `0`/`false`/`no`/
+ * `off` or unset; anything else is an issue (and false).
+ */
+function onOff(
+  variable: string,
+  raw: string | undefined,
+  errors: AutoIssue[],
+): boolean {
+  if (raw === undefined || raw.trim() === "") return false;
+  if (ON.test(raw.trim())) return true;
+  if (!OFF.test(raw.trim())) {
+    errors.push({
+      variable,
+      value: raw,
+      message: `"${raw}" is not valid; allowed: 1, true, yes, on (${
+        SWITCH_ON[variable]
+      }) or 0, false, no, off`,
+    });
+  }
+  return false;
+}
+
+/** What a switch does when on, for its error message. */
+const SWITCH_ON: Readonly<Record<string, string>> = {
+  PAGE_PRIMER_STRICT: "strict",
+  PAGE_PRIMER_PERF_MAP: "write /tmp/perf-<pid>.map",
+};
 
 function parseActions(
   raw: string,
@@ -256,19 +300,7 @@ export function parseAutoConfig(env: AutoEnv): AutoPlan {
   const log =
     oneOf("PAGE_PRIMER_LOG", env.PAGE_PRIMER_LOG, AUTO_LOGS, errors) ??
       "text";
-  const strictRaw = env.PAGE_PRIMER_STRICT;
-  let strict = false;
-  if (strictRaw !== undefined && strictRaw.trim() !== "") {
-    if (ON.test(strictRaw.trim())) strict = true;
-    else if (!OFF.test(strictRaw.trim())) {
-      errors.push({
-        variable: "PAGE_PRIMER_STRICT",
-        value: strictRaw,
-        message:
-          `"${strictRaw}" is not valid; allowed: 1, true, yes, on (strict) or 0, false, no, off`,
-      });
-    }
-  }
+  const strict = onOff("PAGE_PRIMER_STRICT", env.PAGE_PRIMER_STRICT, errors);
   const raw = env.PAGE_PRIMER;
   const defaulted = raw === undefined || raw.trim() === "";
   if (!defaulted && OFF.test(raw.trim())) {
@@ -300,11 +332,20 @@ export function parseAutoConfig(env: AutoEnv): AutoPlan {
     errors,
   );
   const objects = parseObjects(env.PAGE_PRIMER_OBJECTS, errors);
+  const perfMap = onOff(
+    "PAGE_PRIMER_PERF_MAP",
+    env.PAGE_PRIMER_PERF_MAP,
+    errors,
+  );
   if (actions && !actions.includes("remap")) {
     for (
       const [name, v] of [
         ["PAGE_PRIMER_BACKEND", backend],
         ["PAGE_PRIMER_ALIGN", align],
+        [
+          "PAGE_PRIMER_PERF_MAP",
+          perfMap ? env.PAGE_PRIMER_PERF_MAP : undefined,
+        ],
       ] as const
     ) {
       if (v !== undefined) {
@@ -318,9 +359,10 @@ export function parseAutoConfig(env: AutoEnv): AutoPlan {
   if (errors.length === 0 && actions) {
     for (const a of actions) {
       if (a === "remap") {
-        const opts: { backend?: AutoBackend; align?: AutoAlign } = {};
+        const opts: AutoRemapOptions = {};
         if (backend !== undefined) opts.backend = backend;
         if (align !== undefined) opts.align = align;
+        if (perfMap) opts.perfMap = true;
         calls.push({
           method: "remap",
           arg: Object.keys(opts).length ? opts : true,
@@ -346,7 +388,7 @@ export function parseAutoConfig(env: AutoEnv): AutoPlan {
 /** The builder methods a plan calls (a `Primer` has them all). */
 export interface AutoBuilder {
   /** See `Primer.remap`. */
-  remap(enable: true | { backend?: AutoBackend; align?: AutoAlign }): unknown;
+  remap(enable: true | AutoRemapOptions): unknown;
   /** See `Primer.mlock`. */
   mlock(enable: true): unknown;
   /** See `Primer.populate`. */

@@ -4,6 +4,7 @@
 // from outside in /proc/<pid>/smaps.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
 import {
   applyAutoPlan,
   type AutoBuilder,
@@ -109,6 +110,34 @@ test("backend and align become remap options; objects keep their case", () => {
   }
 });
 
+test("PAGE_PRIMER_PERF_MAP turns the perf map on as a remap option; off or unset leaves it off", () => {
+  for (const v of ["1", "true", "YES", " on "]) {
+    const p = parseAutoConfig({ PAGE_PRIMER_PERF_MAP: v });
+    assert.deepEqual(p.errors, [], v);
+    assert.deepEqual(p.calls, [{ method: "remap", arg: { perfMap: true } }]);
+  }
+  for (const v of ["0", "false", "no", "off", "", undefined]) {
+    assert.deepEqual(
+      parseAutoConfig({ PAGE_PRIMER_PERF_MAP: v }).calls,
+      [{ method: "remap", arg: true }],
+      String(v),
+    );
+  }
+  const p = parseAutoConfig({
+    PAGE_PRIMER: "remap,mlock",
+    PAGE_PRIMER_BACKEND: "thp",
+    PAGE_PRIMER_PERF_MAP: "1",
+  });
+  assert.deepEqual(p.calls[0], {
+    method: "remap",
+    arg: { backend: "thp", perfMap: true },
+  });
+  assert.equal(
+    formatAutoCalls(p),
+    'prime().remap({ backend: "thp", perfMap: true }).mlock(true).run()',
+  );
+});
+
 test("log and strict values", () => {
   for (const l of ["text", "json", "none", "JSON"]) {
     assert.equal(
@@ -158,6 +187,11 @@ test("every bad value is one issue naming the variable, the value and what is al
       "PAGE_PRIMER_STRICT",
       /allowed: 1, true, yes, on/,
     ],
+    [
+      { PAGE_PRIMER_PERF_MAP: "perf" },
+      "PAGE_PRIMER_PERF_MAP",
+      /"perf" is not valid; allowed: 1, true, yes, on \(write \/tmp\/perf-<pid>\.map\) or 0, false, no, off$/,
+    ],
   ];
   for (const [env, variable, re] of cases) {
     const p = parseAutoConfig(env);
@@ -183,16 +217,18 @@ test("every bad value is one issue naming the variable, the value and what is al
   ]);
 });
 
-test("backend or align without remap is a warning, not an error", () => {
+test("backend, align or perf map without remap is a warning, not an error", () => {
   const p = parseAutoConfig({
     PAGE_PRIMER: "mlock",
     PAGE_PRIMER_BACKEND: "thp",
     PAGE_PRIMER_ALIGN: "conservative",
+    PAGE_PRIMER_PERF_MAP: "1",
   });
   assert.deepEqual(p.errors, []);
   assert.deepEqual(p.calls, [{ method: "mlock", arg: true }]);
-  assert.equal(p.warnings.length, 2);
+  assert.equal(p.warnings.length, 3);
   assert.match(p.warnings[0], /PAGE_PRIMER_BACKEND=thp has no effect/);
+  assert.match(p.warnings[2], /PAGE_PRIMER_PERF_MAP=1 has no effect/);
   assert.deepEqual(
     formatAutoIssues(p),
     p.warnings.map((w) => `page-primer: ${w}`),
@@ -257,16 +293,19 @@ test("applyAutoPlan makes the calls in order, and the real builder accepts every
   ) {
     for (const backend of ["", "auto", "thp", "hugetlb", "memfd"]) {
       for (const align of ["", "aggressive", "conservative"]) {
-        const p = parseAutoConfig({
-          PAGE_PRIMER: actions,
-          PAGE_PRIMER_BACKEND: backend,
-          PAGE_PRIMER_ALIGN: align,
-          PAGE_PRIMER_OBJECTS: "all",
-        });
-        assert.doesNotThrow(
-          () => applyAutoPlan(p, prime()),
-          formatAutoCalls(p),
-        );
+        for (const perfMap of ["", "1"]) {
+          const p = parseAutoConfig({
+            PAGE_PRIMER: actions,
+            PAGE_PRIMER_BACKEND: backend,
+            PAGE_PRIMER_ALIGN: align,
+            PAGE_PRIMER_OBJECTS: "all",
+            PAGE_PRIMER_PERF_MAP: perfMap,
+          });
+          assert.doesNotThrow(
+            () => applyAutoPlan(p, prime()),
+            formatAutoCalls(p),
+          );
+        }
       }
     }
   }
@@ -344,9 +383,42 @@ for (const rt of RUNTIMES) {
       assert.match(p.stderr(), /on 2 MiB pages: text /);
       assert.equal(jsonLines(p.stderr()).length, 0);
       assert.ok(fileText(pid).bytes < 8 * MiB, "text still file-backed");
+      // The perf map is opt-in: nothing is left in /tmp.
+      assert.equal(existsSync(`/tmp/perf-${pid}.map`), false);
     } finally {
       const end = await finish(p);
       assert.equal(end.code, 0, end.stderr);
+    }
+  });
+
+  test(`${rt}: PAGE_PRIMER_PERF_MAP=1 writes /tmp/perf-<pid>.map, timed apart`, async () => {
+    const p = startProc(preloaded(rt, MAIN), {
+      env: {
+        PAGE_PRIMER: "remap",
+        PAGE_PRIMER_LOG: "json",
+        PAGE_PRIMER_PERF_MAP: "1",
+      },
+    });
+    const map = () => `/tmp/perf-${p.pid}.map`;
+    try {
+      const pid = Number((await p.waitFor(/^MAIN (\d+)$/m))[1]);
+      assert.equal(pid, p.pid);
+      const [out] = jsonLines(p.stderr());
+      assert.equal(out.ok, true, out.reason);
+      const r = out.remap!.perfMap!;
+      assert.ok(r.symbols > 0, JSON.stringify(r));
+      assert.equal(r.path, map());
+      const lines = readFileSync(map(), "utf8").trimEnd().split("\n");
+      assert.equal(lines.length, r.symbols);
+      assert.ok(
+        out.durations.perfMapMs! >= r.ms,
+        JSON.stringify(out.durations),
+      );
+    } finally {
+      const end = await finish(p);
+      assert.equal(end.code, 0, end.stderr);
+      // startProc removes the map when the program has exited.
+      assert.equal(existsSync(map()), false);
     }
   });
 
