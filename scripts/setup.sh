@@ -10,8 +10,35 @@ cd "$(dirname "$0")/.."
 # fails when package.json and the lock disagree instead of changing the lock.
 # After editing package.json's dependencies, run `npm install` once and
 # commit package-lock.json.
-if [ ! -x node_modules/.bin/deno ] || [ ! -x node_modules/.bin/bun ] ||
-  [ package.json -nt node_modules/.package-lock.json ]; then
+#
+# npm ci starts by deleting node_modules, so it runs only when something
+# changed: the runtimes are missing, the lock is newer than the last install,
+# or package.json asks for other packages than the lock has (then npm ci
+# fails and says so). An edit to package.json's scripts reinstalls nothing.
+deps_differ_from_lock() {
+  node -e '
+    const fs = require("fs");
+    const pkg = JSON.parse(fs.readFileSync("package.json", "utf8"));
+    const root = JSON.parse(fs.readFileSync("package-lock.json", "utf8"))
+      .packages[""];
+    const kinds = ["dependencies", "devDependencies", "optionalDependencies"];
+    const same = (a = {}, b = {}) =>
+      JSON.stringify(Object.entries(a).sort()) ===
+        JSON.stringify(Object.entries(b).sort());
+    process.exit(kinds.every((k) => same(pkg[k], root[k])) ? 1 : 0);
+  '
+}
+if [ ! -x node_modules/.bin/deno ] || [ ! -x node_modules/.bin/bun ]; then
+  install=yes
+elif [ -f package-lock.json ]; then
+  if [ package-lock.json -nt node_modules/.package-lock.json ] ||
+    deps_differ_from_lock; then
+    install=yes
+  fi
+elif [ package.json -nt node_modules/.package-lock.json ]; then
+  install=yes
+fi
+if [ -n "${install:-}" ]; then
   echo "page-primer setup: installing deno, bun and bun-types from npm" >&2
   if [ -f package-lock.json ]; then
     npm ci --no-audit --no-fund --loglevel=error >&2 || {
