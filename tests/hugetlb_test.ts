@@ -43,6 +43,10 @@ after(() => {
 
 type Report = RemapChildReport;
 
+/** Bytes of hugetlb pages a process maps, from its smaps. */
+const hugetlbHeld = (smaps: readonly SmapsVma[]) =>
+  smaps.reduce((n, v) => n + v.privateHugetlb + v.sharedHugetlb, 0);
+
 const hugetlbIn = (
   smaps: readonly SmapsVma[],
   s: { start: number; end: number },
@@ -61,12 +65,22 @@ for (const rt of RUNTIMES) {
     async () => {
       setPool(saved + 64);
       const poolFree = free();
+      // In a hugetlb cgroup when one can be made: its usage is this child's
+      // alone, while the pool's free count moves with any other user.
+      const cg = hugetlbCgroup();
       const child = await startChild(rt, [
         { remap: { backend: "hugetlb" } },
         "verify",
       ], {
         script: "remap_child.ts",
+        ...(typeof cg === "string"
+          ? {}
+          : { shellPrefix: `echo $$ > ${cg.dir}/cgroup.procs && exec` }),
       });
+      const usage = () =>
+        typeof cg === "string" ? undefined : Number(
+          readFileSync(`${cg.dir}/hugetlb.2MB.usage_in_bytes`, "utf8"),
+        );
       try {
         const rep = child.outcome as unknown as Report;
         const out = rep.results[0].remap!;
@@ -82,20 +96,34 @@ for (const rt of RUNTIMES) {
         console.log(`${rt}: text on hugetlb pages ${(100 * cov).toFixed(1)}%`);
         assert.ok(cov >= Math.min(0.97, best) - 0.001, `text ${cov}`);
         assert.ok(out.remap!.pool!.needed > 0);
+        // This process holds exactly the pages the plan needed (its own
+        // smaps: other processes may use the pool at the same time).
         assert.equal(
-          free(),
-          poolFree - out.remap!.pool!.needed,
+          hugetlbHeld(smaps),
+          out.remap!.pool!.needed * HUGE,
           "pool pages not in use",
         );
         assert.equal(rep.results[1].verify!.mismatches, 0);
       } finally {
         await child.finish();
       }
-      assert.equal(
-        free(),
-        poolFree,
-        "the child's exit did not give the pages back",
-      );
+      try {
+        if (typeof cg === "string") {
+          assert.equal(
+            free(),
+            poolFree,
+            "the child's exit did not give the pages back",
+          );
+        } else {
+          assert.equal(
+            usage(),
+            0,
+            "the child's exit did not give the pages back",
+          );
+        }
+      } finally {
+        if (typeof cg !== "string") cg.cleanup();
+      }
     },
   );
 
@@ -104,7 +132,6 @@ for (const rt of RUNTIMES) {
     { skip: SKIP },
     async () => {
       setPool(saved + 64);
-      const poolFree = free();
       const child = await startChild(rt, [
         { remap: { backend: "hugetlb" } },
         "restore",
@@ -119,7 +146,11 @@ for (const rt of RUNTIMES) {
           rep.results[0].remap!.remap!.regions.length,
         );
         assert.equal(rep.results[2].verify!.mismatches, 0);
-        assert.equal(free(), poolFree, "restore did not give the pages back");
+        assert.equal(
+          hugetlbHeld(child.smaps()),
+          0,
+          "restore did not give the pages back",
+        );
         const out = rep.results[0].remap!;
         const text = out.segments.find((s) =>
           s.kind === "text" && s.origin === "load"
@@ -311,7 +342,6 @@ for (const rt of RUNTIMES) {
       }
       try {
         setPool(saved + 64);
-        const poolFree = free();
         writeFileSync(
           `${cg.dir}/hugetlb.2MB.limit_in_bytes`,
           String(16 * HUGE),
@@ -359,7 +389,12 @@ for (const rt of RUNTIMES) {
         }
         assert.equal(end.code, 0, end.stderr);
         assert.match(end.stdout, /ALIVE/);
-        assert.equal(free(), poolFree, "pages not given back after exit");
+        // Charged to this cgroup only: nothing is left once the child is gone.
+        assert.equal(
+          Number(readFileSync(`${cg.dir}/hugetlb.2MB.usage_in_bytes`, "utf8")),
+          0,
+          "pages not given back after exit",
+        );
       } finally {
         cg.cleanup();
       }
