@@ -16,15 +16,17 @@
 // keys and with pkey_mprotect on CPUs with them; JSC's RWX pool) and the
 // second mapping of its builtins V8 places inside that code range (an
 // "alias" segment in the outcome, not a LOAD segment).
-import { after, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import process from "node:process";
 import type { PrimeOutcomeData } from "../src/outcome.ts";
 import {
   isRoot,
+  raiseHugetlbPool,
   type RemapChildReport,
+  removeLeftovers,
   runtimePath,
   RUNTIMES,
   startChild,
@@ -468,13 +470,12 @@ const straceProblem = (() => {
 })();
 if (straceProblem) console.log(`audit_test: skipped: ${straceProblem}`);
 
-const NR = "/proc/sys/vm/nr_hugepages";
-const savedPool = isRoot() ? Number(readFileSync(NR, "utf8")) : 0;
-const shareDir = `/dev/shm/page-primer-audit-${process.pid}`;
-after(() => {
-  if (isRoot()) writeFileSync(NR, String(savedPool));
-  rmSync(shareDir, { recursive: true, force: true });
-});
+// Copies and logs are named after this process; a run that was killed left
+// them behind: remove those of processes that are gone.
+const SHARE_PREFIX = "/dev/shm/page-primer-audit-";
+const LOG_PREFIX = "/tmp/page-primer-audit-";
+removeLeftovers(SHARE_PREFIX);
+removeLeftovers(LOG_PREFIX);
 
 /** The layout the audit needs, from the outcomes of the child's remaps. */
 function layoutOf(
@@ -507,22 +508,33 @@ for (const rt of RUNTIMES) {
     `${rt}: under strace, page-primer never makes a W+X mapping nor touches a mapping it does not own, and nothing makes the executable W+X`,
     { skip: straceProblem },
     async () => {
-      const log = `/tmp/page-primer-audit-${process.pid}-${rt}.log`;
-      const steps: unknown[] = [
-        { remap: { backend: "thp" } },
-        "restore",
-        { remap: { backend: "memfd" } },
-        "restore",
-        { remap: { share: { dir: shareDir } } },
-        "restore",
-      ];
-      if (isRoot()) {
-        writeFileSync(NR, String(savedPool + 64));
-        steps.push({ remap: { backend: "hugetlb" } }, "restore");
-      } else {
-        console.log("audit: hugetlb path skipped: sizing the pool needs root");
-      }
+      const log = `${LOG_PREFIX}${process.pid}-${rt}.log`;
+      const shareDir = `${SHARE_PREFIX}${process.pid}-${rt}`;
+      let pool: { restore(): void } | undefined;
       try {
+        const steps: unknown[] = [
+          { remap: { backend: "thp" } },
+          "restore",
+          { remap: { backend: "memfd" } },
+          "restore",
+          { remap: { share: { dir: shareDir } } },
+          "restore",
+        ];
+        if (isRoot()) {
+          const raised = raiseHugetlbPool(64);
+          pool = raised;
+          if (raised.got >= 64) {
+            steps.push({ remap: { backend: "hugetlb" } }, "restore");
+          } else {
+            console.log(
+              `audit: hugetlb path skipped: the pool grew by ${raised.got} of 64 pages`,
+            );
+          }
+        } else {
+          console.log(
+            "audit: hugetlb path skipped: sizing the pool needs root",
+          );
+        }
         const child = await startChild(rt, steps, {
           script: "remap_child.ts",
           shellPrefix: `exec strace -f -k -e trace=${TRACED} -o ${log}`,
@@ -572,7 +584,9 @@ for (const rt of RUNTIMES) {
           );
         }
       } finally {
+        pool?.restore();
         rmSync(log, { force: true });
+        rmSync(shareDir, { recursive: true, force: true });
       }
     },
   );

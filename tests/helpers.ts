@@ -2,7 +2,16 @@
 // that primes itself and stays alive while the test reads its
 // /proc/<pid>/smaps from outside.
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync, realpathSync, rmSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { basename, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import process from "node:process";
 import { parseSmaps, type SmapsVma } from "../src/maps.ts";
@@ -77,6 +86,23 @@ export interface Child {
   finish(): Promise<{ code: number | null; stdout: string; stderr: string }>;
 }
 
+/** Perf maps of children that were started and not finished. */
+const unfinished = new Set<{ path: string }>();
+let exitHookSet = false;
+
+/** At this process's exit, removes the perf maps of unfinished children. */
+function removeUnfinishedAtExit(): void {
+  if (exitHookSet) return;
+  exitHookSet = true;
+  const removeAll = () => {
+    for (const m of unfinished) rmSync(m.path, { force: true });
+    unfinished.clear();
+  };
+  // `bun test` emits the process's exit; `deno test` only the unload event.
+  process.on("exit", removeAll);
+  globalThis.addEventListener?.("unload", removeAll);
+}
+
 /**
  * Starts tests/fixtures/child.ts under `runtime` with `cfg`, optionally
  * wrapped by a shell prefix (e.g. `ulimit -l 1024; exec setpriv ...`).
@@ -112,11 +138,18 @@ export function startChild(
   });
   let stdout = "";
   let stderr = "";
+  // Until finish() ran, the child's perf map is removed when this process
+  // exits, or as soon as the child dies without reporting (a test that
+  // failed before finish(), a crash, a timeout).
+  const perfMap = { path: `/tmp/perf-${child.pid}.map` };
+  unfinished.add(perfMap);
+  removeUnfinishedAtExit();
   const exited = new Promise<number | null>((resolve) =>
     child.on("exit", (code) => resolve(code))
   );
   return new Promise((resolve, reject) => {
     let done = false;
+    let reported = false;
     const timer = setTimeout(() => {
       if (!done) {
         child.kill("SIGKILL");
@@ -129,11 +162,13 @@ export function startChild(
       const m = /^OUTCOME (.*)$/m.exec(stdout);
       if (m && !done) {
         done = true;
+        reported = true;
         clearTimeout(timer);
         const outcome = JSON.parse(m[1]);
         const pid = typeof outcome.pid === "number" && outcome.pid > 0
           ? outcome.pid
           : child.pid!;
+        perfMap.path = `/tmp/perf-${pid}.map`;
         resolve({
           pid,
           outcome,
@@ -156,15 +191,20 @@ export function startChild(
           finish: async () => {
             child.stdin!.end();
             const code = await exited;
-            // A remap appends the perf map of the child (perfMap defaults
-            // to on): don't leave one per test child in /tmp.
+            // A remap may append the child's perf map: don't leave one per
+            // test child in /tmp.
             rmSync(`/tmp/perf-${pid}.map`, { force: true });
+            unfinished.delete(perfMap);
             return { code, stdout, stderr };
           },
         });
       }
     });
     exited.then((code) => {
+      if (!reported) {
+        rmSync(perfMap.path, { force: true });
+        unfinished.delete(perfMap);
+      }
       if (!done) {
         done = true;
         clearTimeout(timer);
@@ -226,4 +266,77 @@ export function lockedIn(
     else unflagged++;
   }
   return { lockedRss, rss, size, unflagged };
+}
+
+/**
+ * Removes what an earlier test run that was killed left behind: the files
+ * and directories in `dirname(prefix)` named `<prefix><pid>…` whose process
+ * `<pid>` is gone and which this user owns. Returns the paths removed.
+ *
+ * @example
+ * ```ts
+ * import { removeLeftovers } from "./helpers.ts";
+ * console.log(removeLeftovers("/dev/shm/page-primer-audit-")); // [] when none
+ * ```
+ */
+export function removeLeftovers(prefix: string): string[] {
+  const dir = dirname(prefix);
+  const base = basename(prefix);
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    if (!name.startsWith(base)) continue;
+    const pid = /^(\d+)(?!\d)/.exec(name.slice(base.length))?.[1];
+    if (pid === undefined || existsSync(`/proc/${pid}`)) continue;
+    const path = `${dir}/${name}`;
+    try {
+      if (lstatSync(path).uid !== process.getuid?.()) continue;
+      rmSync(path, { recursive: true, force: true });
+      removed.push(path);
+    } catch {
+      // Gone meanwhile, or not ours to remove.
+    }
+  }
+  return removed;
+}
+
+/** The size of the 2 MiB hugetlb pool. */
+const NR_HUGEPAGES = "/proc/sys/vm/nr_hugepages";
+
+/**
+ * Grows the hugetlb pool by `pages` (root only). `got` is how many pages it
+ * really grew by: the kernel gives fewer when memory is short or
+ * fragmented, and none without hugetlb or permission. `restore()` puts back
+ * the size it had; call it in a `finally`.
+ *
+ * @example
+ * ```ts no-eval
+ * import { raiseHugetlbPool } from "./helpers.ts";
+ * const pool = raiseHugetlbPool(64);
+ * try {
+ *   console.log(`${pool.got} more 2 MiB pages`);
+ * } finally {
+ *   pool.restore();
+ * }
+ * ```
+ */
+export function raiseHugetlbPool(
+  pages: number,
+): { got: number; restore(): void } {
+  let before: number;
+  try {
+    before = Number(readFileSync(NR_HUGEPAGES, "utf8"));
+    writeFileSync(NR_HUGEPAGES, String(before + pages));
+  } catch {
+    return { got: 0, restore: () => {} };
+  }
+  return {
+    got: Number(readFileSync(NR_HUGEPAGES, "utf8")) - before,
+    restore: () => writeFileSync(NR_HUGEPAGES, String(before)),
+  };
 }

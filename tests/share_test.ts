@@ -31,12 +31,17 @@ import { prime, type PrimeOutcomeData } from "../mod.ts";
 import {
   isRoot,
   type RemapChildReport,
+  removeLeftovers,
   RUNTIMES,
   startChild,
 } from "./helpers.ts";
 
 const HUGE = 2 * 1024 * 1024;
-const BASE = `/dev/shm/page-primer-test-${process.pid}`;
+const PREFIX = "/dev/shm/page-primer-test-";
+const BASE = `${PREFIX}${process.pid}`;
+// Copies left by a run that was killed (its pid is gone) take RAM until
+// removed.
+removeLeftovers(PREFIX);
 const made: string[] = [];
 after(() => {
   for (const d of made) rmSync(d, { recursive: true, force: true });
@@ -229,8 +234,12 @@ for (const rt of RUNTIMES) {
           `pss ${pss} rss ${rss}`,
         );
       } finally {
-        assert.match((await a.finish()).stdout, /ALIVE \d+/);
-        if (b) assert.match((await b.finish()).stdout, /ALIVE \d+/);
+        // Both end before either is judged: a failed check must not leave
+        // the other running (and mapping its copies) until the runner exits.
+        const endA = await a.finish();
+        const endB = await b?.finish();
+        assert.match(endA.stdout, /ALIVE \d+/);
+        if (endB) assert.match(endB.stdout, /ALIVE \d+/);
       }
     }),
   );
@@ -241,10 +250,14 @@ for (const rt of RUNTIMES) {
       const steps = [{ remap: { share: { dir } } }, "verify"];
       const opts = { script: "remap_child.ts", shellPrefix: SAME_LAYOUT };
       const first = await startChild(rt, steps, opts);
-      const textRegion = remapOf(first).remap!.regions.find((r) =>
-        r.kind === "text"
-      )!;
-      await first.finish();
+      let textRegion;
+      try {
+        textRegion = remapOf(first).remap!.regions.find((r) =>
+          r.kind === "text"
+        )!;
+      } finally {
+        await first.finish();
+      }
       const textFile = `${dir}/${textRegion.shared!.split("/").pop()}`;
       assert.ok(existsSync(textFile));
 
