@@ -311,8 +311,10 @@ const NR_HUGEPAGES = "/proc/sys/vm/nr_hugepages";
 /**
  * Grows the hugetlb pool by `pages` (root only). `got` is how many pages it
  * really grew by: the kernel gives fewer when memory is short or
- * fragmented, and none without hugetlb or permission. `restore()` puts back
- * the size it had; call it in a `finally`.
+ * fragmented, and none without hugetlb or permission. `restore()` takes
+ * those pages back out, whatever the size is by then: test processes that
+ * run at the same time and each wrote back the size it had found could
+ * leave the pool grown by the other's pages. Call it in a `finally`.
  *
  * @example
  * ```ts no-eval
@@ -328,15 +330,18 @@ const NR_HUGEPAGES = "/proc/sys/vm/nr_hugepages";
 export function raiseHugetlbPool(
   pages: number,
 ): { got: number; restore(): void } {
-  let before: number;
+  const size = () => Number(readFileSync(NR_HUGEPAGES, "utf8"));
+  let got: number;
   try {
-    before = Number(readFileSync(NR_HUGEPAGES, "utf8"));
+    const before = size();
     writeFileSync(NR_HUGEPAGES, String(before + pages));
+    got = size() - before;
   } catch {
     return { got: 0, restore: () => {} };
   }
   return {
-    got: Number(readFileSync(NR_HUGEPAGES, "utf8")) - before,
-    restore: () => writeFileSync(NR_HUGEPAGES, String(before)),
+    got,
+    restore: () =>
+      writeFileSync(NR_HUGEPAGES, String(Math.max(0, size() - got))),
   };
 }
