@@ -2,7 +2,7 @@
 // naming what is accepted; restore() without a remap, run() twice, objects()
 // matching nothing, a loaded library corrupted on disk, and /proc hidden
 // from the process each give a documented outcome, never a crash.
-import { after, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { readFileSync, readlinkSync } from "node:fs";
@@ -11,7 +11,7 @@ import { prime } from "../mod.ts";
 import { emptyRestoreReport } from "../src/remap.ts";
 import { ERRNO, errnoName } from "../src/libc.ts";
 import type { SmapsVma } from "../src/maps.ts";
-import { buildSandbox } from "./fixtures/sandbox.ts";
+import { SANDBOX_SKIP, withSandbox } from "./fixtures/sandbox.ts";
 import {
   isRoot,
   ROOT,
@@ -256,10 +256,6 @@ for (const rt of RUNTIMES) {
 
 // A system call refused by seccomp (a container profile, SystemCallFilter=):
 // the reason names the call and what to do; another errno keeps its name.
-const sandbox = buildSandbox();
-after(() => {
-  if (typeof sandbox !== "string") sandbox.cleanup();
-});
 for (const rt of RUNTIMES) {
   for (
     const [errno, expect] of [
@@ -274,40 +270,39 @@ for (const rt of RUNTIMES) {
       `${rt}: memfd_create refused by seccomp with ${
         errnoName(errno)
       }: the reason names the call, the process is intact`,
-      { skip: typeof sandbox === "string" ? sandbox : false },
-      async () => {
-        const child = await startChild(rt, [{ remap: {} }, "verify"], {
-          script: "remap_child.ts",
-          shellPrefix: `exec '${
-            (sandbox as { path: string }).path
-          }' --deny memfd_create=${errno} --`,
-        });
-        try {
-          // deno-lint-ignore no-explicit-any
-          const out = (child.outcome as any).results[0].remap;
-          console.log(
-            `${rt}, memfd_create -> ${errnoName(errno)}: ${out.reason}`,
-          );
-          assert.equal(out.ok, false);
-          assert.match(out.reason, expect);
-          assert.doesNotMatch(out.reason, /unexpected failure|E\d+\b/);
-          assert.match(out.reason, /nothing was changed/);
-          // Seen from outside: the executable's code is still its file's,
-          // and no copy of page-primer's exists.
-          const exe = readlinkSync(`/proc/${child.pid}/exe`);
-          const smaps = child.smaps();
-          assert.ok(smaps.some((v) => v.path === exe && v.exec), exe);
-          assert.deepEqual(
-            smaps.filter((v) => /^\[anon:page-primer|^\/memfd:/.test(v.path))
-              .map((v) => v.path),
-            [],
-          );
-        } finally {
-          const end = await child.finish();
-          assert.equal(end.code, 0, end.stderr);
-          assert.match(end.stdout, /ALIVE \d+/);
-        }
-      },
+      { skip: SANDBOX_SKIP },
+      () =>
+        withSandbox(async (sandbox) => {
+          const child = await startChild(rt, [{ remap: {} }, "verify"], {
+            script: "remap_child.ts",
+            shellPrefix: `exec '${sandbox}' --deny memfd_create=${errno} --`,
+          });
+          try {
+            // deno-lint-ignore no-explicit-any
+            const out = (child.outcome as any).results[0].remap;
+            console.log(
+              `${rt}, memfd_create -> ${errnoName(errno)}: ${out.reason}`,
+            );
+            assert.equal(out.ok, false);
+            assert.match(out.reason, expect);
+            assert.doesNotMatch(out.reason, /unexpected failure|E\d+\b/);
+            assert.match(out.reason, /nothing was changed/);
+            // Seen from outside: the executable's code is still its file's,
+            // and no copy of page-primer's exists.
+            const exe = readlinkSync(`/proc/${child.pid}/exe`);
+            const smaps = child.smaps();
+            assert.ok(smaps.some((v) => v.path === exe && v.exec), exe);
+            assert.deepEqual(
+              smaps.filter((v) => /^\[anon:page-primer|^\/memfd:/.test(v.path))
+                .map((v) => v.path),
+              [],
+            );
+          } finally {
+            const end = await child.finish();
+            assert.equal(end.code, 0, end.stderr);
+            assert.match(end.stdout, /ALIVE \d+/);
+          }
+        }),
     );
   }
 }

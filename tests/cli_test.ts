@@ -2,7 +2,7 @@
 // fixtures, and the real commands run under Deno and Bun against this
 // machine and against child processes (node --use-largepages=on, deno/bun
 // children that remapped themselves), checked against /proc read here.
-import { after, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import {
@@ -39,7 +39,7 @@ import {
   parseAuxv,
   vmaBacking,
 } from "../src/inspect.ts";
-import { buildSandbox } from "./fixtures/sandbox.ts";
+import { SANDBOX_SKIP, withSandbox } from "./fixtures/sandbox.ts";
 import {
   isRoot,
   ROOT,
@@ -716,27 +716,23 @@ for (const rt of RUNTIMES) {
 // The doctor of a process started with THP disabled (the flag survives
 // exec): it names the hugetlb pool as the only route, with no THP or shmem
 // command, both as text and as JSON.
-const sandbox = buildSandbox();
-after(() => {
-  if (typeof sandbox !== "string") sandbox.cleanup();
-});
 for (const rt of RUNTIMES) {
   test(
     `doctor (${rt}) under PR_SET_THP_DISABLE: recommends only the hugetlb pool`,
-    {
-      skip: typeof sandbox === "string" ? sandbox : false,
-    },
+    { skip: SANDBOX_SKIP },
     async () => {
-      const wrap = (args: string[]) => [
-        (sandbox as { path: string }).path,
-        "--thp-disable",
-        "--",
-        ...cli(rt, args),
-      ];
-      const [text, json] = await Promise.all([
-        run(wrap(["doctor"])),
-        run(wrap(["doctor", "--json"])),
-      ]);
+      const [text, json] = await withSandbox((sandbox) => {
+        const wrap = (args: string[]) => [
+          sandbox,
+          "--thp-disable",
+          "--",
+          ...cli(rt, args),
+        ];
+        return Promise.all([
+          run(wrap(["doctor"])),
+          run(wrap(["doctor", "--json"])),
+        ]);
+      });
       const report = JSON.parse(json.stdout) as DoctorReport;
       assert.equal(report.facts.thp.processDisabled, true);
       assert.deepEqual(recommendedRoutes(report), ["hugetlb"]);
