@@ -1212,14 +1212,18 @@ export function* symbolChunks(
 }
 
 /**
- * Reads the strings at `offsets` of a string table in one forward pass,
- * `chunkBytes` at a time (a chunk grows only for a string longer than it),
- * and hands each to `visit` as raw bytes: the string starts at
- * `bytes[start]` and ends at the first 0 after it, which is inside `bytes`
- * (so `visit` can copy it and find its end in one loop; `bytes.indexOf(0,
- * start)` finds it too). `bytes` is valid only during the call. Memory stays
- * bounded whatever the size of the table; sort the offsets to read each
- * part of the table once.
+ * Reads the strings at `offsets` of a string table and hands each to
+ * `visit` as raw bytes: the string starts at `bytes[start]` and ends at the
+ * first 0 after it, which is inside `bytes` (so `visit` can copy it and
+ * find its end in one loop; `bytes.indexOf(0, start)` finds it too).
+ * `bytes` is valid only during the call.
+ *
+ * The table is read `chunkBytes` at a time (plus a little, so that the
+ * strings starting in a chunk end in it; more for a longer string), at
+ * offsets that are multiples of `chunkBytes`: memory stays bounded whatever
+ * the size of the table, and each chunk is read once when the offsets that
+ * fall in it come one after another (sorted, or grouped by
+ * `Math.floor(offset / chunkBytes)`).
  *
  * @example Print the names of the first symbols of a table
  * ```ts
@@ -1228,18 +1232,17 @@ export function* symbolChunks(
  * const src = bytesSource(Deno.readFileSync(Deno.execPath()));
  * const layout = symbolTableLayout(src, parseElf(src).sections, ".dynsym")!;
  * const first = symbolChunks(src, layout, 8).next().value!;
- * const offsets = first.name.slice(0, first.count).sort();
+ * const offsets = first.name.subarray(0, first.count);
  * visitStrings(src, layout.strings, offsets, (_, bytes, start) =>
  *   console.log(new TextDecoder().decode(bytes.subarray(start, bytes.indexOf(0, start)))));
  * ```
  *
  * @param src The ELF file.
  * @param strings The string table, e.g. a {@linkcode SymbolTableLayout}'s.
- * @param offsets Offsets into the table, in ascending order (repeats allowed).
+ * @param offsets Offsets into the table.
  * @param visit Called once per offset, in order, with its index in `offsets`.
  * @param chunkBytes Bytes read at a time (default 256 KiB).
- * @throws {RangeError} If `offsets` is not in ascending order or
- * `chunkBytes` is not a positive integer.
+ * @throws {RangeError} If `chunkBytes` is not a positive integer.
  * @throws {ElfError} If an offset is outside the table or its string has no
  * terminating NUL inside it.
  */
@@ -1259,49 +1262,46 @@ export function visitStrings(
   let buf: Uint8Array = EMPTY_STRING;
   let at = 0; // table offset of buf[0]
   let whole = 0; // bytes of buf up to its last NUL: the strings it holds whole
-  let previous = 0;
   for (let k = 0; k < offsets.length; k++) {
     const offset = offsets[k];
-    if (!(offset >= previous)) {
-      throw new RangeError(
-        `visitStrings(): offsets must be in ascending order; offset ${k} (${offset}) is below ${previous}`,
-      );
+    if (offset >= at && offset < at + whole) {
+      visit(k, buf, offset - at);
+      continue;
     }
-    previous = offset;
     if (offset === 0 && size === 0) {
       visit(k, EMPTY_STRING, 0);
       continue;
     }
-    if (offset >= size) {
+    if (!(offset >= 0 && offset < size)) {
       throw new ElfError(
         `string at offset ${hex(offset)} is outside the ${label} (size ${
           hex(size)
         })`,
       );
     }
-    if (offset < at || offset >= at + whole) {
-      // Read from `offset` until the chunk holds a NUL: its strings up to
-      // the last NUL are whole.
-      for (let length = chunkBytes;; length *= 2) {
-        at = offset;
-        buf = readChecked(
-          src,
-          strings.offset + offset,
-          Math.min(length, size - offset),
-          label,
+    // The chunk holding `offset`, and a page more for the strings that
+    // start in it; from `offset` itself, twice as much each time, for a
+    // string longer than that.
+    at = offset - offset % chunkBytes;
+    for (let length = chunkBytes + STRING_SLACK;; length *= 2) {
+      buf = readChecked(
+        src,
+        strings.offset + at,
+        Math.min(length, size - at),
+        label,
+      );
+      whole = buf.lastIndexOf(0) + 1;
+      if (offset < at + whole) break;
+      if (at + buf.length >= size) {
+        throw new ElfError(
+          `string at offset ${
+            hex(offset)
+          } runs off the end of the ${label} (size ${
+            hex(size)
+          }) without a terminating NUL`,
         );
-        whole = buf.lastIndexOf(0) + 1;
-        if (whole > 0) break;
-        if (offset + buf.length >= size) {
-          throw new ElfError(
-            `string at offset ${
-              hex(offset)
-            } runs off the end of the ${label} (size ${
-              hex(size)
-            }) without a terminating NUL`,
-          );
-        }
       }
+      at = offset;
     }
     visit(k, buf, offset - at);
   }
@@ -1747,6 +1747,8 @@ const decoder = new TextDecoder();
 
 /** The empty string, NUL-terminated. */
 const EMPTY_STRING = new Uint8Array(1);
+/** Bytes {@linkcode visitStrings} reads past a chunk for the strings that start in it. */
+const STRING_SLACK = 4096;
 
 function decodeText(bytes: Uint8Array): string {
   return decoder.decode(bytes);

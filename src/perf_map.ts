@@ -34,6 +34,7 @@ import {
   parseElf,
   PF_X,
   PT_LOAD,
+  type SymbolChunk,
   symbolChunks,
   type SymbolTableLayout,
   symbolTableLayout,
@@ -56,21 +57,26 @@ const O_WRONLY = 0o1;
 /** `open` flag: every write goes to the end of the file. */
 const O_APPEND = 0o2000;
 
-/** Symbol types that name code: `STT_FUNC` and `STT_GNU_IFUNC`. */
-const CODE_TYPES: ReadonlySet<number> = new Set([2, 10]);
+/** Symbol type of a function. */
+const STT_FUNC = 2;
+/** Symbol type of an indirect function (its resolver's code is code too). */
+const STT_GNU_IFUNC = 10;
 /** Symbol bindings in order of preference for a name at a shared address. */
 const BIND_RANK: Readonly<Record<number, number>> = { 1: 0, 2: 1, 0: 2 };
 
 /** Symbols read from the file at a time (96 KiB of symbol table). */
 const SYMBOL_CHUNK = 4096;
+/** Bytes of string table read at a time: 2^STRING_CHUNK_BITS. */
+const STRING_CHUNK_BITS = 18;
 /** Bytes of string table read at a time. */
-const STRING_CHUNK = 1 << 18;
+const STRING_CHUNK = 1 << STRING_CHUNK_BITS;
 /** Bytes of map lines collected before a `write`. */
 const OUTPUT_CHUNK = 1 << 18;
 /** Longest hex number a line holds: 2^53 is 14 hex digits. */
 const HEX_DIGITS = 14;
+const ENCODER = new TextEncoder();
 /** Lowercase hex digits, as bytes. */
-const HEX = new TextEncoder().encode("0123456789abcdef");
+const HEX = ENCODER.encode("0123456789abcdef");
 
 /** The fields of an ELF symbol a perf map needs (an `ElfSymbol` fits). */
 export interface PerfMapSymbol {
@@ -215,7 +221,15 @@ export function perfMapEntries(
   symbols.forEach((s, i) => {
     if (s.name !== "") c.add(s.value, s.size, s.type, s.bind, i);
   });
-  const winners = choose(c, byStart(c), (ref) => symbols[ref].name);
+  const order = byStart(c, c.lo);
+  const shared = sharing(c, order);
+  const pool = new NamePool();
+  for (let i = 0; i < c.n; i++) {
+    if (shared[i] !== 0) {
+      shared[i] = pool.add(ENCODER.encode(`${symbols[c.ref[i]].name}\0`), 0);
+    }
+  }
+  const winners = choose(c, order, shared, pool.bytes);
   const entries = Array.from(winners, (i) => ({
     start: c.start[i],
     size: c.size[i],
@@ -263,25 +277,26 @@ class Candidates {
   start: Float64Array = new Float64Array(256);
   size: Float64Array = new Float64Array(256);
   symSize: Float64Array = new Float64Array(256);
-  ref: Float64Array = new Float64Array(256);
+  ref: Uint32Array = new Uint32Array(256);
   bind: Uint8Array = new Uint8Array(256);
   readonly #ranges: readonly PerfMapRange[];
   readonly #bias: number;
-  readonly #lo: number;
+  /** The first range's start. */
+  readonly lo: number;
   readonly #hi: number;
 
   constructor(sorted: readonly PerfMapRange[], bias: number) {
     this.#ranges = sorted;
     this.#bias = bias;
-    this.#lo = sorted.length ? sorted[0].start : 0;
+    this.lo = sorted.length ? sorted[0].start : 0;
     this.#hi = Math.max(0, ...sorted.map((r) => r.end));
   }
 
   add(value: number, size: number, type: number, bind: number, ref: number) {
-    if (size <= 0 || !CODE_TYPES.has(type)) return;
+    if (size <= 0 || (type !== STT_FUNC && type !== STT_GNU_IFUNC)) return;
     const lo = value + this.#bias;
     const hi = lo + size;
-    if (hi <= this.#lo || lo >= this.#hi) return;
+    if (hi <= this.lo || lo >= this.#hi) return;
     for (const r of this.#ranges) {
       if (r.start >= hi) break;
       if (r.end <= lo) continue;
@@ -296,8 +311,26 @@ class Candidates {
     }
   }
 
+  /** Adds the functions of a chunk of a symbol table; `ref` is the name offset. */
+  addChunk(k: SymbolChunk) {
+    const { name, value, size, type, bind } = k;
+    const bias = this.#bias;
+    const lo = this.lo;
+    const hi = this.#hi;
+    for (let i = 0; i < k.count; i++) {
+      const t = type[i];
+      if (name[i] === 0 || size[i] <= 0) continue;
+      if (t !== STT_FUNC && t !== STT_GNU_IFUNC) continue;
+      const at = value[i] + bias;
+      if (at >= hi || at + size[i] <= lo) continue;
+      this.add(value[i], size[i], t, bind[i], name[i]);
+    }
+  }
+
   #grow() {
-    const grow = <T extends Float64Array | Uint8Array>(a: T): T => {
+    const grow = <T extends Float64Array | Uint32Array | Uint8Array>(
+      a: T,
+    ): T => {
       const b = new (a.constructor as new (n: number) => T)(2 * a.length);
       b.set(a);
       return b;
@@ -311,40 +344,29 @@ class Candidates {
 }
 
 /**
- * `items` ordered by `key` (non-negative safe integers), equal keys in their
- * order in `items`. When the keys span less than 2^32 (the addresses of one
- * object's code, string table offsets) this is a radix sort, a few passes
- * over the items with no call per comparison; else a comparison sort.
+ * The candidates by start, equal starts in the order they were added: a
+ * radix sort on the start's distance from the first range when the ranges
+ * span less than 4 GiB (a few passes, no call per comparison), else a
+ * comparison sort.
  */
-function orderBy(
-  items: Uint32Array,
-  key: (i: number) => number,
-): Uint32Array {
-  const m = items.length;
-  let lo = Infinity;
-  let hi = -Infinity;
-  const keys = new Float64Array(m);
-  for (let j = 0; j < m; j++) {
-    const k = key(items[j]);
-    keys[j] = k;
-    if (k < lo) lo = k;
-    if (k > hi) hi = k;
+function byStart(c: Candidates, lo: number): Uint32Array {
+  const n = c.n;
+  const keys = new Uint32Array(n);
+  let max = 0;
+  for (let i = 0; i < n; i++) {
+    const k = c.start[i] - lo;
+    if (k > max) max = k;
+    keys[i] = k;
   }
-  if (hi - lo < 0x1_0000_0000) {
-    const small = new Uint32Array(m);
-    for (let j = 0; j < m; j++) small[j] = keys[j] - lo;
-    return radixOrder(items, small, hi - lo);
-  }
-  const at = Array.from(items.keys()).sort((a, b) =>
-    keys[a] - keys[b] || a - b
-  );
-  return Uint32Array.from(at, (j) => items[j]);
+  const all = new Uint32Array(n);
+  for (let i = 0; i < n; i++) all[i] = i;
+  if (max < 0x1_0000_0000) return radixOrder(all, keys, max);
+  return all.sort((a, b) => c.start[a] - c.start[b] || a - b);
 }
 
 /**
- * Stable LSD radix sort of `items` by `keys` (same positions; `keys` is
- * overwritten, `items` is not), 16 bits a pass, one pass when `max` fits
- * in 16 bits.
+ * Stable LSD radix sort of `items` by `keys` (same positions; both are
+ * overwritten), in as few passes of at most 12 bits as `max` needs.
  */
 function radixOrder(
   items: Uint32Array,
@@ -352,29 +374,31 @@ function radixOrder(
   max: number,
 ): Uint32Array {
   const m = items.length;
-  const passes = max < 0x10000 ? 1 : 2;
-  let from = items;
-  let fromKeys = keys;
+  const bits = Math.max(1, 32 - Math.clz32(max));
+  const passes = Math.ceil(bits / 12);
+  const digit = Math.ceil(bits / passes);
+  const mask = (1 << digit) - 1;
+  const count = new Uint32Array(mask + 1);
+  let from: Uint32Array = items;
+  let fromKeys: Uint32Array = keys;
   let to: Uint32Array = new Uint32Array(m);
   let toKeys: Uint32Array = new Uint32Array(m);
-  const count = new Uint32Array(0x10000);
-  for (let pass = 0; pass < passes; pass++) {
-    const shift = 16 * pass;
+  for (let shift = 0; shift < bits; shift += digit) {
     count.fill(0);
-    for (let j = 0; j < m; j++) count[(fromKeys[j] >>> shift) & 0xffff]++;
+    for (let j = 0; j < m; j++) count[(fromKeys[j] >>> shift) & mask]++;
     let sum = 0;
-    for (let d = 0; d < 0x10000; d++) {
+    for (let d = 0; d <= mask; d++) {
       const n = count[d];
       count[d] = sum;
       sum += n;
     }
     for (let j = 0; j < m; j++) {
       const k = fromKeys[j];
-      const at = count[(k >>> shift) & 0xffff]++;
+      const at = count[(k >>> shift) & mask]++;
       to[at] = from[j];
       toKeys[at] = k;
     }
-    const spare = from === items ? new Uint32Array(m) : from;
+    const spare = from;
     const spareKeys = fromKeys;
     from = to;
     fromKeys = toKeys;
@@ -384,40 +408,56 @@ function radixOrder(
   return from;
 }
 
-function byStart(c: Candidates): Uint32Array {
-  const all = new Uint32Array(c.n);
-  for (let i = 0; i < c.n; i++) all[i] = i;
-  return orderBy(all, (i) => c.start[i]);
+/**
+ * `items` (candidate indices) grouped by the string table chunk their name
+ * is in, chunk by chunk (one counting pass): the order in which
+ * {@linkcode visitStrings} reads each chunk once.
+ */
+function byNameChunk(c: Candidates, items: Uint32Array): Uint32Array {
+  const { ref } = c;
+  let last = 0;
+  for (let j = 0; j < items.length; j++) {
+    last = Math.max(last, ref[items[j]] >>> STRING_CHUNK_BITS);
+  }
+  const count = new Uint32Array(last + 2);
+  for (let j = 0; j < items.length; j++) {
+    count[(ref[items[j]] >>> STRING_CHUNK_BITS) + 1]++;
+  }
+  for (let d = 1; d < count.length; d++) count[d] += count[d - 1];
+  const out = new Uint32Array(items.length);
+  for (let j = 0; j < items.length; j++) {
+    const i = items[j];
+    out[count[ref[i] >>> STRING_CHUNK_BITS]++] = i;
+  }
+  return out;
 }
 
-/** The refs of the candidates that share their start with another, sorted, once each. */
-function sharedRefs(c: Candidates, order: Uint32Array): Float64Array {
-  const refs: number[] = [];
-  const { start, ref } = c;
+/**
+ * Per candidate, 1 when it shares its start with another (0 when alone),
+ * to be replaced with its name's place + 1 in a {@linkcode NamePool}.
+ */
+function sharing(c: Candidates, order: Uint32Array): Uint32Array {
+  const marks = new Uint32Array(c.n);
+  const { start } = c;
   for (let j = 1; j < order.length; j++) {
-    if (start[order[j]] !== start[order[j - 1]]) continue;
-    if (j === 1 || start[order[j - 2]] !== start[order[j]]) {
-      refs.push(ref[order[j - 1]]);
+    if (start[order[j]] === start[order[j - 1]]) {
+      marks[order[j]] = 1;
+      marks[order[j - 1]] = 1;
     }
-    refs.push(ref[order[j]]);
   }
-  const sorted = Float64Array.from(refs).sort();
-  let w = 0;
-  for (let j = 0; j < sorted.length; j++) {
-    if (w === 0 || sorted[j] !== sorted[w - 1]) sorted[w++] = sorted[j];
-  }
-  return sorted.subarray(0, w);
+  return marks;
 }
 
 /**
  * One candidate per start, in start order: the only one, or the best named
- * of those sharing it (by {@linkcode better}). `nameOf` is asked only for
- * candidates that share their start.
+ * of those sharing it (by {@linkcode better}); `shared[i]` is the place + 1
+ * of the name of candidate `i` in `pool` (0 for one alone at its start).
  */
 function choose(
   c: Candidates,
   order: Uint32Array,
-  nameOf: (ref: number) => string,
+  shared: Uint32Array,
+  pool: Uint8Array,
 ): Uint32Array {
   const out = new Uint32Array(order.length);
   const { start } = c;
@@ -429,7 +469,7 @@ function choose(
     if (k === j + 1) {
       out[w++] = i;
     } else {
-      const best = bestOf(c, order, j, k, nameOf);
+      const best = bestOf(c, order, j, k, shared, pool);
       if (best >= 0) out[w++] = best;
     }
     j = k;
@@ -443,33 +483,30 @@ function bestOf(
   order: Uint32Array,
   from: number,
   to: number,
-  nameOf: (ref: number) => string,
+  shared: Uint32Array,
+  pool: Uint8Array,
 ): number {
   let best = -1;
-  let bestRank: Rank | undefined;
   for (let m = from; m < to; m++) {
     const i = order[m];
-    const name = nameOf(c.ref[i]);
-    if (name === "") continue;
-    const rank = rankOf(name, c.bind[i], c.symSize[i]);
-    if (bestRank === undefined || better(rank, bestRank)) {
+    const at = shared[i] - 1;
+    if (pool[at] === 0) continue;
+    if (
+      best < 0 ||
+      better(
+        pool,
+        at,
+        c.bind[i],
+        c.symSize[i],
+        shared[best] - 1,
+        c.bind[best],
+        c.symSize[best],
+      )
+    ) {
       best = i;
-      bestRank = rank;
     }
   }
   return best;
-}
-
-/** The index of `x` in `sorted`, which holds it. */
-function search(sorted: Float64Array, x: number): number {
-  let lo = 0;
-  let hi = sorted.length - 1;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (sorted[mid] < x) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 /** Bytes inside at least one of `winners` (in start order). */
@@ -485,28 +522,63 @@ function coveredBy(c: Candidates, winners: Uint32Array): number {
   return covered;
 }
 
-interface Rank {
-  versioned: boolean;
-  bind: number;
-  size: number;
-  name: string;
+/**
+ * Whether the name at `pool[a]` (of a symbol with binding `bindA` and size
+ * `sizeA`) is preferred to the one at `pool[b]`: an unversioned name over
+ * `name@VER`, then global over weak over local, then the larger size, the
+ * shorter name, the first in byte (UTF-8: code point) order.
+ */
+function better(
+  pool: Uint8Array,
+  a: number,
+  bindA: number,
+  sizeA: number,
+  b: number,
+  bindB: number,
+  sizeB: number,
+): boolean {
+  const va = versioned(pool, a);
+  if (va !== versioned(pool, b)) return !va;
+  const ra = BIND_RANK[bindA] ?? 3;
+  const rb = BIND_RANK[bindB] ?? 3;
+  if (ra !== rb) return ra < rb;
+  if (sizeA !== sizeB) return sizeA > sizeB;
+  const la = pool.indexOf(0, a) - a;
+  const lb = pool.indexOf(0, b) - b;
+  if (la !== lb) return la < lb;
+  for (let k = 0; k < la; k++) {
+    if (pool[a + k] !== pool[b + k]) return pool[a + k] < pool[b + k];
+  }
+  return false;
 }
 
-function rankOf(name: string, bind: number, size: number): Rank {
-  return {
-    versioned: name.includes("@"),
-    bind: BIND_RANK[bind] ?? 3,
-    size,
-    name,
-  };
+/** Whether the NUL-terminated name at `pool[at]` has a version (`@`). */
+function versioned(pool: Uint8Array, at: number): boolean {
+  for (let k = at; pool[k] !== 0; k++) if (pool[k] === 0x40) return true;
+  return false;
 }
 
-function better(a: Rank, b: Rank): boolean {
-  if (a.versioned !== b.versioned) return !a.versioned;
-  if (a.bind !== b.bind) return a.bind < b.bind;
-  if (a.size !== b.size) return a.size > b.size;
-  if (a.name.length !== b.name.length) return a.name.length < b.name.length;
-  return a.name < b.name;
+/**
+ * The names of the candidates that share their start with another,
+ * NUL-terminated, one after another: only they are compared.
+ */
+class NamePool {
+  bytes: Uint8Array = new Uint8Array(1 << 12);
+  #length = 0;
+
+  /** Copies the NUL-terminated name at `src[from]`; returns its place + 1. */
+  add(src: Uint8Array, from: number): number {
+    const end = src.indexOf(0, from) + 1;
+    const at = this.#length;
+    if (at + end - from > this.bytes.length) {
+      const grown = new Uint8Array(2 * (at + end - from));
+      grown.set(this.bytes.subarray(0, at));
+      this.bytes = grown;
+    }
+    this.bytes.set(src.subarray(from, end), at);
+    this.#length = at + end - from;
+    return at + 1;
+  }
 }
 
 /**
@@ -885,18 +957,18 @@ function writeObject(
     if (layout === undefined) {
       return nothing(object, bytes, "it has neither .symtab nor .dynsym");
     }
-    let plan = planTable(src, layout, ranges, bias);
+    let found = candidatesOf(src, layout, ranges, bias);
     let note: string | undefined;
-    if (plan.winners.length === 0 && symtab !== undefined && dynsym) {
+    if (found.n === 0 && symtab !== undefined && dynsym) {
       // A .symtab without functions (only section symbols): try .dynsym.
-      const dyn = planTable(src, dynsym, ranges, bias);
-      if (dyn.winners.length > 0) {
-        plan = dyn;
+      const dyn = candidatesOf(src, dynsym, ranges, bias);
+      if (dyn.n > 0) {
+        found = dyn;
         layout = dynsym;
         note = ".symtab names no function in the remapped code";
       }
     }
-    const symbols = writeLines(out, src, layout, plan);
+    const { symbols, covered } = writeTable(out, src, layout, found);
     out.flush();
     return {
       object,
@@ -905,7 +977,7 @@ function writeObject(
       bias,
       symbols,
       bytes,
-      covered: plan.covered,
+      covered,
       ...(note !== undefined ? { note } : {}),
     };
   } catch (e) {
@@ -953,60 +1025,61 @@ function checkLoaded(
   return bias;
 }
 
-interface TablePlan {
-  /** The candidates, their names as string table offsets. */
-  c: Candidates;
-  /** One per address, in address order. */
-  winners: Uint32Array;
-  /** Bytes of the ranges they cover. */
-  covered: number;
-}
-
-/**
- * Reads a symbol table a chunk at a time and chooses one function per
- * address, as {@linkcode perfMapEntries} does; only the names of functions
- * sharing an address with another are read.
- */
-function planTable(
+/** The functions of a symbol table in `sorted`, read a chunk at a time. */
+function candidatesOf(
   src: ByteSource,
   layout: SymbolTableLayout,
   sorted: readonly PerfMapRange[],
   bias: number,
-): TablePlan {
+): Candidates {
   const c = new Candidates(sorted, bias);
-  for (const k of symbolChunks(src, layout, SYMBOL_CHUNK)) {
-    for (let i = 0; i < k.count; i++) {
-      if (k.name[i] !== 0) {
-        c.add(k.value[i], k.size[i], k.type[i], k.bind[i], k.name[i]);
-      }
-    }
-  }
-  const order = byStart(c);
-  const shared = sharedRefs(c, order);
-  const names: string[] = new Array(shared.length);
-  const decoder = new TextDecoder();
-  visitStrings(src, layout.strings, shared, (j, bytes, start) => {
-    names[j] = decoder.decode(bytes.subarray(start, bytes.indexOf(0, start)));
-  }, STRING_CHUNK);
-  const winners = choose(c, order, (ref) => names[search(shared, ref)]);
-  return { c, winners, covered: coveredBy(c, winners) };
+  for (const k of symbolChunks(src, layout, SYMBOL_CHUNK)) c.addChunk(k);
+  return c;
 }
 
-/** Writes the lines of `plan`, in string table order; returns how many. */
-function writeLines(
+/** The name offsets of candidates `items`. */
+function refsOf(c: Candidates, items: Uint32Array): Uint32Array {
+  const refs = new Uint32Array(items.length);
+  for (let j = 0; j < items.length; j++) refs[j] = c.ref[items[j]];
+  return refs;
+}
+
+/**
+ * Writes one line per address, choosing among the names at an address as
+ * {@linkcode perfMapEntries} does, in one pass over the string table: the
+ * line of a function alone at its address is written as its name is read;
+ * the names of functions sharing an address are kept (copied into a pool)
+ * until the pass ends, then the best of each address is written.
+ */
+function writeTable(
   out: MapWriter,
   src: ByteSource,
   layout: SymbolTableLayout,
-  plan: TablePlan,
-): number {
-  const { c } = plan;
-  const byName = orderBy(plan.winners, (i) => c.ref[i]);
-  const refs = Float64Array.from(byName, (i) => c.ref[i]);
-  let lines = 0;
-  visitStrings(src, layout.strings, refs, (j, bytes, start) => {
-    if (out.line(c.start[byName[j]], c.size[byName[j]], bytes, start)) lines++;
+  c: Candidates,
+): { symbols: number; covered: number } {
+  const order = byStart(c, c.lo);
+  const shared = sharing(c, order);
+  const all = new Uint32Array(c.n);
+  for (let i = 0; i < c.n; i++) all[i] = i;
+  const items = byNameChunk(c, all);
+  const pool = new NamePool();
+  let symbols = 0;
+  visitStrings(src, layout.strings, refsOf(c, items), (j, bytes, from) => {
+    const i = items[j];
+    if (shared[i] === 0) {
+      if (out.line(c.start[i], c.size[i], bytes, from)) symbols++;
+    } else {
+      shared[i] = pool.add(bytes, from);
+    }
   }, STRING_CHUNK);
-  return lines;
+  const winners = choose(c, order, shared, pool.bytes);
+  for (const i of winners) {
+    if (shared[i] !== 0) {
+      out.line(c.start[i], c.size[i], pool.bytes, shared[i] - 1);
+      symbols++;
+    }
+  }
+  return { symbols, covered: coveredBy(c, winners) };
 }
 
 /**
@@ -1047,10 +1120,11 @@ class MapWriter {
     p = putHex(buf, p, size);
     buf[p++] = 0x20;
     let end = buf.length - 1; // room for the newline
+    const plain = this.#plain;
     for (let i = from;; i++) {
       let b = bytes[i];
       if (b === 0) break;
-      if (!this.#plain && (b === 0x0a || b === 0x0d)) b = 0x20;
+      if (!plain && (b === 0x0a || b === 0x0d)) b = 0x20;
       if (p === end) {
         // A long name: write the lines before this one, then grow.
         p = this.#makeRoom(lineStart, p);

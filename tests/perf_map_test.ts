@@ -274,7 +274,7 @@ test(
   },
 );
 
-test("visitStrings: bad offsets and a table without a final NUL", () => {
+test("visitStrings: any order, bad offsets and a table without a final NUL", () => {
   const table = new TextEncoder().encode("\0abc\0de");
   const src = bytesSource(table);
   const strings = { offset: 0, size: table.length, label: "test table" };
@@ -291,10 +291,27 @@ test("visitStrings: bad offsets and a table without a final NUL", () => {
     () => visitStrings(src, strings, [9], () => {}),
     /outside the test table/,
   );
+  // Any order; chunk-aligned reads.
+  const back: string[] = [];
+  visitStrings(src, strings, [2, 0, 1, 4], (_, b, s) => {
+    back.push(new TextDecoder().decode(b.subarray(s, b.indexOf(0, s))));
+  }, 4);
+  assert.deepEqual(back, ["bc", "", "abc", ""]);
   assert.throws(
-    () => visitStrings(src, strings, [2, 1], () => {}),
+    () => visitStrings(src, strings, [1], () => {}, 0),
     RangeError,
   );
+  // A string longer than a chunk and what is read past it.
+  const long = new TextEncoder().encode(`\0${"x".repeat(10_000)}\0y\0`);
+  const lengths: number[] = [];
+  visitStrings(
+    bytesSource(long),
+    { offset: 0, size: long.length, label: "long table" },
+    [1, 10_002, 3],
+    (_, b, s) => lengths.push(b.indexOf(0, s) - s),
+    16,
+  );
+  assert.deepEqual(lengths, [10_000, 1, 9_998]);
 });
 
 test(
