@@ -2,7 +2,7 @@
 // hugetlb pages (smaps Private_Hugetlb), bytes equal the file, restore gives
 // the pages back; with an empty pool it fails cleanly. Needs root to size
 // /proc/sys/vm/nr_hugepages; restores the previous size afterwards.
-import { after, before, test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { spawnSync } from "node:child_process";
@@ -25,7 +25,8 @@ const POOL = "/sys/kernel/mm/hugepages/hugepages-2048kB/";
 const SKIP = isRoot() ? false : "needs root to size the hugetlb pool";
 if (SKIP) console.log(`hugetlb_test: skipped: ${SKIP}`);
 const HUGE = 2 * 1024 * 1024;
-let saved = 0;
+// Read when the file loads: a file-level before() may not run under --filter.
+const saved = SKIP ? 0 : Number(readFileSync(NR, "utf8"));
 
 function setPool(n: number): void {
   writeFileSync(NR, String(n));
@@ -34,9 +35,6 @@ function setPool(n: number): void {
 }
 const free = () => Number(readFileSync(POOL + "free_hugepages", "utf8"));
 
-before(() => {
-  if (!SKIP) saved = Number(readFileSync(NR, "utf8"));
-});
 after(() => {
   if (!SKIP) writeFileSync(NR, String(saved));
 });
@@ -230,7 +228,10 @@ for (const rt of RUNTIMES) {
       setPool(saved + 64);
       const child = await startChild(rt, {
         prime: { remap: { backend: "hugetlb" }, mlock: true },
-      }, { script: "route_child.ts" });
+      }, { script: "route_child.ts" }).catch((e) => {
+        setPool(saved);
+        throw e;
+      });
       try {
         const out = (child.outcome as unknown as { outcome: PrimeOutcomeData })
           .outcome;
@@ -282,6 +283,7 @@ for (const rt of RUNTIMES) {
         }
       } finally {
         const end = await child.finish();
+        setPool(saved);
         assert.equal(end.code, 0, end.stderr);
       }
     },
