@@ -100,8 +100,16 @@ function parseStrace(text: string): Parsed {
     };
     calls.push(last);
   }
+  // A thread ended by the process's exit in the middle of a call: judged
+  // on its arguments, with no result and no stack.
   for (const [tid, p] of pending) {
-    unparsed.push(`${tid} ${p.name}(${p.args} <never resumed>`);
+    calls.push({
+      tid,
+      name: p.name,
+      args: p.args.split(", ").map((a) => a.trim()),
+      result: "?",
+      frames: [],
+    });
   }
   return { calls, unparsed };
 }
@@ -154,16 +162,19 @@ function protOf(c: Traced): string {
     : "";
 }
 
+/** True for mmap flags that replace whatever is mapped at the address. */
+const isFixed = (flags = "") => /MAP_FIXED(?!_NOREPLACE)/.test(flags);
+
 /** The ranges a call changes: its target, and for mremap its source too. */
 function rangesOf(c: Traced): Range[] {
   const len = num(c.args[1]);
   if (c.name === "mmap") {
     // Where it landed: the result (the address is only a hint without
-    // MAP_FIXED, and NULL means anywhere); on failure, the address asked.
-    const at = /^0x[0-9a-f]+$/.test(c.result.split(" ")[0])
-      ? Number(c.result.split(" ")[0])
-      : num(c.args[0]);
-    return [[at, at + len]];
+    // MAP_FIXED, and NULL means anywhere). A failed call changed nothing,
+    // unless MAP_FIXED had the kernel unmap the target first.
+    const landed = /^0x[0-9a-f]+$/.exec(c.result.split(" ")[0]);
+    if (landed) return [[Number(landed[0]), Number(landed[0]) + len]];
+    return isFixed(c.args[3]) ? [[num(c.args[0]), num(c.args[0]) + len]] : [];
   }
   if (c.name === "mremap") {
     const newLen = num(c.args[2]);
@@ -180,7 +191,7 @@ function rangesOf(c: Traced): Range[] {
 
 /** True for a call that replaces, moves or unmaps what is at its target. */
 function clobbers(c: Traced): boolean {
-  if (c.name === "mmap") return /MAP_FIXED(?!_NOREPLACE)/.test(c.args[3]);
+  if (c.name === "mmap") return isFixed(c.args[3]);
   return c.name === "mremap" || c.name === "munmap";
 }
 
@@ -217,7 +228,7 @@ function audit(calls: readonly Traced[], layout: Layout): Audit {
         );
       }
     } else {
-      if (wx) a.runtimeWx.push(ranges[0]);
+      if (wx && ranges.length > 0) a.runtimeWx.push(ranges[0]);
       if (ranges.some((r) => overlaps(layout.alias, r))) a.aliasCalls++;
     }
   }
@@ -232,11 +243,11 @@ function judgeOurs(
   a: Audit,
   what: string,
 ): void {
+  if (ranges.length === 0) return; // a failed mmap: nothing happened
   const len = num(c.args[1]);
   const [start, end] = ranges.at(-1)!;
   if (c.name === "mmap") {
-    const fixed = /MAP_FIXED(?!_NOREPLACE)/.test(c.args[3]);
-    if (fixed) {
+    if (isFixed(c.args[3])) {
       a.oursLanded.push([start, end]);
       if (!inside(owned, start, end)) {
         a.violations.push(`MAP_FIXED outside owned ranges: ${what}`);
@@ -292,7 +303,7 @@ test("parseStrace joins unfinished and resumed calls, keeps their stacks, and re
     "13 munmap(0x1000, 4096 <unfinished ...>",
   ].join("\n");
   const { calls, unparsed } = parseStrace(log);
-  assert.equal(calls.length, 3);
+  assert.equal(calls.length, 4);
   assert.equal(calls[1].tid, 9999);
   assert.deepEqual(calls[2].args, [
     "NULL",
@@ -304,10 +315,16 @@ test("parseStrace joins unfinished and resumed calls, keeps their stacks, and re
   ]);
   assert.equal(calls[2].result, "0x7f0000000000");
   assert.equal(calls[2].frames.length, 1);
-  assert.deepEqual(unparsed, [
-    "garbage",
-    "13 munmap(0x1000, 4096 <never resumed>",
-  ]);
+  assert.deepEqual(unparsed, ["garbage"]);
+  // Never resumed (its thread ended with the process): judged on its
+  // arguments.
+  assert.deepEqual(calls[3], {
+    tid: 13,
+    name: "munmap",
+    args: ["0x1000", "4096"],
+    result: "?",
+    frames: [],
+  });
 });
 
 test("audit judges the trampoline and the LOAD segments, and only counts the runtime's JIT and alias", () => {
@@ -351,6 +368,11 @@ test("audit judges the trampoline and the LOAD segments, and only counts the run
         "2 mmap(0x7ff000, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE, -1, 0) = -1 EEXIST (File exists)",
         false,
       ),
+      // A failed RWX mmap anywhere: nothing was mapped, not even at 0.
+      t(
+        "2 mmap(NULL, 4294967296, PROT_READ|PROT_WRITE|PROT_EXEC, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = -1 ENOMEM (Cannot allocate memory)",
+        false,
+      ),
     ],
     layout,
   );
@@ -361,7 +383,7 @@ test("audit judges the trampoline and the LOAD segments, and only counts the run
     0x400000,
     0x800000,
   ]]);
-  assert.equal(ok.othersOnLoad, 2);
+  assert.equal(ok.othersOnLoad, 1);
   assert.equal(ok.runtimeWx.length, 3);
   assert.equal(ok.aliasCalls, 2); // the RWX range around it, its mapping
 
@@ -388,10 +410,15 @@ test("audit judges the trampoline and the LOAD segments, and only counts the run
         "2 mremap(0x7e0000000000, 4096, 4096, MREMAP_MAYMOVE|MREMAP_FIXED, 0x402000) = 0x402000",
         false,
       ),
+      // Failed, but MAP_FIXED may have unmapped the target first.
+      t(
+        "2 mmap(0x403000, 4096, PROT_READ, MAP_PRIVATE|MAP_FIXED|MAP_ANONYMOUS, -1, 0) = -1 ENOMEM (Cannot allocate memory)",
+        false,
+      ),
     ],
     layout,
   );
-  assert.equal(bad.violations.length, 9, bad.violations.join("\n"));
+  assert.equal(bad.violations.length, 10, bad.violations.join("\n"));
 });
 
 // A log recorded on an AMD EPYC without protection keys: Deno's V8 reserves
