@@ -1112,42 +1112,29 @@ class MapWriter {
       this.#chunk = bytes;
       this.#plain = bytes.indexOf(0x0a) < 0 && bytes.indexOf(0x0d) < 0;
     }
-    if (this.#pos + 2 * (HEX_DIGITS + 1) + 1 > this.#buf.length) this.flush();
-    const lineStart = this.#pos;
-    let buf = this.#buf;
-    let p = putHex(buf, lineStart, start);
+    const end = bytes.indexOf(0, from);
+    const need = 2 * (HEX_DIGITS + 1) + (end - from) + 1;
+    if (this.#pos + need > this.#buf.length) {
+      this.flush();
+      if (need > this.#buf.length) this.#buf = new Uint8Array(need);
+    }
+    const buf = this.#buf;
+    let p = putHex(buf, this.#pos, start);
     buf[p++] = 0x20;
     p = putHex(buf, p, size);
     buf[p++] = 0x20;
-    let end = buf.length - 1; // room for the newline
-    const plain = this.#plain;
-    for (let i = from;; i++) {
-      let b = bytes[i];
-      if (b === 0) break;
-      if (!plain && (b === 0x0a || b === 0x0d)) b = 0x20;
-      if (p === end) {
-        // A long name: write the lines before this one, then grow.
-        p = this.#makeRoom(lineStart, p);
-        buf = this.#buf;
-        end = buf.length - 1;
+    if (this.#plain) {
+      buf.set(bytes.subarray(from, end), p);
+      p += end - from;
+    } else {
+      for (let i = from; i < end; i++) {
+        const b = bytes[i];
+        buf[p++] = b === 0x0a || b === 0x0d ? 0x20 : b;
       }
-      buf[p++] = b;
     }
     buf[p++] = 0x0a;
     this.#pos = p;
     return true;
-  }
-
-  /** Moves the line being added (`[from, to)`) to the front of a larger buffer. */
-  #makeRoom(from: number, to: number): number {
-    this.#pos = from;
-    const part = this.#buf.slice(from, to);
-    this.flush();
-    if (2 * part.length > this.#buf.length) {
-      this.#buf = new Uint8Array(2 * this.#buf.length);
-    }
-    this.#buf.set(part);
-    return part.length;
   }
 
   /** Appends what was collected. */

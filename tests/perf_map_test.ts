@@ -40,7 +40,10 @@ import {
   writePerfMap,
 } from "../src/perf_map.ts";
 import type { PrimeOutcomeData } from "../src/outcome.ts";
-import { buildSymbolLibrary } from "../bench/perf_map/symbol_library.ts";
+import {
+  buildSymbolLibrary,
+  functionName,
+} from "../bench/perf_map/symbol_library.ts";
 
 const FIXTURES = `${ROOT}tests/fixtures/`;
 
@@ -200,9 +203,26 @@ const GCC_SKIP = spawnSync("gcc", ["--version"]).status === 0
   : "gcc is not installed (apt-get install gcc)";
 
 /** Builds a library of `functions` functions in a new directory; `dir` is removed by the caller. */
-function buildLibrary(functions: number) {
+function buildLibrary(functions: number, longName?: number) {
   const dir = mkdtempSync(join(tmpdir(), "pp-perfmap-"));
-  return { dir, lib: buildSymbolLibrary({ dir, functions }) };
+  return { dir, lib: buildSymbolLibrary({ dir, functions, longName }) };
+}
+
+/**
+ * Turns the first byte of `from` in the `.strtab` of `path` into `to` (a
+ * name only the symbol table holds, not the code: the file stays the one
+ * loaded).
+ */
+function patchName(path: string, from: string, to: string): void {
+  const bytes = readFileSync(path);
+  const strtab = parseElf(bytesSource(bytes)).sections.find((s) =>
+    s.name === ".strtab"
+  )!;
+  const at = bytes.subarray(strtab.offset, strtab.offset + strtab.size)
+    .indexOf(new TextEncoder().encode(`${from}\0`));
+  assert.ok(at > 0, `${from} is not in .strtab`);
+  bytes[strtab.offset + at] = to.charCodeAt(0);
+  writeFileSync(path, bytes);
 }
 
 test(
@@ -320,8 +340,11 @@ test(
     skip: GCC_SKIP,
   },
   () => {
-    const { dir, lib } = buildLibrary(20_000);
+    // A name longer than a string chunk and an output chunk, and a newline
+    // in a name, which its line gets as a space.
+    const { dir, lib } = buildLibrary(20_000, 300_000);
     try {
+      patchName(lib.path, functionName(7), "\n");
       const bytes = readFileSync(lib.path);
       const elf = parseElf(bytesSource(bytes));
       const code = elf.programHeaders.find((p) =>
@@ -373,6 +396,9 @@ test(
       assert.equal(o.covered, expected.covered);
       const written = readFileSync(path, "utf8");
       const lines = written.trimEnd().split("\n");
+      const seven = functionName(7).slice(1);
+      assert.ok(lines.some((l) => l.endsWith(` ${seven}`)), "no line for 7");
+      assert.ok(lines.some((l) => l.length > 300_000), "no long line");
       assert.deepEqual(
         [...lines].sort(),
         formatPerfMap(expected.entries).trimEnd().split("\n").sort(),

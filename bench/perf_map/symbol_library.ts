@@ -61,13 +61,15 @@ export interface SymbolLibraryOptions {
   functions: number;
   /** Bytes of padding before each function's `ret` (default 24). */
   pad?: number;
+  /** When given, one more function whose name is this many bytes long. */
+  longName?: number;
 }
 
 /** What {@linkcode buildSymbolLibrary} built. */
 export interface SymbolLibrary {
   /** Path of the `.so`. */
   path: string;
-  /** Distinct functions (addresses). */
+  /** Distinct functions (addresses), `pm_entry` and the long name's included. */
   functions: number;
   /** Function symbols in `.symtab`: the functions and their aliases. */
   symbols: number;
@@ -99,7 +101,7 @@ export function functionName(i: number): string {
 export function buildSymbolLibrary(
   options: SymbolLibraryOptions,
 ): SymbolLibrary {
-  const { dir, functions, pad = 24 } = options;
+  const { dir, functions, pad = 24, longName } = options;
   if (!Number.isSafeInteger(functions) || functions < 1) {
     throw new RangeError(
       `buildSymbolLibrary(): functions must be a positive integer; got ${functions}`,
@@ -151,6 +153,21 @@ export function buildSymbolLibrary(
       }
       writeSync(fd, lines.join("\n") + "\n");
     }
+    if (longName !== undefined) {
+      const name = `pm_long_${"x".repeat(Math.max(0, longName - 8))}`;
+      writeSync(
+        fd,
+        [
+          "\t.p2align 4",
+          `\t.type ${name}, @function`,
+          `${name}:`,
+          "\tret",
+          `\t.size ${name}, .-${name}`,
+          "",
+        ].join("\n"),
+      );
+      symbols++;
+    }
     writeSync(fd, '\t.section .note.GNU-stack,"",@progbits\n');
   } finally {
     closeSync(fd);
@@ -164,5 +181,10 @@ export function buildSymbolLibrary(
     path,
     source,
   ]);
-  return { path, functions: functions + 1, symbols, entry: "pm_entry" };
+  return {
+    path,
+    functions: functions + 1 + (longName === undefined ? 0 : 1),
+    symbols,
+    entry: "pm_entry",
+  };
 }
