@@ -50,8 +50,11 @@ interface Stamp {
 function sh(argv: string[], cwd: string): string {
   const r = spawnSync(argv[0], argv.slice(1), { cwd, encoding: "utf8" });
   if (r.status !== 0) {
-    const why = (r.stderr || r.stdout || String(r.error)).trim();
-    throw new Error(`${argv.join(" ")} failed: ${why.split("\n").pop()}`);
+    const why = (r.stderr || r.stdout || r.error?.message ||
+      `exit status ${r.status}`).trim().split("\n").filter((l) =>
+        l.includes("ERR") || l.includes("rror")
+      );
+    throw new Error(`${argv.join(" ")} failed: ${why.join(" ").slice(0, 300)}`);
   }
   return r.stdout;
 }
@@ -78,7 +81,7 @@ export function fetchBuild(runtime: "deno" | "bun", version: string): Build {
       "npm",
       "pack",
       `${pkg.name}@${version}`,
-      "--silent",
+      "--loglevel=error",
       "--pack-destination",
       tmp,
     ], tmp);
