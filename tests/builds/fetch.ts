@@ -3,7 +3,8 @@
 // kept in a cache outside the repository, so a second run downloads nothing:
 // $PAGE_PRIMER_BUILDS_CACHE, else $XDG_CACHE_HOME/page-primer-builds, else
 // ~/.cache/page-primer-builds. (Not under node_modules: `npm ci`, which
-// scripts/setup.sh runs whenever package.json changes, deletes node_modules.)
+// scripts/setup.sh runs when the lock or the dependencies change, deletes
+// node_modules.)
 import { spawnSync } from "node:child_process";
 import {
   chmodSync,
