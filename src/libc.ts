@@ -60,6 +60,9 @@ export const LIBC_SYMBOLS = {
   dup: { args: ["i32"], returns: "i32" },
   flock: { args: ["i32", "i32"], returns: "i32" },
   __fxstat64: { args: ["i32", "i32", "u64"], returns: "i32", optional: true },
+  // In libc since glibc 2.34 (libdl before): pins a loaded library.
+  dlopen: { args: ["u64", "i32"], returns: "u64", optional: true },
+  dlclose: { args: ["u64"], returns: "i32", optional: true },
 } as const;
 
 /** Library names tried, in order, to find libc. */
@@ -86,6 +89,10 @@ export interface FileStat {
 }
 
 const AT_FDCWD = -100;
+const RTLD_LAZY = 1;
+const RTLD_NOLOAD = 4;
+/** Bytes of one ELF64 program header. */
+export const PHDR_SIZE = 56;
 
 /** `getauxval` keys. */
 export const AT_PHDR = 3;
@@ -113,6 +120,8 @@ export const PR_GET_THP_DISABLE = 42;
 export const MADV_WILLNEED = 3;
 /** Prefault page tables readable (Linux 5.14+). */
 export const MADV_POPULATE_READ = 22;
+/** Collapse the range into huge pages now (Linux 6.1+). */
+export const MADV_COLLAPSE = 25;
 /** `mlock2` flag: lock pages as they are faulted in. */
 export const MLOCK_ONFAULT = 1;
 /** `getrlimit` resource: locked-in-memory bytes. */
@@ -399,6 +408,11 @@ export interface PhdrInfo {
   phdr: number;
   /** Number of program headers. */
   phnum: number;
+  /**
+   * The program header table, copied while the loader held its lock (a
+   * library may be unloaded as soon as `dl_iterate_phdr` returns).
+   */
+  phdrBytes: Uint8Array;
 }
 
 function cstr(s: string): Uint8Array {
@@ -832,6 +846,26 @@ export class Libc {
     this.#check("setrlimit", this.#fn("setrlimit")(resource, addressOf(buf)));
   }
 
+  /**
+   * Takes a reference on the already loaded library `name`
+   * (`dlopen(name, RTLD_LAZY | RTLD_NOLOAD)`), so it cannot be unloaded
+   * until {@linkcode Libc.unpin}; `undefined` when it is not loaded (any
+   * more) or this libc cannot tell.
+   */
+  pin(name: string): number | undefined {
+    if (!this.has("dlopen") || !this.has("dlclose")) return undefined;
+    const b = cstr(name);
+    const handle = Number(
+      this.#fn("dlopen")(addressOf(b), RTLD_LAZY | RTLD_NOLOAD),
+    );
+    return handle === 0 ? undefined : handle;
+  }
+
+  /** Drops a reference taken by {@linkcode Libc.pin}. */
+  unpin(handle: number): void {
+    this.#fn("dlclose")(handle);
+  }
+
   /** Lists loaded objects through `dl_iterate_phdr`. */
   dlIteratePhdr(): PhdrInfo[] {
     const out: PhdrInfo[] = [];
@@ -844,7 +878,10 @@ export class Libc {
         const namePtr = Number(dv.getBigUint64(8, true));
         const phdr = Number(dv.getBigUint64(16, true));
         const phnum = dv.getUint16(24, true);
-        out.push({ bias, name: readCString(namePtr), phdr, phnum });
+        const phdrBytes = phdr === 0 || phnum === 0
+          ? new Uint8Array(0)
+          : memory(phdr, phnum * PHDR_SIZE).slice();
+        out.push({ bias, name: readCString(namePtr), phdr, phnum, phdrBytes });
         return 0;
       },
     );

@@ -8,7 +8,13 @@
 
 import { parseProgramHeaders, type ProgramHeader, PT_PHDR } from "./elf.ts";
 import { memory } from "./ffi.ts";
-import { AT_PHDR, AT_PHNUM, type Libc } from "./libc.ts";
+import {
+  AT_PHDR,
+  AT_PHNUM,
+  type Libc,
+  PHDR_SIZE,
+  type PhdrInfo,
+} from "./libc.ts";
 import { parseMaps, parseSmaps, type SmapsVma, type Vma } from "./maps.ts";
 import {
   type LoadedObject,
@@ -16,8 +22,6 @@ import {
   loadSegments,
   relroOf,
 } from "./segments.ts";
-
-const PHDR_SIZE = 56;
 
 function readPhdrs(at: number, count: number): ProgramHeader[] {
   return parseProgramHeaders(memory(at, count * PHDR_SIZE).slice(), count);
@@ -69,12 +73,27 @@ function withRelro(phdrs: readonly ProgramHeader[]) {
   return relro ? { relro } : {};
 }
 
+/** Options of {@linkcode loadedObjects}. */
+export interface LoadedObjectsOptions {
+  /** This process's maps or smaps, for library paths; read now when absent. */
+  vmas?: readonly Vma[];
+  /** Told about each library left out, and why. */
+  onSkip?: (name: string, reason: string) => void;
+  /**
+   * Take a reference on every library (`dlopen(RTLD_NOLOAD)`, in
+   * `LoadedObject.pin`) so none is unloaded while it is primed; a library
+   * that went away meanwhile is left out. The caller releases the pins
+   * with {@linkcode unpinObjects}. Default `false`.
+   */
+  pin?: boolean;
+}
+
 /**
  * Every loaded object: the main executable first, then each shared library
  * `dl_iterate_phdr` reports (including ones loaded later through FFI).
- * Library paths are taken from `vmas` (this process's maps or smaps, read
- * now when not given). A library whose program headers cannot be read is
- * left out and reported to `onSkip`.
+ * Program headers are copied while the loader holds its lock. A library
+ * whose program headers cannot be read is left out and reported to
+ * `onSkip`.
  *
  * @example
  * ```ts
@@ -85,24 +104,34 @@ function withRelro(phdrs: readonly ProgramHeader[]) {
  */
 export function loadedObjects(
   c: Libc,
-  vmas?: readonly Vma[],
-  onSkip?: (name: string, reason: string) => void,
+  options: LoadedObjectsOptions = {},
 ): LoadedObject[] {
+  const { vmas, onSkip, pin = false } = options;
   const main = mainExecutable(c);
   const out: LoadedObject[] = [main];
   const maps = vmas ?? parseMaps(c.readText("/proc/self/maps"));
-  for (const info of c.dlIteratePhdr()) {
-    if (info.name === "" || info.bias === main.bias) continue;
-    if (info.phnum === 0 || info.phdr === 0) continue;
+  const infos = c.dlIteratePhdr().filter((i) =>
+    i.name !== "" && i.bias !== main.bias && i.phdrBytes.length > 0
+  );
+  const pins = pin ? pinAll(c, infos, onSkip) : undefined;
+  for (const info of infos) {
+    const handle = pins?.get(info);
+    if (pins && handle === undefined) continue;
     let segments: LoadSegment[];
     let phdrs: ProgramHeader[];
     try {
-      phdrs = readPhdrs(info.phdr, info.phnum);
+      phdrs = parseProgramHeaders(info.phdrBytes, info.phnum);
       segments = loadSegments(phdrs);
     } catch (e) {
       // E.g. its file was overwritten while mapped: one broken library
       // must not stop the others from being primed.
-      onSkip?.(info.name, e instanceof Error ? e.message : String(e));
+      if (handle !== undefined) c.unpin(handle);
+      onSkip?.(
+        info.name,
+        `its program headers in memory are not valid (${
+          e instanceof Error ? e.message : String(e)
+        })`,
+      );
       continue;
     }
     out.push({
@@ -111,9 +140,63 @@ export function loadedObjects(
       bias: info.bias,
       segments,
       ...withRelro(phdrs),
+      ...(handle !== undefined ? { pin: handle } : {}),
     });
   }
   return out;
+}
+
+/**
+ * Pins each library, then checks it is still loaded at the address it was
+ * seen at (it may have been unloaded, and another loaded there, before the
+ * pin); the ones that are not are unpinned and reported.
+ */
+function pinAll(
+  c: Libc,
+  infos: readonly PhdrInfo[],
+  onSkip?: (name: string, reason: string) => void,
+): Map<PhdrInfo, number> {
+  const pins = new Map<PhdrInfo, number>();
+  for (const info of infos) {
+    const handle = c.pin(info.name);
+    if (handle === undefined) {
+      onSkip?.(
+        info.name,
+        "unloaded while it was inspected (or this libc cannot pin it)",
+      );
+    } else pins.set(info, handle);
+  }
+  const now = new Set(c.dlIteratePhdr().map((i) => `${i.name}\0${i.bias}`));
+  for (const [info, handle] of pins) {
+    if (!now.has(`${info.name}\0${info.bias}`)) {
+      c.unpin(handle);
+      pins.delete(info);
+      onSkip?.(info.name, "unloaded or moved while it was inspected");
+    }
+  }
+  return pins;
+}
+
+/**
+ * Releases the pins {@linkcode loadedObjects} took, except those in `keep`
+ * (held by remapped regions until they are restored).
+ *
+ * @example
+ * ```ts
+ * import { libc } from "./libc.ts";
+ * import { loadedObjects, unpinObjects } from "./objects.ts";
+ * const c = libc();
+ * unpinObjects(c, loadedObjects(c, { pin: true }));
+ * ```
+ */
+export function unpinObjects(
+  c: Libc,
+  objects: readonly LoadedObject[],
+  keep: ReadonlySet<number> = new Set(),
+): void {
+  for (const o of objects) {
+    if (o.pin !== undefined && !keep.has(o.pin)) c.unpin(o.pin);
+  }
 }
 
 /**

@@ -18,6 +18,7 @@ import {
   mainExecutable,
   readSmaps,
   readStatus,
+  unpinObjects,
 } from "./objects.ts";
 import {
   PrimeOutcome,
@@ -440,15 +441,33 @@ export class Primer {
   }
 
   #prime(c: Libc, base: PrimeOutcomeData, t0: number): PrimeOutcome {
-    const pageSize = c.pageSize();
-    const before = readSmaps(c);
+    // Libraries are pinned (dlopen RTLD_NOLOAD) before smaps is read, so
+    // none is unloaded, and its range reused, while it is being primed.
     const onlyMain = this.#objects.length === 1 && this.#objects[0] === "main";
     const objects: LoadedObject[] = onlyMain
       ? [mainExecutable(c)]
-      : loadedObjects(c, before, (name, why) =>
-        base.warnings.push(
-          `skipped ${name}: its program headers in memory are not valid (${why}); the other objects are primed`,
-        ));
+      : loadedObjects(c, {
+        pin: true,
+        onSkip: (name, why) =>
+          base.warnings.push(
+            `skipped ${name}: ${why}; the other objects are primed`,
+          ),
+      });
+    try {
+      return this.#primeObjects(c, base, t0, objects);
+    } finally {
+      unpinObjects(c, objects);
+    }
+  }
+
+  #primeObjects(
+    c: Libc,
+    base: PrimeOutcomeData,
+    t0: number,
+    objects: readonly LoadedObject[],
+  ): PrimeOutcome {
+    const pageSize = c.pageSize();
+    const before = readSmaps(c);
     const selected = selectObjects(objects, this.#objects);
     const unmatched = selected.length === 0
       ? `no loaded object matched objects(${

@@ -70,6 +70,11 @@ export interface LoadedObject {
    * in memory differ from the file.
    */
   relro?: { vaddr: number; memsz: number };
+  /**
+   * A library's handle from `dlopen(RTLD_NOLOAD)`, held so it is not
+   * unloaded while it is primed (see `loadedObjects({ pin: true })`).
+   */
+  pin?: number;
 }
 
 /**

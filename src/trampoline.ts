@@ -10,14 +10,39 @@
  * @module
  */
 
-import { addressOf, type NativeLibrary, openLibrary } from "./ffi.ts";
+import { addressOf, memory, type NativeLibrary, openLibrary } from "./ffi.ts";
 import type { Libc } from "./libc.ts";
 import { TRAMPOLINE_ABI, TRAMPOLINE_SO_BASE64 } from "./trampoline_so.ts";
 
 const SYMBOLS = {
   pp_abi: { args: [], returns: "u64" },
   pp_run: { args: ["u64", "u64"], returns: "u64" },
+  pp_registry: { args: [], returns: "u64" },
+  pp_registry_size: { args: [], returns: "u64" },
+  pp_lock: { args: ["u64"], returns: "u64" },
+  pp_unlock: { args: [], returns: "void" },
 } as const;
+
+/** How long a thread waits for another that holds page-primer's lock. */
+const LOCK_TIMEOUT_MS = 10_000;
+
+/** The memfd name of the trampoline (maps: `/memfd:page-primer-trampoline`). */
+const MEMFD_NAME = "page-primer-trampoline";
+
+/** Another thread of this process held page-primer's lock too long. */
+export class TrampolineBusyError extends Error {
+  /**
+   * @param holder The thread id holding the lock.
+   */
+  constructor(readonly holder: number) {
+    super(
+      `another thread of this process (tid ${holder}) has been remapping or restoring for ${
+        LOCK_TIMEOUT_MS / 1000
+      } s: nothing done here; try again when it has finished`,
+    );
+    this.name = "TrampolineBusyError";
+  }
+}
 
 /** Operation of a record. */
 export type TrampolineOp = "swap" | "restore";
@@ -125,12 +150,23 @@ const STEPS = [
 
 const WORDS = 20;
 
-/** Where the loaded trampoline came from. */
+/** The trampoline, loaded once per process. */
 export interface Trampoline {
-  /** Path it was loaded from (`/proc/self/fd/N` or the override). */
+  /** Path it was loaded from (`/proc/<pid>/fd/N` or the override). */
   readonly path: string;
   /** Runs records in order; one result per record. */
   run(records: readonly TrampolineRecord[]): TrampolineResult[];
+  /**
+   * Runs `fn` holding the process-wide lock (one remap or restore at a
+   * time, whichever thread or Worker asks).
+   *
+   * @throws {TrampolineBusyError} When another thread holds it too long.
+   */
+  locked<T>(fn: () => T): T;
+  /** The process-wide record (text; `""` when nothing was written). */
+  readRecord(): string;
+  /** Replaces the process-wide record. */
+  writeRecord(text: string): void;
 }
 
 let loaded: Trampoline | undefined;
@@ -151,8 +187,43 @@ function bind(lib: NativeLibrary<typeof SYMBOLS>, path: string): Trampoline {
     );
   }
   const runFn = lib.symbols.pp_run!;
+  const area = Number(lib.symbols.pp_registry!());
+  const areaSize = Number(lib.symbols.pp_registry_size!());
+  let depth = 0;
   return {
     path,
+    locked(fn) {
+      if (depth === 0) {
+        const holder = Number(lib.symbols.pp_lock!(LOCK_TIMEOUT_MS));
+        if (holder !== 0) throw new TrampolineBusyError(holder);
+      }
+      depth++;
+      try {
+        return fn();
+      } finally {
+        if (--depth === 0) lib.symbols.pp_unlock!();
+      }
+    },
+    readRecord() {
+      const len = Number(
+        new DataView(memory(area, 8).slice().buffer).getBigUint64(0, true),
+      );
+      return len === 0
+        ? ""
+        : new TextDecoder().decode(memory(area + 8, len).slice());
+    },
+    writeRecord(text) {
+      const bytes = new TextEncoder().encode(text);
+      if (bytes.length + 8 > areaSize) {
+        throw new RangeError(
+          `page-primer's record of remapped regions is full (${bytes.length} bytes)`,
+        );
+      }
+      memory(area + 8, bytes.length).set(bytes);
+      const len = new Uint8Array(8);
+      new DataView(len.buffer).setBigUint64(0, BigInt(bytes.length), true);
+      memory(area, 8).set(len);
+    },
     run(records) {
       if (records.length === 0) return [];
       const words = new BigUint64Array(records.length * WORDS);
@@ -200,8 +271,11 @@ function bind(lib: NativeLibrary<typeof SYMBOLS>, path: string): Trampoline {
 }
 
 /**
- * Loads the trampoline once per process: from `PAGE_PRIMER_TRAMPOLINE` when
- * set, else from the bytes shipped in the package through a memfd.
+ * Loads the trampoline once per process: a Worker finds the one another
+ * thread loaded (same library, same record). From `PAGE_PRIMER_TRAMPOLINE`
+ * when set, else from the bytes shipped in the package through a memfd,
+ * loaded as `/proc/<pid>/fd/N` (a name a debugger in another process can
+ * open too; the descriptor stays open for that).
  *
  * @example
  * ```ts no-eval
@@ -214,23 +288,49 @@ export function loadTrampoline(c: Libc): Trampoline {
   if (loaded !== undefined) return loaded;
   const override = c.getenv("PAGE_PRIMER_TRAMPOLINE");
   if (override) {
-    loaded = bind(openLibrary([override], SYMBOLS), override);
-    return loaded;
+    return loaded = bind(openLibrary([override], SYMBOLS), override);
   }
+  const found = loadedElsewhere(c);
+  if (found !== undefined) {
+    try {
+      return loaded = bind(openLibrary([found], SYMBOLS), found);
+    } catch {
+      // Another page-primer version's trampoline: load ours beside it.
+    }
+  }
+  const path = writeMemfd(c);
+  return loaded = bind(openLibrary([path], SYMBOLS), path);
+}
+
+/** The path of a trampoline another thread of this process loaded. */
+function loadedElsewhere(c: Libc): string | undefined {
+  const pid = c.getpid();
+  const isOurs = (name: string) => {
+    try {
+      return c.readlink(name).startsWith(`/memfd:${MEMFD_NAME}`);
+    } catch {
+      return false; // its descriptor was closed
+    }
+  };
+  return c.dlIteratePhdr().map((o) => o.name).filter((name) =>
+    name.startsWith(`/proc/${pid}/fd/`) && isOurs(name)
+  ).sort()[0];
+}
+
+function writeMemfd(c: Libc): string {
   if (!c.has("memfd_create")) {
     throw new Error(
       "this libc has no memfd_create (glibc < 2.27?): set PAGE_PRIMER_TRAMPOLINE to a built primer.so",
     );
   }
-  const fd = c.memfdCreate("page-primer-trampoline", 1 /* MFD_CLOEXEC */);
+  const fd = c.memfdCreate(MEMFD_NAME, 1 /* MFD_CLOEXEC */);
   try {
     c.writeAll(fd, decodeBase64(TRAMPOLINE_SO_BASE64));
-    const path = `/proc/self/fd/${fd}`;
-    loaded = bind(openLibrary([path], SYMBOLS), path);
-  } finally {
+  } catch (e) {
     c.close(fd);
+    throw e;
   }
-  return loaded;
+  return `/proc/${c.getpid()}/fd/${fd}`;
 }
 
 /**
@@ -243,7 +343,6 @@ export function loadTrampoline(c: Libc): Trampoline {
  * ```
  */
 export function isTrampolinePath(path: string): boolean {
-  return path.includes("page-primer-trampoline") ||
-    path.startsWith("/proc/self/fd/") ||
+  return path.includes(MEMFD_NAME) || /^\/proc\/(self|\d+)\/fd\//.test(path) ||
     (loaded !== undefined && path === loaded.path);
 }

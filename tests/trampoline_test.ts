@@ -23,7 +23,13 @@ import { libc } from "../src/libc.ts";
 import { loadTrampoline } from "../src/trampoline.ts";
 import { parseMaps } from "../src/maps.ts";
 
-const SOURCES = ["primer.c", "primer.h", "arch_x86_64.h", "linux_abi.h"];
+const SOURCES = [
+  "primer.c",
+  "primer.h",
+  "registry.h",
+  "arch_x86_64.h",
+  "linux_abi.h",
+];
 
 function sourceHash(): string {
   const h = createHash("sha256");
@@ -60,7 +66,14 @@ test("the trampoline is a self-contained x86_64 shared object exporting pp_run",
   assert.ok(!elf.programHeaders.some((p) => p.type === PT_INTERP));
   const dyn = elf.symbols(".dynsym");
   const defined = dyn.filter((s) => s.shndx !== 0).map((s) => s.name).sort();
-  assert.deepEqual(defined, ["pp_abi", "pp_run"]);
+  assert.deepEqual(defined, [
+    "pp_abi",
+    "pp_lock",
+    "pp_registry",
+    "pp_registry_size",
+    "pp_run",
+    "pp_unlock",
+  ]);
   const undefinedSyms = dyn.filter((s) => s.shndx === 0 && s.name !== "");
   assert.deepEqual(
     undefinedSyms.map((s) => s.name),
@@ -74,7 +87,8 @@ test("the trampoline is a self-contained x86_64 shared object exporting pp_run",
 test("it loads from a memfd and rejects a bad record with EINVAL, changing nothing", () => {
   const c = libc();
   const t = loadTrampoline(c);
-  assert.match(t.path, /^\/proc\/self\/fd\/\d+$|primer\.so$/);
+  // Named by pid, so a debugger in another process opens the same file.
+  assert.match(t.path, new RegExp(`^/proc/${c.getpid()}/fd/\\d+$|primer\\.so$`));
   const before = c.readText("/proc/self/maps");
   const [res] = t.run([{
     op: "swap",

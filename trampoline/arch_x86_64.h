@@ -10,6 +10,8 @@
 #define PP_SYS_MREMAP 25
 #define PP_SYS_MADVISE 28
 #define PP_SYS_PRCTL 157
+#define PP_SYS_NANOSLEEP 35
+#define PP_SYS_GETTID 186
 
 static inline long pp_syscall6(long nr, long a, long b, long c, long d,
                                long e, long f)

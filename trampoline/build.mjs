@@ -14,7 +14,13 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 const dir = fileURLToPath(new URL(".", import.meta.url));
-export const SOURCES = ["primer.c", "primer.h", "arch_x86_64.h", "linux_abi.h"];
+export const SOURCES = [
+  "primer.c",
+  "primer.h",
+  "registry.h",
+  "arch_x86_64.h",
+  "linux_abi.h",
+];
 export const CFLAGS = [
   "-std=gnu11",
   "-O2",

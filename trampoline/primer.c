@@ -14,6 +14,7 @@
 #else
 #error "page-primer trampoline: only x86_64 so far (aarch64 needs svc syscalls and an I-cache flush before the swap)"
 #endif
+#include "registry.h"
 
 static int is_err(long r) { return r < 0 && r > -4096; }
 

@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#define PP_ABI_VERSION 6
+#define PP_ABI_VERSION 7
 
 #define HUGE_SIZE (2UL << 20)
 
