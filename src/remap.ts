@@ -11,9 +11,11 @@
 import { parseElf } from "./elf.ts";
 import { formatBytes } from "./format.ts";
 import {
+  ERRNO,
   errnoName,
   fdSource,
   type Libc,
+  MADV_COLLAPSE,
   MAP_ANONYMOUS,
   MAP_FIXED_NOREPLACE,
   MAP_PRIVATE,
@@ -21,7 +23,13 @@ import {
   PROT_READ,
   SyscallError,
 } from "./libc.ts";
-import { hugeBytes, type SmapsVma, sumIn } from "./maps.ts";
+import {
+  hugeBytes,
+  parseMaps,
+  type SmapsVma,
+  sumIn,
+  type Vma,
+} from "./maps.ts";
 import { readSmaps } from "./objects.ts";
 import type { StepError } from "./outcome.ts";
 import {
@@ -46,7 +54,11 @@ import {
   type ShareDir,
   type ShareOptions,
 } from "./share.ts";
-import { isTrampolinePath, loadTrampoline } from "./trampoline.ts";
+import {
+  isTrampolinePath,
+  loadTrampoline,
+  type Trampoline,
+} from "./trampoline.ts";
 import type { PerfMapReport } from "./perf_map.ts";
 
 /** Where the 2 MiB pages come from. */
@@ -105,7 +117,10 @@ export function chooseBackend(
   if (wanted === "auto" && poolFits) return { backend: "hugetlb" };
   if (thp.usable) return { backend: "thp" };
   if (thp.processDisabled) {
-    return { backend: "thp", unavailable: `no huge pages possible: ${onlyPool}` };
+    return {
+      backend: "thp",
+      unavailable: `no huge pages possible: ${onlyPool}`,
+    };
   }
   if (wanted === "auto" && shmemThp) return { backend: "memfd" };
   return {
@@ -474,10 +489,139 @@ interface ActiveSwap {
   region: PlannedRegion;
   prot: number;
   file: FileIdentity;
+  /** A library's reference (`dlopen` RTLD_NOLOAD), held until restored. */
+  pin?: number;
+  /** What maps shows for the copy: checked before anything acts on it. */
+  copy?: { path: string; inode: number };
 }
 
-/** Swaps in place in this process, by region start. */
-const active = new Map<number, ActiveSwap>();
+/**
+ * The swaps in place in this process, by region start: one record per
+ * process, kept in the trampoline, so a region remapped in a Worker is
+ * seen and restored from any thread. Read and written under the
+ * trampoline's lock.
+ */
+class SwapRecord {
+  readonly #tramp: Trampoline;
+  readonly swaps: Map<number, ActiveSwap>;
+
+  constructor(tramp: Trampoline) {
+    this.#tramp = tramp;
+    const text = tramp.readRecord();
+    this.swaps = new Map(text === "" ? [] : JSON.parse(text));
+  }
+
+  set(start: number, swap: ActiveSwap): void {
+    this.swaps.set(start, swap);
+    this.#save();
+  }
+
+  delete(start: number): void {
+    this.swaps.delete(start);
+    this.#save();
+  }
+
+  #save(): void {
+    this.#tramp.writeRecord(JSON.stringify([...this.swaps]));
+  }
+}
+
+/** Times `MADV_COLLAPSE` is tried again after `EAGAIN`. */
+const COLLAPSE_RETRIES = 3;
+
+/**
+ * Tries `MADV_COLLAPSE` again on copies where it failed with `EAGAIN`
+ * (pages busy, e.g. a shared copy other processes are mapping at the same
+ * moment): the copy is already in place, so this only adds huge pages.
+ */
+function retryCollapse(c: Libc, results: RegionReport[]): void {
+  const busy = `MADV_COLLAPSE: ${errnoName(ERRNO.EAGAIN)}`;
+  for (const r of results) {
+    const at = r.notes.indexOf(busy);
+    if (r.status !== "remapped" || at < 0) continue;
+    for (let i = 1; i <= COLLAPSE_RETRIES; i++) {
+      try {
+        c.madvise(r.start, r.end - r.start, MADV_COLLAPSE);
+        r.notes[at] = `${busy}, then collapsed on retry ${i}`;
+        break;
+      } catch (e) {
+        if (!(e instanceof SyscallError)) throw e;
+        if (e.errno !== ERRNO.EAGAIN || i === COLLAPSE_RETRIES) {
+          r.notes[at] = `${busy}, and ${errnoName(e.errno)} on retry ${i}`;
+          break;
+        }
+      }
+    }
+  }
+}
+
+/** A hugetlb stage failed for want of pages (pool taken meanwhile). */
+function poolRanShort(res: { step: string; errno: number }): boolean {
+  return (res.step === "stage mmap" ||
+    res.step === "madvise(MADV_POPULATE_WRITE)") &&
+    (res.errno === ERRNO.ENOMEM || res.errno === ERRNO.EFAULT);
+}
+
+/**
+ * Unmaps the gap reservations of a region that was not swapped. With
+ * `check`, only those maps still shows as our reservation (anonymous,
+ * no access, exactly there): a failed mremap may have unmapped them, and
+ * the space may be someone else's by now.
+ */
+function releaseGaps(
+  c: Libc,
+  held: readonly { start: number; end: number }[],
+  check: boolean,
+): void {
+  const maps = check ? parseMaps(c.readText("/proc/self/maps")) : [];
+  for (const g of held) {
+    const ours = !check ||
+      maps.some((v) =>
+        v.start <= g.start && g.end <= v.end && v.perms.startsWith("---") &&
+        v.path === "" && v.inode === 0
+      );
+    if (ours) c.munmap(g.start, g.end - g.start);
+  }
+}
+
+/** What maps shows at `at` (path and inode), to recognise the copy later. */
+function copyIdentity(
+  vmas: readonly Vma[],
+  at: number,
+): { path: string; inode: number } | undefined {
+  const v = vmas.find((m) => m.start <= at && at < m.end);
+  return v && { path: v.path, inode: v.inode };
+}
+
+/**
+ * Why a swapped region is no longer the copy page-primer made, or
+ * `undefined` when it still is. Its data part must be mapped throughout by
+ * the copy (or the file, where an earlier restore got that far); the space
+ * it grew into may be the copy or a hole (an earlier restore released part
+ * of it), never someone else's mapping.
+ */
+function notOurCopy(
+  vmas: readonly Vma[],
+  swap: ActiveSwap,
+): string | undefined {
+  const { start, end, dataStart, dataEnd } = swap.region;
+  const expected = swap.copy;
+  const ours = (v: Vma) =>
+    expected === undefined ||
+    (v.path === expected.path && v.inode === expected.inode) ||
+    (v.path === swap.file.path && v.inode === swap.file.inode);
+  let at = dataStart;
+  for (const v of vmas) {
+    if (v.end <= start || v.start >= end) continue;
+    if (!ours(v)) {
+      return `0x${v.start.toString(16)} is now ${
+        v.path === "" ? "anonymous memory" : v.path
+      }, not page-primer's copy`;
+    }
+    if (v.start <= at && v.end > at) at = v.end;
+  }
+  return at >= dataEnd ? undefined : `0x${at.toString(16)} is no longer mapped`;
+}
 
 function protOf(perms: string): number {
   return (perms[0] === "r" ? PROT_READ : 0) |
@@ -692,6 +836,33 @@ export function remapObjects(
   before?: readonly SmapsVma[],
 ): RemapReport & { after: SmapsVma[] } {
   const t0 = performance.now();
+  const tramp = loadTrampoline(c);
+  return tramp.locked(() =>
+    remapLocked(c, tramp, new SwapRecord(tramp), {
+      objects,
+      ranges,
+      options,
+      before,
+      t0,
+    })
+  );
+}
+
+/** {@linkcode remapObjects} under the trampoline's lock. */
+function remapLocked(
+  c: Libc,
+  tramp: Trampoline,
+  record: SwapRecord,
+  input: {
+    objects: readonly LoadedObject[];
+    ranges: readonly SegmentRange[];
+    options: RemapOptions;
+    before?: readonly SmapsVma[];
+    t0: number;
+  },
+): RemapReport & { after: SmapsVma[] } {
+  const { objects, ranges, options, before, t0 } = input;
+  const mainPath = objects.find((o) => o.main)?.path;
   const align = options.align ?? "aggressive";
   const pageSize = options.pageSize ?? "2m";
   const small = pageSize === "4k";
@@ -707,7 +878,7 @@ export function remapObjects(
     ranges,
     smaps: maps,
     align,
-    ours: [...active.values()].map((a) => a.region),
+    ours: [...record.swaps.values()].map((a) => a.region),
     wanted: small ? "small" : share ? "memfd" : options.backend ?? "auto",
     pool: readPoolState(c),
     thp,
@@ -735,7 +906,7 @@ export function remapObjects(
     skipped,
     text: measureCoverage(smaps, ranges, "text"),
     rodata: measureCoverage(smaps, ranges, "rodata"),
-    copyResident: [...active.values()].reduce(
+    copyResident: [...record.swaps.values()].reduce(
       (n, a) =>
         n + sumIn(
           smaps,
@@ -777,7 +948,6 @@ export function remapObjects(
       return report([], plan.skipped, maps);
     }
   }
-  const tramp = loadTrampoline(c);
   let shareDir: ShareDir | undefined;
   if (share) {
     const path = share.dir ??
@@ -951,26 +1121,42 @@ export function remapObjects(
         }
       }
       const t = performance.now();
-      const [res] = tramp.run([{
-        op: "swap",
-        start,
-        len: end - start,
-        dataStart,
-        dataLen: dataEnd - dataStart,
-        prot,
-        small,
-        hugetlb: backend === "hugetlb",
-        memfd,
-        shared: shared !== undefined,
-        fromFile,
-        equalsFile: region.equalsFile,
-        // A memfd is named by memfd_create (maps: /memfd:<path>).
-        name: backend === "memfd"
-          ? undefined
-          : `${NAME_PREFIX}${region.object}`,
-        fd: opened.fd,
-        fileOffset: planned.fileOffset,
-      }]);
+      const swapWith = (hugetlb: boolean) =>
+        tramp.run([{
+          op: "swap",
+          start,
+          len: end - start,
+          dataStart,
+          dataLen: dataEnd - dataStart,
+          prot,
+          small,
+          hugetlb,
+          memfd,
+          shared: shared !== undefined,
+          fromFile,
+          equalsFile: region.equalsFile,
+          // A memfd is named by memfd_create (maps: /memfd:<path>).
+          name: backend === "memfd"
+            ? undefined
+            : `${NAME_PREFIX}${region.object}`,
+          fd: opened.fd,
+          fileOffset: planned.fileOffset,
+        }])[0];
+      let res = swapWith(backend === "hugetlb");
+      let onHugetlb = backend === "hugetlb";
+      if (
+        onHugetlb && (options.backend ?? "auto") === "auto" &&
+        poolRanShort(res)
+      ) {
+        // Another process (or an earlier region) took the pool: THP.
+        notes.push(
+          `the hugetlb pool ran short (${res.step}: ${
+            errnoName(res.errno)
+          }): this region went to transparent huge pages instead`,
+        );
+        res = swapWith(false);
+        onHugetlb = false;
+      }
       const ms = performance.now() - t;
       // The mapping keeps the memfd; a shared copy's descriptor stays open
       // while it is mapped, holding its in-use lock.
@@ -989,11 +1175,9 @@ export function remapObjects(
         );
       }
       if (res.errno !== 0) {
-        // Before mremap nothing moved: drop our reservations. If mremap
-        // itself failed, the gaps may be gone already; leave them.
-        if (res.step !== "mremap") {
-          for (const g of held) c.munmap(g.start, g.end - g.start);
-        }
+        // Drop our reservations; after a failed mremap, only those still
+        // ours (it may have unmapped them before failing).
+        releaseGaps(c, held, res.step === "mremap");
         results.push({
           ...row(start, end, planned),
           status: "failed",
@@ -1017,12 +1201,15 @@ export function remapObjects(
         });
         continue;
       }
-      active.set(start, {
-        hugetlb: backend === "hugetlb",
+      // A library stays loaded while its code runs from our copy.
+      const pin = region.object === mainPath ? undefined : c.pin(region.object);
+      record.set(start, {
+        hugetlb: onHugetlb,
         ...(shared !== undefined ? { sharedFd: memfd } : {}),
         region: planned,
         prot,
         file: opened.file,
+        ...(pin !== undefined ? { pin } : {}),
       });
       results.push({
         ...row(start, end, planned),
@@ -1055,11 +1242,23 @@ export function remapObjects(
       c.close(shareDir.fd);
     }
   }
+  if (!small) retryCollapse(c, results);
   const smaps = readSmaps(c);
   for (const r of results) {
     if (r.status === "remapped") {
-      const a = active.get(r.start)!.region;
+      const swap = record.swaps.get(r.start)!;
+      const a = swap.region;
       r.huge = sumIn(smaps, a.dataStart, a.dataEnd, hugeBytes);
+      record.set(r.start, { ...swap, copy: copyIdentity(smaps, a.dataStart) });
+      if (!small && r.huge > 0 && r.huge < r.bytes) {
+        warnings.push(
+          `partial: ${formatBytes(r.huge)} of ${formatBytes(r.bytes)} (${
+            ((100 * r.huge) / r.bytes).toFixed(0)
+          }%) of ${r.object} LOAD ${r.index} on 2 MiB pages (${
+            r.notes.join("; ") || "the kernel gave 4 KiB pages for the rest"
+          })`,
+        );
+      }
     }
   }
   const moved = results.filter((r) => r.status === "remapped");
@@ -1092,7 +1291,7 @@ export function emptyRestoreReport(): RestoreReport {
  * space it grew into is released. The error message, or `undefined`.
  */
 function restoreByCopy(
-  tramp: ReturnType<typeof loadTrampoline>,
+  tramp: Trampoline,
   swap: ActiveSwap,
 ): string | undefined {
   const r = swap.region;
@@ -1132,13 +1331,34 @@ function restoreByCopy(
  */
 export function restoreRemapped(c: Libc): RestoreReport {
   const t0 = performance.now();
-  const out = emptyRestoreReport();
-  if (active.size === 0) {
-    out.ms = performance.now() - t0;
-    return out;
-  }
   const tramp = loadTrampoline(c);
-  for (const [start, swap] of [...active.entries()]) {
+  const out = tramp.locked(() =>
+    restoreLocked(c, tramp, new SwapRecord(tramp))
+  );
+  out.ms = performance.now() - t0;
+  return out;
+}
+
+/** Lets go of a swap: its shared copy's lock and its library's pin. */
+function release(c: Libc, record: SwapRecord, start: number): void {
+  const swap = record.swaps.get(start)!;
+  record.delete(start);
+  if (swap.sharedFd !== undefined) c.close(swap.sharedFd);
+  if (swap.pin !== undefined) c.unpin(swap.pin);
+}
+
+/** {@linkcode restoreRemapped} under the trampoline's lock. */
+function restoreLocked(
+  c: Libc,
+  tramp: Trampoline,
+  record: SwapRecord,
+): RestoreReport {
+  const out = emptyRestoreReport();
+  if (record.swaps.size === 0) return out;
+  // Checked right before acting: a range that is no longer our copy (its
+  // library unloaded, someone mapped over it) is left alone.
+  const maps = parseMaps(c.readText("/proc/self/maps"));
+  for (const [start, swap] of [...record.swaps.entries()]) {
     const r = swap.region;
     const fail = (message: string) =>
       out.failed.push({
@@ -1147,14 +1367,19 @@ export function restoreRemapped(c: Libc): RestoreReport {
         object: r.object,
         message,
       });
+    const gone = notOurCopy(maps, swap);
+    if (gone !== undefined) {
+      fail(`${gone}: left alone, and forgotten`);
+      release(c, record, start);
+      continue;
+    }
     if (!r.equalsFile) {
       const error = restoreByCopy(tramp, swap);
       if (error !== undefined) {
         fail(error);
         continue;
       }
-      active.delete(start);
-      if (swap.sharedFd !== undefined) c.close(swap.sharedFd);
+      release(c, record, start);
       out.restored++;
       out.copied++;
       out.bytes += r.dataEnd - r.dataStart;
@@ -1204,8 +1429,7 @@ export function restoreRemapped(c: Libc): RestoreReport {
         );
         continue;
       }
-      active.delete(start);
-      if (swap.sharedFd !== undefined) c.close(swap.sharedFd);
+      release(c, record, start);
       out.restored++;
       out.bytes += r.dataEnd - r.dataStart;
     } catch (e) {
@@ -1215,6 +1439,5 @@ export function restoreRemapped(c: Libc): RestoreReport {
       c.close(opened.fd);
     }
   }
-  out.ms = performance.now() - t0;
   return out;
 }

@@ -272,14 +272,17 @@ function sameBytes(
   }
 }
 
-/** Writes a new copy under a temporary name and links it to `name`. */
+/**
+ * Writes a new copy under a temporary name and links it to `name`; false
+ * when another process linked its copy first.
+ */
 function create(
   c: Libc,
   dir: ShareDir,
   name: string,
   exeFd: number,
   layout: CopyLayout,
-): void {
+): boolean {
   const tmp = `.${name}.${c.getpid()}.tmp`;
   const fd = c.openAt(
     dir.fd,
@@ -305,9 +308,11 @@ function create(
     c.close(fd);
     try {
       c.linkAt(dir.fd, tmp, name);
+      return true;
     } catch (e) {
       // Another process made it meanwhile: theirs is checked like any other.
       if (!(e instanceof SyscallError) || e.errno !== 17) throw e;
+      return false;
     }
   } catch (e) {
     try {
@@ -422,8 +427,9 @@ export function sharedCopy(
       fd = openCopy();
     } catch (e) {
       if (!(e instanceof SyscallError) || e.errno !== 2) throw e;
-      create(c, dir, name, exeFd, layout);
-      created = true;
+      // Counted as created only when our link won: with processes
+      // starting at once, one copy is made and the others reuse it.
+      created = create(c, dir, name, exeFd, layout);
       fd = openCopy();
     }
   } catch (e) {

@@ -75,7 +75,7 @@ for (const rt of RUNTIMES) {
   });
 
   test(
-    `${rt}: auto uses memfd when THP is off for the process and shmem THP is on`,
+    `${rt}: auto never picks memfd when THP is off for the process, even with shmem THP on (shmem gets no huge pages then)`,
     { skip: ROOT_SKIP },
     async () => {
       writeFileSync(SHMEM, "advise");
@@ -89,17 +89,16 @@ for (const rt of RUNTIMES) {
       try {
         const rep = child.outcome as unknown as Report;
         const out = rep.results[1].remap!;
-        assert.equal(out.ok, true, out.reason);
-        assert.equal(out.remap!.backend, "memfd");
-        assert.equal(rep.results[2].verify!.mismatches, 0);
-        const huge = out.remap!.regions.reduce((n, r) => n + r.huge, 0);
-        if (huge === 0) {
-          assert.ok(
-            out.warnings.concat(out.remap!.warnings).some((w) =>
-              /4 KiB pages/.test(w)
-            ),
-          );
+        // Whatever pool this machine has: the hugetlb pool when it covers
+        // the plan, else nothing, with the command that sizes the pool.
+        assert.notEqual(out.remap!.backend, "memfd");
+        if (out.ok) {
+          assert.equal(out.remap!.backend, "hugetlb");
+        } else {
+          assert.match(out.reason ?? "", /nr_hugepages/);
+          assert.equal(out.remap!.regions.length, 0);
         }
+        assert.equal(rep.results[2].verify!.mismatches, 0);
       } finally {
         await child.finish();
         writeFileSync(SHMEM, saved);

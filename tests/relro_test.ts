@@ -14,11 +14,10 @@ import {
   readFileSync,
   readSync,
   rmSync,
-  writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { isRoot, RUNTIMES, startChild } from "./helpers.ts";
+import { isRoot, raiseHugetlbPool, RUNTIMES, startChild } from "./helpers.ts";
 import { buildRelroLibrary } from "./fixtures/relro/build.ts";
 import { parseMaps } from "../src/maps.ts";
 
@@ -68,8 +67,6 @@ const MODES: Mode[] = [
   { name: "hugetlb", options: { backend: "hugetlb" }, root: true },
 ];
 
-const POOL = "/proc/sys/vm/nr_hugepages";
-
 for (const runtime of RUNTIMES) {
   for (const mode of MODES) {
     test(`${runtime}: RELRO library, ${mode.name}: remap and restore keep every byte as memory had it`, async (t) => {
@@ -81,8 +78,7 @@ for (const runtime of RUNTIMES) {
       const options = mode.options.share
         ? { ...mode.options, share: { dir: join(shareDir, "copies") } }
         : mode.options;
-      const poolBefore = mode.root ? readFileSync(POOL, "utf8").trim() : "";
-      if (mode.root) writeFileSync(POOL, String(Number(poolBefore) + 16));
+      const pool = mode.root ? raiseHugetlbPool(16) : undefined;
       const child = await startChild(runtime, { lib: built.path }, {
         script: "relro_child.ts",
       });
@@ -185,7 +181,7 @@ for (const runtime of RUNTIMES) {
       } finally {
         await child.finish().catch(() => {});
         rmSync(shareDir, { recursive: true, force: true });
-        if (mode.root) writeFileSync(POOL, poolBefore);
+        pool?.restore();
       }
     });
   }

@@ -22,6 +22,10 @@ import {
 import { hugeBytes, type SmapsVma, sumIn } from "../src/maps.ts";
 import type { PrimeOutcomeData, SegmentReport } from "../src/outcome.ts";
 
+// THP forced: on a machine with a reserved hugetlb pool, "auto" picks
+// hugetlb, and these tests check the THP path.
+const THP = { backend: "thp" };
+
 const HUGE = 2 * 1024 * 1024;
 
 type Report = RemapChildReport;
@@ -55,7 +59,7 @@ function reachable(s: { start: number; end: number }): number {
 
 for (const rt of RUNTIMES) {
   test(`${rt}: remap(true) puts text and rodata on 2 MiB pages, bytes equal the file`, async () => {
-    const child = await run(rt, [{ remap: {} }, "verify"]);
+    const child = await run(rt, [{ remap: THP }, "verify"]);
     try {
       const rep = child.outcome as unknown as Report;
       const out = rep.results[0].remap!;
@@ -117,7 +121,7 @@ for (const rt of RUNTIMES) {
   });
 
   test(`${rt}: the copy from memory (not from the page cache) is byte-identical too`, async () => {
-    const child = await run(rt, [{ remap: {} }, "verify"], {
+    const child = await run(rt, [{ remap: THP }, "verify"], {
       PAGE_PRIMER_FILL: "memory",
     });
     try {
@@ -137,7 +141,7 @@ for (const rt of RUNTIMES) {
   });
 
   test(`${rt}: restore() puts the file-backed pages back, bytes equal the file`, async () => {
-    const child = await run(rt, [{ remap: {} }, "restore", "verify"]);
+    const child = await run(rt, [{ remap: THP }, "restore", "verify"]);
     try {
       const rep = child.outcome as unknown as Report;
       const out = rep.results[0].remap!;
@@ -169,7 +173,7 @@ for (const rt of RUNTIMES) {
   });
 
   test(`${rt}: a second remap skips what is already on huge pages`, async () => {
-    const child = await run(rt, [{ remap: {} }, { remap: {} }]);
+    const child = await run(rt, [{ remap: THP }, { remap: THP }]);
     try {
       const rep = child.outcome as unknown as Report;
       const second = rep.results[1].remap!;
@@ -186,7 +190,7 @@ for (const rt of RUNTIMES) {
 
   test(`${rt}: conservative alignment stays inside the original mappings`, async () => {
     const child = await run(rt, [
-      { remap: { align: "conservative" } },
+      { remap: { ...THP, align: "conservative" } },
       "verify",
     ]);
     try {
@@ -241,7 +245,7 @@ test("deno: a mapping in the gap aggressive alignment wants survives the remap",
   // Deno is PIE with free space below its text; bun's text has rodata below.
   const child = await run("deno", [
     { occupyGap: true },
-    { remap: {} },
+    { remap: THP },
     "verify",
   ]);
   try {
@@ -324,7 +328,7 @@ test("deno: another thread racing to map into the gap is never clobbered", async
 
 for (const rt of RUNTIMES) {
   test(`${rt}: with THP disabled for the process, remap says why and changes nothing`, async () => {
-    const child = await run(rt, [{ thpDisable: true }, { remap: {} }]);
+    const child = await run(rt, [{ thpDisable: true }, { remap: THP }]);
     try {
       const rep = child.outcome as unknown as Report;
       const out = rep.results[1].remap!;
@@ -354,7 +358,7 @@ for (const rt of RUNTIMES) {
     copyFileSync(runtimePath(rt), exe);
     chmodSync(exe, 0o755);
     try {
-      const child = await startChild(rt, [{ remap: {} }], {
+      const child = await startChild(rt, [{ remap: THP }], {
         script: "remap_child.ts",
         exe,
       });
