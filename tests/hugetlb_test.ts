@@ -403,3 +403,64 @@ for (const rt of RUNTIMES) {
     },
   );
 }
+
+// The same limit with backend "auto": the pool looked big enough when the
+// backend was chosen, so the plan starts on hugetlb; the region that runs
+// out falls back to THP instead of failing (as when another process or
+// Worker takes the pool meanwhile).
+for (const rt of RUNTIMES) {
+  test(
+    `${rt}: auto falls back to THP for a region the hugetlb pool cannot give pages to`,
+    { skip: SKIP },
+    async (t) => {
+      const cg = hugetlbCgroup();
+      if (typeof cg === "string") {
+        t.skip(cg);
+        return;
+      }
+      try {
+        setPool(saved + 64);
+        writeFileSync(
+          `${cg.dir}/hugetlb.2MB.limit_in_bytes`,
+          String(16 * HUGE),
+        );
+        const child = await startChild(rt, [{ remap: {} }, "verify"], {
+          script: "remap_child.ts",
+          shellPrefix: `echo $$ > ${cg.dir}/cgroup.procs && exec`,
+        });
+        let end;
+        try {
+          const rep = child.outcome as unknown as Report;
+          const out = rep.results[0].remap!;
+          const regions = out.remap!.regions;
+          assert.equal(out.remap!.backend, "hugetlb");
+          const fell = regions.filter((r) =>
+            r.notes.some((n) => n.startsWith("the hugetlb pool ran short"))
+          );
+          console.log(
+            `${rt}: cgroup limit 16 pages, auto: ${fell.length} of ${regions.length} region(s) went to THP`,
+          );
+          assert.ok(fell.length >= 1, JSON.stringify(regions));
+          assert.ok(regions.every((r) => r.status === "remapped"));
+          for (const f of fell) {
+            const inside = child.smaps().filter((v) =>
+              v.start < f.dataEnd && f.dataStart < v.end
+            );
+            assert.ok(inside.every((v) => v.privateHugetlb === 0));
+            assert.ok(
+              inside.reduce((n, v) => n + v.anonHugePages, 0) > 0,
+              "the fallback copy is not on THP",
+            );
+          }
+          assert.equal(rep.results[1].verify!.mismatches, 0);
+        } finally {
+          end = await child.finish();
+        }
+        assert.equal(end.code, 0, end.stderr);
+      } finally {
+        cg.cleanup();
+        setPool(saved);
+      }
+    },
+  );
+}
