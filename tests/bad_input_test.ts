@@ -307,6 +307,67 @@ for (const rt of RUNTIMES) {
   }
 }
 
+// mremap refused by seccomp: every region fails at the swap, the file is
+// mapped back, and the reservations of the free space aggressive alignment
+// grew into (PROT_NONE, anonymous) are released, not left beside the code.
+for (const rt of RUNTIMES) {
+  test(
+    `${rt}: mremap refused by seccomp: code intact, no gap reservation left behind`,
+    { skip: SANDBOX_SKIP },
+    () =>
+      withSandbox(async (sandbox) => {
+        const child = await startChild(rt, [
+          { remap: { backend: "thp" } },
+          "verify",
+        ], {
+          script: "remap_child.ts",
+          shellPrefix: `exec '${sandbox}' --deny mremap=${ERRNO.EPERM} --`,
+        });
+        try {
+          // deno-lint-ignore no-explicit-any
+          const rep = child.outcome as any;
+          const regions = rep.results[0].remap.remap.regions as {
+            start: number;
+            end: number;
+            dataStart: number;
+            dataEnd: number;
+            status: string;
+            error?: { step: string; message: string };
+          }[];
+          assert.ok(regions.length > 0);
+          const grown = regions.filter((r) =>
+            r.start < r.dataStart || r.dataEnd < r.end
+          );
+          console.log(
+            `${rt}, mremap -> EPERM: ${regions.length} region(s) failed at the swap, ${grown.length} had grown into free space`,
+          );
+          for (const r of regions) {
+            assert.equal(r.status, "failed");
+            assert.equal(r.error!.step, "mremap");
+            assert.match(r.error!.message, /the code is intact/);
+          }
+          assert.equal(rep.results[1].verify.mismatches, 0);
+          const leftovers = child.smaps().filter((v) =>
+            v.perms.startsWith("---") && v.path === "" &&
+            grown.some((r) =>
+              (v.start < r.dataStart && r.start < v.end) ||
+              (v.start < r.end && r.dataEnd < v.end)
+            )
+          );
+          assert.deepEqual(
+            leftovers.map((v) =>
+              `${v.start.toString(16)}-${v.end.toString(16)}`
+            ),
+            [],
+          );
+        } finally {
+          const end = await child.finish();
+          assert.equal(end.code, 0, end.stderr);
+        }
+      }),
+  );
+}
+
 // errno names: the whole generic Linux table, checked against the kernel's
 // own headers when they are installed.
 test("errnoName: every Linux errno 1..133 by its name, as asm-generic/errno*.h define it", (t) => {
