@@ -376,6 +376,67 @@ for (const rt of RUNTIMES) {
   );
 }
 
+// Eight processes started at once race to create the same copies: one
+// copy per region is made (the others reuse it, and say so), and a region
+// whose copy is not all on 2 MiB pages is named as partial, never silent.
+const AT_ONCE = 8;
+for (const rt of RUNTIMES) {
+  test(
+    `${rt}: share: ${AT_ONCE} processes at once make one copy per region and report what they got`,
+    inFreshDir(`${rt}-race`, async (dir) => {
+      const steps = [{ remap: { share: { dir } } }];
+      const opts = { script: "remap_child.ts", shellPrefix: SAME_LAYOUT };
+      const started = await Promise.allSettled(
+        Array.from({ length: AT_ONCE }, () => startChild(rt, steps, opts)),
+      );
+      const children = started.flatMap((r) =>
+        r.status === "fulfilled" ? [r.value] : []
+      );
+      try {
+        assert.equal(children.length, AT_ONCE, "a child did not start");
+        const outs = children.map(remapOf);
+        const created = outs.reduce((n, o) => n + o.remap!.share!.created, 0);
+        const reused = outs.reduce((n, o) => n + o.remap!.share!.reused, 0);
+        const files = readdirSync(dir).filter((f) => !f.startsWith("."));
+        const cover = outs.map((o) => {
+          const text = o.remap!.text;
+          return text.bytes ? (100 * text.huge / text.bytes).toFixed(1) : "-";
+        });
+        console.log(
+          `${rt}: ${AT_ONCE} at once: ${files.length} copies in the directory, created ${created}, reused ${reused}; text on 2 MiB pages per process: ${
+            cover.join(" ")
+          }%`,
+        );
+        assert.equal(created, files.length, "a copy counted twice as created");
+        for (const o of outs) {
+          const r = o.remap!;
+          const shared = r.regions.filter((g) => g.shared !== undefined);
+          assert.equal(
+            r.share!.created + r.share!.reused,
+            shared.length,
+            JSON.stringify(r.share),
+          );
+          for (const g of r.regions) {
+            assert.equal(g.status, "remapped", JSON.stringify(g));
+            if (g.huge > 0 && g.huge < g.bytes) {
+              assert.ok(
+                r.warnings.some((w) => w.startsWith("partial:")),
+                `region at 0x${
+                  g.start.toString(16)
+                } is partly on 2 MiB pages and nothing says so: ${
+                  JSON.stringify(r.warnings)
+                }`,
+              );
+            }
+          }
+        }
+      } finally {
+        for (const c of children) await c.finish();
+      }
+    }),
+  );
+}
+
 test("remap({ share }) refuses what it cannot honour, before doing anything", () => {
   assert.throws(
     () => prime().remap({ share: { dir: "relative/dir" } }),
