@@ -53,13 +53,19 @@ fi
 # Debian packages the test suite calls: readelf/nm (binutils) to check the
 # ELF parser, setpriv and setarch (util-linux) to drop CAP_IPC_LOCK and ASLR
 # in a child, strace for the W^X and no-clobber audit, wrk for the load test,
-# perf to check that perf names remapped functions.
+# perf to check that perf names remapped functions, gcc to build the test
+# libraries (RELRO fixture, seccomp sandbox), the kernel's errno headers
+# (linux-libc-dev) to check errno names against, gdb to run a primed
+# program under a debugger.
 missing=""
 command -v readelf >/dev/null 2>&1 || missing="$missing binutils"
 command -v setpriv >/dev/null 2>&1 || missing="$missing util-linux"
 command -v strace >/dev/null 2>&1 || missing="$missing strace"
 command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
 command -v perf >/dev/null 2>&1 || missing="$missing linux-perf"
+command -v gcc >/dev/null 2>&1 || missing="$missing gcc"
+[ -f /usr/include/asm-generic/errno.h ] || missing="$missing linux-libc-dev"
+command -v gdb >/dev/null 2>&1 || missing="$missing gdb"
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "page-primer setup: apt-get install$missing" >&2
