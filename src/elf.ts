@@ -1565,7 +1565,10 @@ function readTable(
 
 /**
  * Decodes `count` symbols of `view` into `chunk`'s columns (a plain
- * function: V8 optimizes a loop inside a generator poorly).
+ * function: V8 optimizes a loop inside a generator poorly). Reads the
+ * entries as 32-bit words when the data is 4-byte aligned (what `pread`
+ * returns is) and this machine is little-endian, with a `DataView`
+ * otherwise.
  */
 function decodeSymbols(
   view: DataView,
@@ -1575,28 +1578,45 @@ function decodeSymbols(
   first: number,
   label: string,
 ): void {
+  const words = LITTLE_ENDIAN_HOST && view.byteOffset % 4 === 0
+    ? new Uint32Array(view.buffer, view.byteOffset, count * 6)
+    : undefined;
   for (let i = 0; i < count; i++) {
-    const at = i * SYM_SIZE;
-    const info = view.getUint8(at + 4);
-    let shndx = view.getUint16(at + 6, true);
+    let name, info, valueLow, valueHigh, sizeLow, sizeHigh;
+    if (words !== undefined) {
+      const w = i * 6;
+      name = words[w];
+      info = words[w + 1];
+      valueLow = words[w + 2];
+      valueHigh = words[w + 3];
+      sizeLow = words[w + 4];
+      sizeHigh = words[w + 5];
+    } else {
+      const at = i * SYM_SIZE;
+      name = view.getUint32(at, true);
+      info = view.getUint32(at + 4, true);
+      valueLow = view.getUint32(at + 8, true);
+      valueHigh = view.getUint32(at + 12, true);
+      sizeLow = view.getUint32(at + 16, true);
+      sizeHigh = view.getUint32(at + 20, true);
+    }
+    // st_info, st_other and st_shndx, little-endian in one word.
+    let shndx = info >>> 16;
     if (shndx === SHN_XINDEX && xindex !== undefined) {
       shndx = xindex.getUint32(i * 4, true);
     }
-    chunk.name[i] = view.getUint32(at, true);
+    chunk.name[i] = name;
     chunk.type[i] = info & 0xf;
-    chunk.bind[i] = info >> 4;
+    chunk.bind[i] = (info >> 4) & 0xf;
     chunk.shndx[i] = shndx;
-    // u64() without its message, built only for a value that fails.
-    const valueHigh = view.getUint32(at + 12, true);
-    const sizeHigh = view.getUint32(at + 20, true);
     if (valueHigh > 0x1fffff || sizeHigh > 0x1fffff) {
+      // u64() for its message.
       const what = `symbol ${first + i} of ${label}`;
-      u64(view, at + 8, `${what}: st_value`);
-      u64(view, at + 16, `${what}: st_size`);
+      u64(view, i * SYM_SIZE + 8, `${what}: st_value`);
+      u64(view, i * SYM_SIZE + 16, `${what}: st_size`);
     }
-    chunk.value[i] = valueHigh * 0x1_0000_0000 +
-      view.getUint32(at + 8, true);
-    chunk.size[i] = sizeHigh * 0x1_0000_0000 + view.getUint32(at + 16, true);
+    chunk.value[i] = valueHigh * 0x1_0000_0000 + valueLow;
+    chunk.size[i] = sizeHigh * 0x1_0000_0000 + sizeLow;
   }
 }
 
@@ -1744,6 +1764,9 @@ function sectionLabel(section: SectionHeader, index?: number): string {
 }
 
 const decoder = new TextDecoder();
+
+/** Whether typed arrays here are little-endian, as the ELF files read are. */
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /** The empty string, NUL-terminated. */
 const EMPTY_STRING = new Uint8Array(1);

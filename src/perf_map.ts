@@ -217,7 +217,7 @@ export function perfMapEntries(
     throw new TypeError("perfMapEntries(): symbols must be an array");
   }
   const sorted = checkRanges("perfMapEntries", ranges, bias);
-  const c = new Candidates(sorted, bias);
+  const c = new Candidates(sorted, bias, symbols.length);
   symbols.forEach((s, i) => {
     if (s.name !== "") c.add(s.value, s.size, s.type, s.bind, i);
   });
@@ -274,18 +274,29 @@ function bytesOf(ranges: readonly PerfMapRange[]): number {
  */
 class Candidates {
   n = 0;
-  start: Float64Array = new Float64Array(256);
-  size: Float64Array = new Float64Array(256);
-  symSize: Float64Array = new Float64Array(256);
-  ref: Uint32Array = new Uint32Array(256);
-  bind: Uint8Array = new Uint8Array(256);
+  start: Float64Array;
+  size: Float64Array;
+  symSize: Float64Array;
+  ref: Uint32Array;
+  bind: Uint8Array;
   readonly #ranges: readonly PerfMapRange[];
   readonly #bias: number;
   /** The first range's start. */
   readonly lo: number;
   readonly #hi: number;
 
-  constructor(sorted: readonly PerfMapRange[], bias: number) {
+  /**
+   * @param sorted The ranges, sorted by start.
+   * @param bias Runtime address minus `st_value`.
+   * @param expected How many to make room for at first (they grow).
+   */
+  constructor(sorted: readonly PerfMapRange[], bias: number, expected = 256) {
+    const room = Math.max(16, Math.min(expected, 1 << 20));
+    this.start = new Float64Array(room);
+    this.size = new Float64Array(room);
+    this.symSize = new Float64Array(room);
+    this.ref = new Uint32Array(room);
+    this.bind = new Uint8Array(room);
     this.#ranges = sorted;
     this.#bias = bias;
     this.lo = sorted.length ? sorted[0].start : 0;
@@ -297,14 +308,16 @@ class Candidates {
     const lo = value + this.#bias;
     const hi = lo + size;
     if (hi <= this.lo || lo >= this.#hi) return;
-    for (const r of this.#ranges) {
-      if (r.start >= hi) break;
-      if (r.end <= lo) continue;
-      const start = Math.max(lo, r.start);
+    const ranges = this.#ranges;
+    for (let r = 0; r < ranges.length; r++) {
+      const { start: rs, end: re } = ranges[r];
+      if (rs >= hi) break;
+      if (re <= lo) continue;
+      const start = lo > rs ? lo : rs;
       if (this.n === this.start.length) this.#grow();
       const i = this.n++;
       this.start[i] = start;
-      this.size[i] = Math.min(hi, r.end) - start;
+      this.size[i] = (hi < re ? hi : re) - start;
       this.symSize[i] = size;
       this.ref[i] = ref;
       this.bind[i] = bind;
@@ -319,11 +332,12 @@ class Candidates {
     const hi = this.#hi;
     for (let i = 0; i < k.count; i++) {
       const t = type[i];
-      if (name[i] === 0 || size[i] <= 0) continue;
+      const n = size[i];
+      if (name[i] === 0 || n <= 0) continue;
       if (t !== STT_FUNC && t !== STT_GNU_IFUNC) continue;
       const at = value[i] + bias;
-      if (at >= hi || at + size[i] <= lo) continue;
-      this.add(value[i], size[i], t, bind[i], name[i]);
+      if (at >= hi || at + n <= lo) continue;
+      this.add(value[i], n, t, bind[i], name[i]);
     }
   }
 
@@ -1032,7 +1046,9 @@ function candidatesOf(
   sorted: readonly PerfMapRange[],
   bias: number,
 ): Candidates {
-  const c = new Candidates(sorted, bias);
+  // Room for every symbol: in a remapped executable most are functions
+  // in the remapped code.
+  const c = new Candidates(sorted, bias, layout.count);
   for (const k of symbolChunks(src, layout, SYMBOL_CHUNK)) c.addChunk(k);
   return c;
 }
