@@ -3,11 +3,17 @@
 // with errno 131. Each time: the process lives, every planned range still
 // equals the file, the outcome names the failed step and errno (or notes a
 // best-effort call that failed), and a later run() succeeds.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { rmSync } from "node:fs";
 import process from "node:process";
-import { isRoot, RUNTIMES, startChild } from "./helpers.ts";
+import {
+  isRoot,
+  raiseHugetlbPool,
+  removeLeftovers,
+  RUNTIMES,
+  startChild,
+} from "./helpers.ts";
 
 interface Walk {
   swaps: {
@@ -35,24 +41,19 @@ interface Walk {
   };
 }
 
-const NR = "/proc/sys/vm/nr_hugepages";
 const ROOT_SKIP = isRoot() ? false : "needs root to size the hugetlb pool";
-let savedPool = 0;
-const shareDir = `/dev/shm/page-primer-fault-test-${process.pid}`;
-before(() => {
-  if (!ROOT_SKIP) savedPool = Number(readFileSync(NR, "utf8"));
-});
-after(() => {
-  if (!ROOT_SKIP) writeFileSync(NR, String(savedPool));
-  rmSync(shareDir, { recursive: true, force: true });
-});
+const SHARE_PREFIX = "/dev/shm/page-primer-fault-test-";
+const shareDir = `${SHARE_PREFIX}${process.pid}`;
+// Copies of a killed run (its pid is gone) take RAM until removed.
+removeLeftovers(SHARE_PREFIX);
 
 const PATHS: {
   name: string;
   options: Record<string, unknown>;
   steps: string[];
   skip?: string | false;
-  setup?: () => void;
+  /** Sets up what the path needs; returns what puts it back. */
+  setup?: () => () => void;
 }[] = [
   {
     name: "THP",
@@ -81,7 +82,7 @@ const PATHS: {
     options: { backend: "hugetlb" },
     steps: ["stage mmap", "madvise(MADV_POPULATE_WRITE)", "fill", "mremap"],
     skip: ROOT_SKIP,
-    setup: () => writeFileSync(NR, String(savedPool + 64)),
+    setup: () => raiseHugetlbPool(64).restore,
   },
 ];
 
@@ -91,9 +92,13 @@ for (const rt of RUNTIMES) {
       `${rt}: ${path.name}: a failure at every syscall of swap and restore leaves the code intact`,
       { skip: path.skip ?? false },
       async () => {
-        path.setup?.();
+        const undo = path.setup?.();
         const child = await startChild(rt, path.options, {
           script: "fault_child.ts",
+        }).catch((e) => {
+          undo?.();
+          rmSync(shareDir, { recursive: true, force: true });
+          throw e;
         });
         let end;
         try {
@@ -151,6 +156,8 @@ for (const rt of RUNTIMES) {
           );
         } finally {
           end = await child.finish();
+          undo?.();
+          rmSync(shareDir, { recursive: true, force: true });
         }
         assert.equal(end.code, 0, end.stderr);
         assert.match(end.stdout, /ALIVE \d+/);

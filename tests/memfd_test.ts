@@ -1,7 +1,7 @@
 // The memfd backend: a copy in a memfd named after the executable, so maps
 // shows /memfd:<path> (deleted); bytes equal the file; restore works; auto
 // picks it when THP is off for the process but shmem THP is on.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { selected } from "../src/thp.ts";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -14,14 +14,9 @@ import {
 
 const SHMEM = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
 const ROOT_SKIP = isRoot() ? false : "needs root to change shmem_enabled";
-let saved = "";
-
-before(() => {
-  if (!ROOT_SKIP) saved = selected(readFileSync(SHMEM, "utf8"));
-});
-after(() => {
-  if (!ROOT_SKIP) writeFileSync(SHMEM, saved);
-});
+// Read when the file loads, and put back by each test that changes it (a
+// file-level before()/after() does not run under every --filter).
+const saved = ROOT_SKIP ? "" : selected(readFileSync(SHMEM, "utf8"));
 
 type Report = RemapChildReport;
 

@@ -3,7 +3,7 @@
 // shmem_enabled=deny (which MADV_COLLAPSE obeys too); judged in the child's
 // smaps (ShmemPmdMapped). The control, shmem_enabled=advise, is ok with
 // huge pages. Needs root to write shmem_enabled; restores it afterwards.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import {
@@ -17,13 +17,9 @@ import { sumIn } from "../src/maps.ts";
 const SHMEM = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
 const SKIP = isRoot() ? false : "needs root to write shmem_enabled";
 if (SKIP) console.log(`no_huge_pages_test: skipped: ${SKIP}`);
-let saved = "";
-before(() => {
-  if (!SKIP) saved = /\[([^\]]+)\]/.exec(readFileSync(SHMEM, "utf8"))![1];
-});
-after(() => {
-  if (!SKIP) writeFileSync(SHMEM, saved);
-});
+// Read when the file loads, and put back by each test that changes it (a
+// file-level before()/after() does not run under every --filter).
+const saved = SKIP ? "" : /\[([^\]]+)\]/.exec(readFileSync(SHMEM, "utf8"))![1];
 
 for (const rt of RUNTIMES) {
   for (const setting of ["deny", "advise"] as const) {
