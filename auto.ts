@@ -17,6 +17,7 @@
  * | `PAGE_PRIMER_OBJECTS` | `main`, `all`, or a comma list of path substrings        | `main`       |
  * | `PAGE_PRIMER_LOG`     | `text` (table on stderr), `json` (one line), `none`      | `text`       |
  * | `PAGE_PRIMER_STRICT`  | `1` to exit with code 1 on a bad value or failed outcome | `0`          |
+ * | `PAGE_PRIMER_PERF_MAP` | `1` appends the remapped functions to `/tmp/perf-<pid>.map` (kept after exit) | `0` |
  *
  * A preload never stops the program on its own: a value it does not accept
  * is reported on stderr (even with `PAGE_PRIMER_LOG=none`) and the program
@@ -53,6 +54,7 @@ export type {
   AutoIssue,
   AutoLog,
   AutoPlan,
+  AutoRemapOptions,
 } from "./src/auto_config.ts";
 
 function readEnv(): AutoEnv {

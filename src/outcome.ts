@@ -108,9 +108,9 @@ export interface Durations {
   remapMs: number;
   /**
    * Writing the perf map (`remap({ perfMap: true })`), reading the symbols
-   * included; 0 or absent when none was written.
+   * included; 0 when none was written.
    */
-  perfMapMs?: number;
+  perfMapMs: number;
   /** The whole `run()`. */
   totalMs: number;
 }

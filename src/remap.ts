@@ -352,8 +352,11 @@ export interface RemapOptions {
    */
   share?: boolean | ShareOptions;
   /**
-   * `true` (default): append the functions of the remapped code to
-   * `/tmp/perf-<pid>.map`, so `perf` still names them; `false`: don't.
+   * `true`: after the remap, append the functions of the remapped code to
+   * `/tmp/perf-<pid>.map` so `perf` can name them (timed in
+   * `durations.perfMapMs`). The file stays after the process exits; delete
+   * it when done. Each range is written once per process, however often it
+   * is remapped. Default `false` (preload: `PAGE_PRIMER_PERF_MAP=1`).
    */
   perfMap?: boolean;
 }
@@ -452,7 +455,7 @@ export interface RemapReport {
   ms: number;
   /** Warnings. */
   warnings: string[];
-  /** What was appended to `/tmp/perf-<pid>.map`, unless `perfMap: false` or nothing moved. */
+  /** What was appended to `/tmp/perf-<pid>.map`, when `perfMap: true` and code moved. */
   perfMap?: PerfMapReport;
 }
 

@@ -320,6 +320,7 @@ test("PrimeOutcome: totals, table, errors, JSON", () => {
       mlockMs: 2,
       populateMs: 0,
       remapMs: 0,
+      perfMapMs: 0,
       totalMs: 3,
     },
     warnings: ["w1"],
