@@ -24,11 +24,12 @@
  */
 
 import { type Alignment, ALIGNMENTS, BACKEND_CHOICES } from "./plan.ts";
+import type { Backend } from "./remap.ts";
 
 /** An action `PAGE_PRIMER` can ask for. */
 export type AutoAction = "mlock" | "populate" | "remap";
 /** A `PAGE_PRIMER_BACKEND` value: a `remap({ backend })` value. */
-export type AutoBackend = typeof BACKEND_CHOICES[number];
+export type AutoBackend = "auto" | Backend;
 /** A `PAGE_PRIMER_ALIGN` value: a `remap({ align })` value. */
 export type AutoAlign = Alignment;
 /** A `PAGE_PRIMER_LOG` value. */
