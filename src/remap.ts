@@ -58,6 +58,7 @@ import {
   isTrampolinePath,
   loadTrampoline,
   type Trampoline,
+  type TrampolineRecord,
 } from "./trampoline.ts";
 import type { PerfMapReport } from "./perf_map.ts";
 
@@ -241,7 +242,7 @@ export interface DecideInput {
   /** The hugetlb pool. */
   pool: { total: number; available: number };
   /** The THP verdict. */
-  thp: { usable: boolean; reason?: string };
+  thp: { usable: boolean; reason?: string; processDisabled?: boolean };
   /** The `shmem_enabled` selection. */
   shmemEnabled: string;
 }
@@ -1289,6 +1290,29 @@ export function emptyRestoreReport(): RestoreReport {
 }
 
 /**
+ * The trampoline record that gives a swapped region back: the file `fd`
+ * mapped over it, or, where its bytes differ from the file, a copy from
+ * memory onto 4 KiB pages (the file is not used).
+ */
+function restoreRecord(swap: ActiveSwap, fd: number): TrampolineRecord {
+  const r = swap.region;
+  const byCopy = !r.equalsFile;
+  return {
+    op: "restore",
+    start: r.start,
+    len: r.end - r.start,
+    dataStart: r.dataStart,
+    dataLen: r.dataEnd - r.dataStart,
+    prot: swap.prot,
+    small: byCopy,
+    hugetlb: !byCopy && swap.hugetlb,
+    equalsFile: r.equalsFile,
+    fd: byCopy ? -1 : fd,
+    fileOffset: r.fileOffset,
+  };
+}
+
+/**
  * Gives a region whose bytes differ from the file back on 4 KiB anonymous
  * pages, copied from the copy in one swap (never the file's bytes); the
  * space it grew into is released. The error message, or `undefined`.
@@ -1297,19 +1321,7 @@ function restoreByCopy(
   tramp: Trampoline,
   swap: ActiveSwap,
 ): string | undefined {
-  const r = swap.region;
-  const [res] = tramp.run([{
-    op: "restore",
-    start: r.start,
-    len: r.end - r.start,
-    dataStart: r.dataStart,
-    dataLen: r.dataEnd - r.dataStart,
-    prot: swap.prot,
-    small: true,
-    equalsFile: false,
-    fd: -1,
-    fileOffset: r.fileOffset,
-  }]);
+  const [res] = tramp.run([restoreRecord(swap, -1)]);
   if (res.errno === 0) return undefined;
   return `${res.step} failed with ${errnoName(res.errno)}` +
     (res.step === "munmap extension"
@@ -1408,18 +1420,7 @@ function restoreLocked(
         );
         continue;
       }
-      const [res] = tramp.run([{
-        op: "restore",
-        start: r.start,
-        len: r.end - r.start,
-        dataStart: r.dataStart,
-        dataLen: r.dataEnd - r.dataStart,
-        prot: swap.prot,
-        small: false,
-        hugetlb: swap.hugetlb,
-        fd: opened.fd,
-        fileOffset: r.fileOffset,
-      }]);
+      const [res] = tramp.run([restoreRecord(swap, opened.fd)]);
       if (res.errno !== 0) {
         // After "munmap extension" the code is on the file again, but the
         // space the remap grew into is still mapped: keep the region, so
