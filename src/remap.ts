@@ -56,8 +56,10 @@ import {
 } from "./share.ts";
 import {
   isTrampolinePath,
+  loadedTrampoline,
   loadTrampoline,
   type Trampoline,
+  TrampolineBusyError,
   type TrampolineRecord,
 } from "./trampoline.ts";
 import type { PerfMapReport } from "./perf_map.ts";
@@ -472,6 +474,8 @@ export interface RestoreReport {
   copied: number;
   /** Bytes given back. */
   bytes: number;
+  /** Why nothing could be done at all (e.g. another thread held the lock). */
+  reason?: string;
   /** Regions that could not be restored, with why. */
   failed: { start: number; end: number; object: string; message: string }[];
   /** Milliseconds. */
@@ -1346,10 +1350,17 @@ function restoreByCopy(
  */
 export function restoreRemapped(c: Libc): RestoreReport {
   const t0 = performance.now();
-  const tramp = loadTrampoline(c);
-  const out = tramp.locked(() =>
-    restoreLocked(c, tramp, new SwapRecord(tramp))
-  );
+  // No trampoline in this process: nothing was ever remapped here.
+  const tramp = loadedTrampoline(c);
+  let out = emptyRestoreReport();
+  try {
+    if (tramp) {
+      out = tramp.locked(() => restoreLocked(c, tramp, new SwapRecord(tramp)));
+    }
+  } catch (e) {
+    if (!(e instanceof TrampolineBusyError)) throw e;
+    out.reason = e.message;
+  }
   out.ms = performance.now() - t0;
   return out;
 }

@@ -302,6 +302,26 @@ export function loadTrampoline(c: Libc): Trampoline {
   return loaded = bind(openLibrary([path], SYMBOLS), path);
 }
 
+/**
+ * The trampoline if this process has loaded it (in any thread), without
+ * loading it: `undefined` means nothing was ever remapped here.
+ *
+ * @example
+ * ```ts no-eval
+ * import { libc } from "./libc.ts";
+ * import { loadedTrampoline } from "./trampoline.ts";
+ * console.log(loadedTrampoline(libc()) === undefined);
+ * ```
+ */
+export function loadedTrampoline(c: Libc): Trampoline | undefined {
+  if (loaded !== undefined) return loaded;
+  const override = c.getenv("PAGE_PRIMER_TRAMPOLINE");
+  const loadedHere = c.dlIteratePhdr().some((o) =>
+    override ? o.name === override : false
+  );
+  return loadedHere || loadedElsewhere(c) ? loadTrampoline(c) : undefined;
+}
+
 /** The path of a trampoline another thread of this process loaded. */
 function loadedElsewhere(c: Libc): string | undefined {
   const pid = c.getpid();
