@@ -81,6 +81,10 @@ for (const runtime of RUNTIMES) {
       const pool = mode.root ? raiseHugetlbPool(16) : undefined;
       const child = await startChild(runtime, { lib: built.path }, {
         script: "relro_child.ts",
+      }).catch((e) => {
+        rmSync(shareDir, { recursive: true, force: true });
+        pool?.restore();
+        throw e;
       });
       try {
         const info = child.outcome as unknown as {
