@@ -13,18 +13,23 @@
  * `perf` samples instruction addresses and consults the map only for
  * executable mappings, so data symbols would never be looked up.
  *
- * The writer streams: it reads the symbol table and its names from the file
- * a chunk at a time and writes the lines a chunk at a time, keeping only a
- * few numbers per function that lies in the remapped code (about 40 bytes
- * each), so an unstripped executable with 200 000 functions costs tens of
- * milliseconds and a few MiB. The lines of a range are written once per
- * process and map file: a range remapped again after a restore is not
- * appended again.
+ * This module decides what to name: which objects and ranges, at which
+ * load bias, and whether the file on disk is the one loaded. The
+ * per-symbol work is done in C, in the trampoline (`trampoline/perf_map.c`,
+ * called through {@linkcode loadTrampoline}): it reads the symbol table and
+ * its names from the file with `pread`, 256 KiB at a time, keeps the
+ * functions inside the ranges, picks one name per address and appends the
+ * lines in 256 KiB writes. Memory: the fixed buffers, 56 bytes per function
+ * in the ranges, and the names of functions sharing an address; 200 000
+ * functions take a few tens of milliseconds. The lines of a range are
+ * written once per process and map file: a range remapped again after a
+ * restore is not appended again.
  *
  * The pure part ({@linkcode perfMapEntries}, {@linkcode formatPerfMap},
  * {@linkcode loadBiasOf}, {@linkcode describePerfMap}) is separate from
  * {@linkcode writePerfMap}, which reads the executable and appends to the
- * file through libc.
+ * file; `perfMapEntries` chooses the same lines the C writer writes, and
+ * the tests compare the two.
  *
  * @module
  */
@@ -34,23 +39,28 @@ import {
   parseElf,
   PF_X,
   PT_LOAD,
-  type SymbolChunk,
-  symbolChunks,
   type SymbolTableLayout,
   symbolTableLayout,
-  visitStrings,
 } from "./elf.ts";
-import type { ByteSource } from "./elf.ts";
 import { memory } from "./ffi.ts";
 import { basename, formatMiB, formatPercent } from "./format.ts";
 import {
   fdSource,
+  type Libc,
   O_CREAT,
   O_NOFOLLOW,
   S_IFMT,
   S_IFREG,
   SyscallError,
 } from "./libc.ts";
+import {
+  loadTrampoline,
+  PERF_MAP_CANDIDATE_WORDS,
+  type PerfMapRequest,
+  type PerfMapResult,
+  type PerfMapScratch,
+  type Trampoline,
+} from "./trampoline.ts";
 
 /** `open` flag: write only (the same value on x86_64 and aarch64 Linux). */
 const O_WRONLY = 0o1;
@@ -64,19 +74,11 @@ const STT_GNU_IFUNC = 10;
 /** Symbol bindings in order of preference for a name at a shared address. */
 const BIND_RANK: Readonly<Record<number, number>> = { 1: 0, 2: 1, 0: 2 };
 
-/** Symbols read from the file at a time (96 KiB of symbol table). */
-const SYMBOL_CHUNK = 4096;
-/** Bytes of string table read at a time: 2^STRING_CHUNK_BITS. */
-const STRING_CHUNK_BITS = 18;
-/** Bytes of string table read at a time. */
-const STRING_CHUNK = 1 << STRING_CHUNK_BITS;
-/** Bytes of map lines collected before a `write`. */
-const OUTPUT_CHUNK = 1 << 18;
-/** Longest hex number a line holds: 2^53 is 14 hex digits. */
-const HEX_DIGITS = 14;
+/** Bytes of file the C writer reads at a time (a string table chunk and a page). */
+const IO_BYTES = (1 << 18) + 4096;
+/** Bytes of map lines the C writer collects before a `write`. */
+const OUT_BYTES = 1 << 18;
 const ENCODER = new TextEncoder();
-/** Lowercase hex digits, as bytes. */
-const HEX = ENCODER.encode("0123456789abcdef");
 
 /** The fields of an ELF symbol a perf map needs (an `ElfSymbol` fits). */
 export interface PerfMapSymbol {
@@ -128,33 +130,6 @@ export interface PerfMapRegion {
   fileOffset: number;
   /** Only `"remapped"` regions are named. */
   status: string;
-}
-
-/**
- * The libc calls {@linkcode writePerfMap} makes: the `Libc` of `libc.ts`
- * (`libc()`) is one.
- */
-export interface PerfMapLibc {
-  /** `getpid()`. */
-  getpid(): number;
-  /** `geteuid()`. */
-  geteuid(): number;
-  /** The page size (`sysconf(_SC_PAGESIZE)`). */
-  pageSize(): number;
-  /** `open(path, O_RDONLY|O_CLOEXEC)`. */
-  openRead(path: string): number;
-  /** `open(path, flags|O_CLOEXEC, mode)`. */
-  open(path: string, flags: number, mode?: number): number;
-  /** `close(fd)`. */
-  close(fd: number): void;
-  /** Size of the open file. */
-  fileSize(fd: number): number;
-  /** `pread` of `length` bytes at `offset`. */
-  pread(fd: number, offset: number, length: number): Uint8Array;
-  /** `fstat(fd)`: file type and permission bits, and owner. */
-  fstat(fd: number): { mode: number; uid: number };
-  /** Writes all of `bytes`. */
-  writeAll(fd: number, bytes: Uint8Array): void;
 }
 
 /** One line of a perf map. */
@@ -221,7 +196,7 @@ export function perfMapEntries(
   symbols.forEach((s, i) => {
     if (s.name !== "") c.add(s.value, s.size, s.type, s.bind, i);
   });
-  const order = byStart(c, c.lo);
+  const order = byStart(c);
   const shared = sharing(c, order);
   const pool = new NamePool();
   for (let i = 0; i < c.n; i++) {
@@ -269,8 +244,7 @@ function bytesOf(ranges: readonly PerfMapRange[]): number {
 /**
  * The entries that may be written, as columns (a few numbers each, no
  * name): the part of each function inside each range, before one per
- * address is chosen. `ref` says where the name is (an index into an array
- * of symbols, or an offset into a string table).
+ * address is chosen. `ref` is the index of the symbol.
  */
 class Candidates {
   n = 0;
@@ -324,23 +298,6 @@ class Candidates {
     }
   }
 
-  /** Adds the functions of a chunk of a symbol table; `ref` is the name offset. */
-  addChunk(k: SymbolChunk) {
-    const { name, value, size, type, bind } = k;
-    const bias = this.#bias;
-    const lo = this.lo;
-    const hi = this.#hi;
-    for (let i = 0; i < k.count; i++) {
-      const t = type[i];
-      const n = size[i];
-      if (name[i] === 0 || n <= 0) continue;
-      if (t !== STT_FUNC && t !== STT_GNU_IFUNC) continue;
-      const at = value[i] + bias;
-      if (at >= hi || at + n <= lo) continue;
-      this.add(value[i], n, t, bind[i], name[i]);
-    }
-  }
-
   #grow() {
     const grow = <T extends Float64Array | Uint32Array | Uint8Array>(
       a: T,
@@ -357,93 +314,11 @@ class Candidates {
   }
 }
 
-/**
- * The candidates by start, equal starts in the order they were added: a
- * radix sort on the start's distance from the first range when the ranges
- * span less than 4 GiB (a few passes, no call per comparison), else a
- * comparison sort.
- */
-function byStart(c: Candidates, lo: number): Uint32Array {
-  const n = c.n;
-  const keys = new Uint32Array(n);
-  let max = 0;
-  for (let i = 0; i < n; i++) {
-    const k = c.start[i] - lo;
-    if (k > max) max = k;
-    keys[i] = k;
-  }
-  const all = new Uint32Array(n);
-  for (let i = 0; i < n; i++) all[i] = i;
-  if (max < 0x1_0000_0000) return radixOrder(all, keys, max);
+/** The candidates by start, equal starts in the order they were added. */
+function byStart(c: Candidates): Uint32Array {
+  const all = new Uint32Array(c.n);
+  for (let i = 0; i < c.n; i++) all[i] = i;
   return all.sort((a, b) => c.start[a] - c.start[b] || a - b);
-}
-
-/**
- * Stable LSD radix sort of `items` by `keys` (same positions; both are
- * overwritten), in as few passes of at most 12 bits as `max` needs.
- */
-function radixOrder(
-  items: Uint32Array,
-  keys: Uint32Array,
-  max: number,
-): Uint32Array {
-  const m = items.length;
-  const bits = Math.max(1, 32 - Math.clz32(max));
-  const passes = Math.ceil(bits / 12);
-  const digit = Math.ceil(bits / passes);
-  const mask = (1 << digit) - 1;
-  const count = new Uint32Array(mask + 1);
-  let from: Uint32Array = items;
-  let fromKeys: Uint32Array = keys;
-  let to: Uint32Array = new Uint32Array(m);
-  let toKeys: Uint32Array = new Uint32Array(m);
-  for (let shift = 0; shift < bits; shift += digit) {
-    count.fill(0);
-    for (let j = 0; j < m; j++) count[(fromKeys[j] >>> shift) & mask]++;
-    let sum = 0;
-    for (let d = 0; d <= mask; d++) {
-      const n = count[d];
-      count[d] = sum;
-      sum += n;
-    }
-    for (let j = 0; j < m; j++) {
-      const k = fromKeys[j];
-      const at = count[(k >>> shift) & mask]++;
-      to[at] = from[j];
-      toKeys[at] = k;
-    }
-    const spare = from;
-    const spareKeys = fromKeys;
-    from = to;
-    fromKeys = toKeys;
-    to = spare;
-    toKeys = spareKeys;
-  }
-  return from;
-}
-
-/**
- * `items` (candidate indices) grouped by the string table chunk their name
- * is in, chunk by chunk (one counting pass): the order in which
- * {@linkcode visitStrings} reads each chunk once.
- */
-function byNameChunk(c: Candidates, items: Uint32Array): Uint32Array {
-  const { ref } = c;
-  let last = 0;
-  for (let j = 0; j < items.length; j++) {
-    last = Math.max(last, ref[items[j]] >>> STRING_CHUNK_BITS);
-  }
-  const count = new Uint32Array(last + 2);
-  for (let j = 0; j < items.length; j++) {
-    count[(ref[items[j]] >>> STRING_CHUNK_BITS) + 1]++;
-  }
-  for (let d = 1; d < count.length; d++) count[d] += count[d - 1];
-  const out = new Uint32Array(items.length);
-  for (let j = 0; j < items.length; j++) {
-    const i = items[j];
-    out[count[ref[i] >>> STRING_CHUNK_BITS]++] = i;
-  }
-  return out;
 }
 
 /**
@@ -787,10 +662,12 @@ function writtenKey(path: string, r: PerfMapRegion): string {
  * Appends to `/tmp/perf-<pid>.map` the functions of every object whose code
  * `report` moved to an anonymous or memfd copy, so `perf report` names them
  * again. Symbols come from the object's `.symtab`, or its `.dynsym` when it
- * is stripped, read a chunk at a time; the lines are written a chunk at a
- * time, in the order of the names in the string table (perf does not need
- * them sorted). The file is opened `O_WRONLY|O_APPEND|O_CREAT|O_NOFOLLOW`
- * (mode 0644) on the first line; it is refused when it is not a regular
+ * is stripped, read by the trampoline's C writer a chunk at a time; the
+ * lines are written a chunk at a time: those of functions alone at their
+ * address in the order of the names in the string table, then one per
+ * address shared by aliases, by address (perf does not need them sorted).
+ * The file is opened `O_WRONLY|O_APPEND|O_CREAT|O_NOFOLLOW` (mode 0644)
+ * before the first line; it is refused when it is not a regular
  * file owned by this process's user (perf would ignore it anyway). Nothing
  * is created when there is nothing to write. An object whose file cannot
  * be read, or no longer matches the code in memory, is skipped with a note.
@@ -815,7 +692,7 @@ function writtenKey(path: string, r: PerfMapRegion): string {
  * @throws {PerfMapError} If the map file cannot be opened or written.
  */
 export function writePerfMap(
-  c: PerfMapLibc,
+  c: Libc,
   report: {
     readonly regions: readonly PerfMapRegion[];
     readonly backend?: string;
@@ -847,14 +724,15 @@ export function writePerfMap(
     byObject.set(r.object, [...(byObject.get(r.object) ?? []), r]);
   }
   const objects: PerfMapObject[] = [];
-  const out = new MapWriter(c, path);
+  const out = new MapFile(c, path);
+  let t: Trampoline | undefined;
   try {
     for (const [object, regions] of byObject) {
       const fresh = regions.filter((r) => !WRITTEN.has(writtenKey(path, r)));
       const repeated = regions.length - fresh.length;
       const o = fresh.length === 0
         ? nothing(object, 0, `already written to ${path} by this process`)
-        : writeObject(c, out, object, fresh);
+        : writeObject(c, t ??= trampoline(c), out, object, fresh);
       if (repeated > 0) o.repeated = repeated;
       objects.push(o);
       if (o.source !== "none") {
@@ -942,8 +820,9 @@ function nothing(object: string, bytes: number, note: string): PerfMapObject {
 
 /** Writes the lines of one object's `regions`; a note instead when it cannot. */
 function writeObject(
-  c: PerfMapLibc,
-  out: MapWriter,
+  c: Libc,
+  t: Trampoline,
+  out: MapFile,
   object: string,
   regions: readonly PerfMapRegion[],
 ): PerfMapObject {
@@ -971,19 +850,16 @@ function writeObject(
     if (layout === undefined) {
       return nothing(object, bytes, "it has neither .symtab nor .dynsym");
     }
-    let found = candidatesOf(src, layout, ranges, bias);
+    const w = new NativeWriter(t, fd, ranges, bias);
     let note: string | undefined;
-    if (found.n === 0 && symtab !== undefined && dynsym) {
+    if (w.collect(layout) === 0 && symtab !== undefined && dynsym) {
       // A .symtab without functions (only section symbols): try .dynsym.
-      const dyn = candidatesOf(src, dynsym, ranges, bias);
-      if (dyn.n > 0) {
-        found = dyn;
+      if (w.collect(dynsym) > 0) {
         layout = dynsym;
         note = ".symtab names no function in the remapped code";
       }
     }
-    const { symbols, covered } = writeTable(out, src, layout, found);
-    out.flush();
+    const { symbols, covered } = w.write(layout, out);
     return {
       object,
       source: layout.table,
@@ -995,7 +871,6 @@ function writeObject(
       ...(note !== undefined ? { note } : {}),
     };
   } catch (e) {
-    out.discard();
     if (e instanceof ElfError || e instanceof SyscallError) {
       return nothing(object, bytes, `cannot read its symbols: ${e.message}`);
     }
@@ -1011,7 +886,7 @@ function writeObject(
  * first bytes of each region equal the file's); else why not.
  */
 function checkLoaded(
-  c: PerfMapLibc,
+  c: Libc,
   fd: number,
   programHeaders: readonly PerfMapSegment[],
   regions: readonly PerfMapRegion[],
@@ -1039,142 +914,169 @@ function checkLoaded(
   return bias;
 }
 
-/** The functions of a symbol table in `sorted`, read a chunk at a time. */
-function candidatesOf(
-  src: ByteSource,
-  layout: SymbolTableLayout,
-  sorted: readonly PerfMapRange[],
-  bias: number,
-): Candidates {
-  // Room for every symbol: in a remapped executable most are functions
-  // in the remapped code.
-  const c = new Candidates(sorted, bias, layout.count);
-  for (const k of symbolChunks(src, layout, SYMBOL_CHUNK)) c.addChunk(k);
-  return c;
-}
-
-/** The name offsets of candidates `items`. */
-function refsOf(c: Candidates, items: Uint32Array): Uint32Array {
-  const refs = new Uint32Array(items.length);
-  for (let j = 0; j < items.length; j++) refs[j] = c.ref[items[j]];
-  return refs;
-}
-
 /**
- * Writes one line per address, choosing among the names at an address as
- * {@linkcode perfMapEntries} does, in one pass over the string table: the
- * line of a function alone at its address is written as its name is read;
- * the names of functions sharing an address are kept (copied into a pool)
- * until the pass ends, then the best of each address is written.
+ * One object's symbol tables through the C writer (`trampoline/perf_map.c`),
+ * in buffers allocated here: `collect` finds the functions of a table in the
+ * ranges, `write` appends their lines. Room is made and the call repeated
+ * when the C side says how much more it needs (a function crossing several
+ * ranges, more names shared by aliases than guessed).
  */
-function writeTable(
-  out: MapWriter,
-  src: ByteSource,
-  layout: SymbolTableLayout,
-  c: Candidates,
-): { symbols: number; covered: number } {
-  const order = byStart(c, c.lo);
-  const shared = sharing(c, order);
-  const all = new Uint32Array(c.n);
-  for (let i = 0; i < c.n; i++) all[i] = i;
-  const items = byNameChunk(c, all);
-  const pool = new NamePool();
-  let symbols = 0;
-  visitStrings(src, layout.strings, refsOf(c, items), (j, bytes, from) => {
-    const i = items[j];
-    if (shared[i] === 0) {
-      if (out.line(c.start[i], c.size[i], bytes, from)) symbols++;
-    } else {
-      shared[i] = pool.add(bytes, from);
-    }
-  }, STRING_CHUNK);
-  const winners = choose(c, order, shared, pool.bytes);
-  for (const i of winners) {
-    if (shared[i] !== 0) {
-      out.line(c.start[i], c.size[i], pool.bytes, shared[i] - 1);
-      symbols++;
-    }
+class NativeWriter {
+  readonly #t: Trampoline;
+  readonly #fd: number;
+  readonly #bias: number;
+  readonly #scratch: PerfMapScratch;
+  #count = 0;
+  #shared = 0;
+
+  constructor(
+    t: Trampoline,
+    fd: number,
+    sorted: readonly PerfMapRange[],
+    bias: number,
+  ) {
+    this.#t = t;
+    this.#fd = fd;
+    this.#bias = bias;
+    const ranges = new BigUint64Array(3 * sorted.length);
+    sorted.forEach((r, i) => {
+      ranges[3 * i] = BigInt(r.start);
+      ranges[3 * i + 1] = BigInt(r.end);
+    });
+    this.#scratch = {
+      ranges,
+      io: new Uint8Array(IO_BYTES),
+      out: new Uint8Array(OUT_BYTES),
+      candidates: new BigUint64Array(0),
+      order: new BigUint64Array(0),
+      orderTmp: new BigUint64Array(0),
+      pool: new Uint8Array(0),
+    };
   }
-  return { symbols, covered: coveredBy(c, winners) };
-}
 
-/**
- * Collects map lines as bytes and appends them `OUTPUT_CHUNK` at a time,
- * whole lines per `write`; the file is opened on the first write.
- */
-class MapWriter {
-  readonly #c: PerfMapLibc;
-  readonly #path: string;
-  #fd = -1;
-  #buf = new Uint8Array(OUTPUT_CHUNK);
-  #pos = 0;
-  /** The string table chunk names were last copied from, and whether it has no CR or LF. */
-  #chunk: Uint8Array | undefined;
-  #plain = true;
-
-  constructor(c: PerfMapLibc, path: string) {
-    this.#c = c;
-    this.#path = path;
+  /** Finds the functions of `layout` in the ranges; returns how many. */
+  collect(layout: SymbolTableLayout): number {
+    // Room for every symbol at first: in a remapped executable most are
+    // functions in the remapped code. Untouched room costs no memory.
+    this.#room(Math.max(1, layout.count));
+    let r = this.#call("collect", layout);
+    if (r.step === "room") {
+      this.#room(r.need);
+      r = this.#call("collect", layout);
+    }
+    this.#check(r, layout);
+    this.#count = r.count;
+    this.#shared = r.shared;
+    return r.count;
   }
 
   /**
-   * Adds `START SIZE name\n`, the name the NUL-terminated string at
-   * `bytes[from]`, CR and LF turned into spaces; nothing for an empty name.
-   * Returns whether a line was added.
+   * Appends the lines of what {@linkcode collect} found last (nothing, and
+   * the map is not opened, when it found nothing).
    */
-  line(start: number, size: number, bytes: Uint8Array, from: number): boolean {
-    if (bytes[from] === 0) return false;
-    if (bytes !== this.#chunk) {
-      this.#chunk = bytes;
-      this.#plain = bytes.indexOf(0x0a) < 0 && bytes.indexOf(0x0d) < 0;
+  write(
+    layout: SymbolTableLayout,
+    out: MapFile,
+  ): { symbols: number; covered: number } {
+    if (this.#count === 0) return { symbols: 0, covered: 0 };
+    // The aliases' names, at twice the table's mean name length.
+    const mean = Math.ceil(layout.strings.size / Math.max(1, layout.count));
+    this.#scratch.pool = new Uint8Array(this.#shared * 2 * (mean + 1));
+    const mapFd = out.fd();
+    let r = this.#call("write", layout, mapFd);
+    let symbols = r.symbols;
+    if (r.step === "pool") {
+      // The lone functions' lines are out; the shared addresses' next.
+      this.#scratch.pool = new Uint8Array(r.need);
+      r = this.#call("write shared", layout, mapFd);
+      symbols += r.symbols;
     }
-    const end = bytes.indexOf(0, from);
-    const need = 2 * (HEX_DIGITS + 1) + (end - from) + 1;
-    if (this.#pos + need > this.#buf.length) {
-      this.flush();
-      if (need > this.#buf.length) this.#buf = new Uint8Array(need);
+    if (r.step === "write") {
+      throw new PerfMapError(
+        `cannot append perf symbols to ${out.path}: ${
+          new SyscallError("write", r.errno, "appending to the map").message
+        }; check the free space of its file system`,
+      );
     }
-    const buf = this.#buf;
-    let p = putHex(buf, this.#pos, start);
-    buf[p++] = 0x20;
-    p = putHex(buf, p, size);
-    buf[p++] = 0x20;
-    if (this.#plain) {
-      buf.set(bytes.subarray(from, end), p);
-      p += end - from;
-    } else {
-      for (let i = from; i < end; i++) {
-        const b = bytes[i];
-        buf[p++] = b === 0x0a || b === 0x0d ? 0x20 : b;
-      }
-    }
-    buf[p++] = 0x0a;
-    this.#pos = p;
-    return true;
+    this.#check(r, layout);
+    return { symbols, covered: r.covered };
   }
 
-  /** Appends what was collected. */
-  flush() {
-    if (this.#pos === 0) return;
-    if (this.#fd < 0) this.#fd = openPrivate(this.#c, this.#path);
-    try {
-      this.#c.writeAll(this.#fd, this.#buf.subarray(0, this.#pos));
-    } catch (e) {
-      if (e instanceof SyscallError) {
-        throw new PerfMapError(
-          `cannot append perf symbols to ${this.#path}: ${e.message}; check the free space of its file system`,
-          { cause: e },
+  #room(candidates: number) {
+    const s = this.#scratch;
+    if (s.order.length >= candidates) return;
+    s.candidates = new BigUint64Array(candidates * PERF_MAP_CANDIDATE_WORDS);
+    s.order = new BigUint64Array(candidates);
+    s.orderTmp = new BigUint64Array(candidates);
+  }
+
+  #call(
+    op: PerfMapRequest["op"],
+    layout: SymbolTableLayout,
+    mapFd = -1,
+  ): PerfMapResult {
+    return this.#t.perfMap({
+      op,
+      fd: this.#fd,
+      symbolOffset: layout.offset,
+      symbolCount: layout.count,
+      stringOffset: layout.strings.offset,
+      stringSize: layout.strings.size,
+      bias: this.#bias,
+      mapFd,
+      count: this.#count,
+    }, this.#scratch);
+  }
+
+  /** Throws what a failed step means for the symbols of this file. */
+  #check(r: PerfMapResult, layout: SymbolTableLayout) {
+    switch (r.step) {
+      case "":
+        return;
+      case "symbol table pread":
+      case "string table pread":
+        throw new SyscallError(
+          "pread",
+          r.errno,
+          `reading the ${
+            r.step === "symbol table pread"
+              ? layout.label
+              : layout.strings.label
+          }`,
         );
-      }
-      throw e;
-    } finally {
-      this.#pos = 0;
+      case "name":
+        throw new ElfError(
+          `a symbol name at offset 0x${
+            r.at.toString(16)
+          } is outside the ${layout.strings.label} or has no terminating NUL`,
+        );
+      case "sort":
+        throw new ElfError(
+          `${r.count} functions over these ranges are too many to sort by address`,
+        );
+      default:
+        throw new Error(
+          `the trampoline's perf map writer failed at step "${r.step}" (errno ${r.errno}): a page-primer bug, please report it`,
+        );
     }
   }
+}
 
-  /** Drops what was collected and not yet written. */
-  discard() {
-    this.#pos = 0;
+/** The map file, opened to append on first use. */
+class MapFile {
+  readonly #c: Libc;
+  readonly path: string;
+  #fd = -1;
+
+  constructor(c: Libc, path: string) {
+    this.#c = c;
+    this.path = path;
+  }
+
+  /** The descriptor, opening the file the first time. */
+  fd(): number {
+    if (this.#fd < 0) this.#fd = openPrivate(this.#c, this.path);
+    return this.#fd;
   }
 
   close() {
@@ -1183,23 +1085,22 @@ class MapWriter {
   }
 }
 
-/** Writes `n` (a non-negative safe integer) in lowercase hex at `at`; returns the end. */
-function putHex(buf: Uint8Array, at: number, n: number): number {
-  const hi = Math.floor(n / 0x1_0000_0000);
-  const lo = n >>> 0;
-  if (hi === 0) return putHex32(buf, at, lo, false);
-  return putHex32(buf, putHex32(buf, at, hi, false), lo, true);
-}
-
-function putHex32(buf: Uint8Array, at: number, v: number, pad: boolean) {
-  let shift = 28;
-  if (!pad) { while (shift > 0 && (v >>> shift) === 0) shift -= 4; }
-  for (; shift >= 0; shift -= 4) buf[at++] = HEX[(v >>> shift) & 15];
-  return at;
+/** The trampoline, which holds the C writer. */
+function trampoline(c: Libc): Trampoline {
+  try {
+    return loadTrampoline(c);
+  } catch (e) {
+    throw new PerfMapError(
+      `cannot load page-primer's trampoline, which writes the perf map: ${
+        e instanceof Error ? e.message : e
+      }`,
+      { cause: e },
+    );
+  }
 }
 
 /** Opens the map to append, refusing one that is not this user's regular file. */
-function openPrivate(c: PerfMapLibc, path: string): number {
+function openPrivate(c: Libc, path: string): number {
   let fd: number;
   try {
     fd = c.open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0o644);

@@ -21,6 +21,7 @@ const SYMBOLS = {
   pp_registry_size: { args: [], returns: "u64" },
   pp_lock: { args: ["u64"], returns: "u64" },
   pp_unlock: { args: [], returns: "void" },
+  pp_perf_map: { args: ["u64"], returns: "u64" },
 } as const;
 
 /** How long a thread waits for another that holds page-primer's lock. */
@@ -167,6 +168,111 @@ export interface Trampoline {
   readRecord(): string;
   /** Replaces the process-wide record. */
   writeRecord(text: string): void;
+  /** One call of the perf map writer (`trampoline/perf_map.c`). */
+  perfMap(request: PerfMapRequest, scratch: PerfMapScratch): PerfMapResult;
+}
+
+/**
+ * Words (64 bits) per candidate in {@linkcode PerfMapScratch}'s
+ * `candidates`: `PP_PM_CAND_WORDS` of `trampoline/primer.h`.
+ *
+ * @example
+ * ```ts
+ * import { PERF_MAP_CANDIDATE_WORDS } from "./trampoline.ts";
+ * const candidates = new BigUint64Array(1000 * PERF_MAP_CANDIDATE_WORDS);
+ * ```
+ */
+export const PERF_MAP_CANDIDATE_WORDS = 5;
+
+/** Words of `struct pp_perf_map` (`trampoline/primer.h`). */
+const PERF_MAP_WORDS = 29;
+
+/** The operations `PP_PM_*` of `trampoline/primer.h`, from 1. */
+const PERF_MAP_OPS = ["collect", "write", "write shared"] as const;
+
+/** The steps of `enum pp_pm_step`, by number. */
+const PERF_MAP_STEPS = [
+  "",
+  "check",
+  "symbol table pread",
+  "room",
+  "sort",
+  "string table pread",
+  "name",
+  "pool",
+  "write",
+];
+
+/**
+ * The buffers the perf map writer (`trampoline/perf_map.c`) works in: it
+ * allocates nothing. The same buffers go to `"collect"` and then `"write"`
+ * for one symbol table: the candidates and their order stay in them.
+ */
+export interface PerfMapScratch {
+  /** Ranges, 3 words each: start, end, and one the writer fills. */
+  ranges: BigUint64Array;
+  /** Reads of the file: at least 64 KiB, a multiple of 8 bytes. */
+  io: Uint8Array;
+  /** Lines before they are written: at least 4 KiB. */
+  out: Uint8Array;
+  /** {@linkcode PERF_MAP_CANDIDATE_WORDS} words per candidate. */
+  candidates: BigUint64Array;
+  /** One word per candidate: the candidates by address. */
+  order: BigUint64Array;
+  /** One word per candidate: sorting, then the candidates by name. */
+  orderTmp: BigUint64Array;
+  /** The names of candidates sharing an address (`"write"`); may be empty. */
+  pool: Uint8Array;
+}
+
+/** One call of the perf map writer. */
+export interface PerfMapRequest {
+  /**
+   * `"collect"`: the functions of the symbol table inside the ranges,
+   * sorted by address; `"write"`: their lines appended to `mapFd`;
+   * `"write shared"`, after `"write"` failed at step `"pool"` (the lines of
+   * the functions alone at their address were written) and the pool was
+   * made as large as it asked: the lines of the addresses several share.
+   */
+  op: "collect" | "write" | "write shared";
+  /** The object's file, read with `pread`. */
+  fd: number;
+  /** File offset of the symbol table. */
+  symbolOffset: number;
+  /** Its entries. */
+  symbolCount: number;
+  /** File offset of its string table. */
+  stringOffset: number;
+  /** Bytes of the string table. */
+  stringSize: number;
+  /** Runtime address minus `st_value` (may be negative). */
+  bias: number;
+  /** `"write"`: the map, opened `O_APPEND`. */
+  mapFd?: number;
+  /** `"write"`: the candidates `"collect"` found. */
+  count?: number;
+}
+
+/** What a call of the perf map writer did. */
+export interface PerfMapResult {
+  /** The failed step (`""` when it succeeded). */
+  step: string;
+  /** Its errno, 0 when it succeeded. */
+  errno: number;
+  /** Step `"name"`: the offset of the bad name. */
+  at: number;
+  /** Step `"room"`: candidates to make room for; `"pool"`: bytes of pool. */
+  need: number;
+  /** Candidates found. */
+  count: number;
+  /** Of them, sharing their address with another. */
+  shared: number;
+  /** Lines written. */
+  symbols: number;
+  /** Bytes of the ranges inside a written line. */
+  covered: number;
+  /** Bytes appended to the map. */
+  written: number;
 }
 
 let loaded: Trampoline | undefined;
@@ -187,6 +293,7 @@ function bind(lib: NativeLibrary<typeof SYMBOLS>, path: string): Trampoline {
     );
   }
   const runFn = lib.symbols.pp_run!;
+  const perfMapFn = lib.symbols.pp_perf_map!;
   const area = Number(lib.symbols.pp_registry!());
   const areaSize = Number(lib.symbols.pp_registry_size!());
   let depth = 0;
@@ -223,6 +330,23 @@ function bind(lib: NativeLibrary<typeof SYMBOLS>, path: string): Trampoline {
       const len = new Uint8Array(8);
       new DataView(len.buffer).setBigUint64(0, BigInt(bytes.length), true);
       memory(area, 8).set(len);
+    },
+    perfMap(request, scratch) {
+      const words = perfMapWords(request, scratch);
+      perfMapFn(addressOf(words));
+      const at = (i: number) => Number(words[i]);
+      const step = at(20);
+      return {
+        step: PERF_MAP_STEPS[step] ?? `step ${step}`,
+        errno: at(21),
+        at: at(22),
+        need: at(23),
+        count: at(24),
+        shared: at(25),
+        symbols: at(26),
+        covered: at(27),
+        written: at(28),
+      };
     },
     run(records) {
       if (records.length === 0) return [];
@@ -270,6 +394,45 @@ function bind(lib: NativeLibrary<typeof SYMBOLS>, path: string): Trampoline {
   };
 }
 
+/** `struct pp_perf_map` for a request and its buffers. */
+function perfMapWords(
+  r: PerfMapRequest,
+  s: PerfMapScratch,
+): BigUint64Array {
+  const cap = Math.min(
+    Math.floor(s.candidates.length / PERF_MAP_CANDIDATE_WORDS),
+    s.order.length,
+    s.orderTmp.length,
+  );
+  const address = (v: ArrayBufferView) =>
+    v.byteLength === 0 ? 0n : BigInt(addressOf(v));
+  const w = new BigUint64Array(PERF_MAP_WORDS);
+  w.set([
+    BigInt(PERF_MAP_OPS.indexOf(r.op) + 1),
+    BigInt(r.fd),
+    BigInt(r.symbolOffset),
+    BigInt(r.symbolCount),
+    BigInt(r.stringOffset),
+    BigInt(r.stringSize),
+    BigInt.asUintN(64, BigInt(r.bias)),
+    address(s.ranges),
+    BigInt(Math.floor(s.ranges.length / 3)),
+    address(s.io),
+    BigInt(s.io.byteLength),
+    address(s.out),
+    BigInt(s.out.byteLength),
+    address(s.candidates),
+    address(s.order),
+    address(s.orderTmp),
+    BigInt(cap),
+    address(s.pool),
+    BigInt(s.pool.byteLength),
+    BigInt.asUintN(64, BigInt(r.mapFd ?? -1)),
+  ]);
+  w[24] = BigInt(r.count ?? 0);
+  return w;
+}
+
 /**
  * Loads the trampoline once per process: a Worker finds the one another
  * thread loaded (same library, same record). From `PAGE_PRIMER_TRAMPOLINE`
@@ -286,20 +449,25 @@ function bind(lib: NativeLibrary<typeof SYMBOLS>, path: string): Trampoline {
  */
 export function loadTrampoline(c: Libc): Trampoline {
   if (loaded !== undefined) return loaded;
+  // Kept loaded for the life of the process (RTLD_NODELETE): Deno unloads
+  // what a Worker opened when the Worker ends, and the record of remapped
+  // regions must outlive it.
+  const use = (path: string) => {
+    const t = bind(openLibrary([path], SYMBOLS), path);
+    c.keepLoaded(path);
+    return loaded = t;
+  };
   const override = c.getenv("PAGE_PRIMER_TRAMPOLINE");
-  if (override) {
-    return loaded = bind(openLibrary([override], SYMBOLS), override);
-  }
+  if (override) return use(override);
   const found = loadedElsewhere(c);
   if (found !== undefined) {
     try {
-      return loaded = bind(openLibrary([found], SYMBOLS), found);
+      return use(found);
     } catch {
       // Another page-primer version's trampoline: load ours beside it.
     }
   }
-  const path = writeMemfd(c);
-  return loaded = bind(openLibrary([path], SYMBOLS), path);
+  return use(writeMemfd(c));
 }
 
 /**

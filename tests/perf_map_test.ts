@@ -28,12 +28,18 @@ import {
   visitStrings,
 } from "../src/elf.ts";
 import { openLibrary } from "../src/ffi.ts";
-import { libc } from "../src/libc.ts";
+import { libc, O_CREAT, O_RDWR } from "../src/libc.ts";
+import {
+  loadTrampoline,
+  PERF_MAP_CANDIDATE_WORDS,
+  type PerfMapScratch,
+} from "../src/trampoline.ts";
 import {
   describePerfMap,
   formatPerfMap,
   loadBiasOf,
   perfMapEntries,
+  type PerfMapRange,
   type PerfMapRegion,
   type PerfMapReport,
   type PerfMapSymbol,
@@ -426,6 +432,274 @@ test(
     }
   },
 );
+
+// ---------------------------------------------------------------------------
+// The C writer (trampoline/perf_map.c) on symbol tables written here, through
+// each of its retry paths, against the pure planner.
+
+/** A file holding a symbol table and its string table, and where they are. */
+interface Table {
+  path: string;
+  symbolOffset: number;
+  symbolCount: number;
+  stringOffset: number;
+  stringSize: number;
+}
+
+/**
+ * Writes `symbols` as Elf64_Sym entries after a few bytes of padding, then
+ * their names; an empty name gets a non-zero offset to a NUL (0 would mean
+ * "no name" and leave the symbol out before its name is read).
+ */
+function writeTable(dir: string, symbols: readonly PerfMapSymbol[]): Table {
+  const enc = new TextEncoder();
+  const names: number[] = [];
+  const strings: number[] = [0, 0];
+  for (const s of symbols) {
+    names.push(s.name === "" ? 1 : strings.length);
+    if (s.name !== "") strings.push(...enc.encode(s.name), 0);
+  }
+  const pad = 40;
+  const table = new Uint8Array(pad + 24 * symbols.length + strings.length);
+  const view = new DataView(table.buffer);
+  symbols.forEach((s, i) => {
+    const at = pad + 24 * i;
+    view.setUint32(at, names[i], true);
+    table[at + 4] = (s.bind << 4) | s.type;
+    view.setUint16(at + 6, 1, true);
+    view.setBigUint64(at + 8, BigInt(s.value), true);
+    view.setBigUint64(at + 16, BigInt(s.size), true);
+  });
+  table.set(strings, pad + 24 * symbols.length);
+  const path = join(dir, "table");
+  writeFileSync(path, table);
+  return {
+    path,
+    symbolOffset: pad,
+    symbolCount: symbols.length,
+    stringOffset: pad + 24 * symbols.length,
+    stringSize: strings.length,
+  };
+}
+
+/** Room to give the C writer, small enough to take each retry path. */
+interface Room {
+  candidates: number;
+  pool: number;
+  io: number;
+}
+
+/**
+ * Runs collect and write on `table` as writePerfMap does, growing the
+ * buffers when asked; returns the map and what the calls said.
+ */
+function nativeLines(
+  table: Table,
+  ranges: readonly PerfMapRange[],
+  bias: number,
+  room: Room,
+) {
+  const c = libc();
+  const t = loadTrampoline(c);
+  const sorted = [...ranges].sort((a, b) => a.start - b.start);
+  const fd = c.openRead(table.path);
+  const mapPath = `${table.path}.map`;
+  const mapFd = c.open(mapPath, O_RDWR | O_CREAT, 0o600);
+  const steps: string[] = [];
+  try {
+    const scratch = (n: number, pool: number): PerfMapScratch => ({
+      ranges: new BigUint64Array(sorted.flatMap((r) => [
+        BigInt(r.start),
+        BigInt(r.end),
+        0n,
+      ])),
+      io: new Uint8Array(room.io),
+      out: new Uint8Array(4096),
+      candidates: new BigUint64Array(n * PERF_MAP_CANDIDATE_WORDS),
+      order: new BigUint64Array(n),
+      orderTmp: new BigUint64Array(n),
+      pool: new Uint8Array(pool),
+    });
+    const request = {
+      fd,
+      symbolOffset: table.symbolOffset,
+      symbolCount: table.symbolCount,
+      stringOffset: table.stringOffset,
+      stringSize: table.stringSize,
+      bias,
+      mapFd,
+    };
+    let s = scratch(room.candidates, room.pool);
+    let r = t.perfMap({ op: "collect", ...request }, s);
+    steps.push(r.step);
+    if (r.step === "room") {
+      s = scratch(r.need, room.pool);
+      r = t.perfMap({ op: "collect", ...request }, s);
+      steps.push(r.step);
+    }
+    assert.equal(r.step, "", JSON.stringify(r));
+    const count = r.count;
+    let w = t.perfMap({ op: "write", ...request, count }, s);
+    steps.push(w.step);
+    let symbols = w.symbols;
+    if (w.step === "pool") {
+      s.pool = new Uint8Array(w.need);
+      w = t.perfMap({ op: "write shared", ...request, count }, s);
+      steps.push(w.step);
+      symbols += w.symbols;
+    }
+    assert.equal(w.step, "", JSON.stringify(w));
+    return {
+      text: readFileSync(mapPath, "utf8"),
+      symbols,
+      covered: w.covered,
+      steps,
+    };
+  } finally {
+    c.close(fd);
+    c.close(mapFd);
+    rmSync(mapPath, { force: true });
+  }
+}
+
+const ROOMY: Room = { candidates: 1000, pool: 1 << 16, io: 1 << 16 };
+
+function sortedLines(text: string): string[] {
+  return text.split("\n").filter((l) => l !== "").sort();
+}
+
+test("the C writer on the fixture: the pure planner's lines, coverage, and the same after each retry", () => {
+  const f = JSON.parse(
+    readFileSync(`${FIXTURES}perf_map_symbols.json`, "utf8"),
+  );
+  const plan = perfMapEntries(f.symbols, f.ranges, f.bias);
+  const dir = mkdtempSync(join(tmpdir(), "pp-perfmap-c-"));
+  try {
+    const table = writeTable(dir, f.symbols);
+    const cases: [string, Room, string[]][] = [
+      ["room enough", ROOMY, ["", ""]],
+      // "spanning" crosses both ranges: one more candidate than symbols
+      // with a name in them; a 1-byte pool holds no alias's name.
+      ["room for 2 candidates, a 1-byte pool", {
+        ...ROOMY,
+        candidates: 2,
+        pool: 1,
+      }, ["room", "", "pool", ""]],
+    ];
+    for (const [what, room, steps] of cases) {
+      const got = nativeLines(table, f.ranges, f.bias, room);
+      assert.deepEqual(got.steps, steps, what);
+      assert.deepEqual(
+        sortedLines(got.text),
+        sortedLines(formatPerfMap(plan.entries)),
+        what,
+      );
+      assert.equal(got.symbols, plan.entries.length, what);
+      assert.equal(got.covered, plan.covered, what);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("the C writer: names longer than its read buffer, alone and shared, with CR and LF", () => {
+  const symbols: PerfMapSymbol[] = [
+    // Two aliases, both longer than the 64 KiB io buffer: equal but for
+    // the last byte, so the choice reads them to the end.
+    {
+      name: `${"a".repeat(90_000)}2`,
+      value: 0x1000,
+      size: 16,
+      type: 2,
+      bind: 1,
+    },
+    {
+      name: `${"a".repeat(90_000)}1`,
+      value: 0x1000,
+      size: 16,
+      type: 2,
+      bind: 1,
+    },
+    // Alone, longer than the buffer, with a CR and an LF in it.
+    {
+      name: `x\r${"b".repeat(70_000)}\ny`,
+      value: 0x2000,
+      size: 32,
+      type: 2,
+      bind: 0,
+    },
+    { name: "short", value: 0x3000, size: 8, type: 2, bind: 1 },
+    // An alias versioned: loses to the plain name whatever its size.
+    { name: "f@@V1", value: 0x4000, size: 64, type: 2, bind: 1 },
+    { name: "f", value: 0x4000, size: 8, type: 2, bind: 0 },
+  ];
+  const ranges = [{ start: 0x10000, end: 0x20000 }];
+  const bias = 0xf000;
+  const plan = perfMapEntries(symbols, ranges, bias);
+  assert.equal(plan.entries.length, 4);
+  const dir = mkdtempSync(join(tmpdir(), "pp-perfmap-c-"));
+  try {
+    const table = writeTable(dir, symbols);
+    for (const pool of [1 << 20, 16]) {
+      const got = nativeLines(table, ranges, bias, { ...ROOMY, pool });
+      assert.deepEqual(
+        sortedLines(got.text),
+        sortedLines(formatPerfMap(plan.entries)),
+        `pool ${pool}`,
+      );
+      assert.equal(got.symbols, 4);
+      assert.equal(got.covered, plan.covered);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("the C writer refuses a name outside the string table, or without its NUL", () => {
+  const dir = mkdtempSync(join(tmpdir(), "pp-perfmap-c-"));
+  const c = libc();
+  const t = loadTrampoline(c);
+  try {
+    const table = writeTable(dir, [
+      { name: "ok", value: 0x1000, size: 16, type: 2, bind: 1 },
+    ]);
+    const fd = c.openRead(table.path);
+    try {
+      const s: PerfMapScratch = {
+        ranges: new BigUint64Array([0x1000n, 0x2000n, 0n]),
+        io: new Uint8Array(1 << 16),
+        out: new Uint8Array(4096),
+        candidates: new BigUint64Array(PERF_MAP_CANDIDATE_WORDS),
+        order: new BigUint64Array(1),
+        orderTmp: new BigUint64Array(1),
+        pool: new Uint8Array(0),
+      };
+      // The string table cut before the name's end, then before its start.
+      for (const stringSize of [table.stringSize - 1, 2]) {
+        const request = {
+          fd,
+          symbolOffset: table.symbolOffset,
+          symbolCount: 1,
+          stringOffset: table.stringOffset,
+          stringSize,
+          bias: 0,
+          mapFd: -1,
+        };
+        const r = t.perfMap({ op: "collect", ...request }, s);
+        assert.equal(r.count, 1);
+        const w = t.perfMap({ op: "write", ...request, count: 1 }, s);
+        assert.equal(w.step, "name", JSON.stringify(w));
+        assert.equal(w.errno, 22);
+        assert.equal(w.at, 2);
+        assert.equal(w.written, 0);
+      }
+    } finally {
+      c.close(fd);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 // ---------------------------------------------------------------------------
 // Real processes.

@@ -20,11 +20,16 @@ import {
 } from "../src/trampoline_so.ts";
 import { bytesSource, parseElf, PT_INTERP } from "../src/elf.ts";
 import { libc } from "../src/libc.ts";
-import { loadTrampoline } from "../src/trampoline.ts";
+import {
+  loadTrampoline,
+  PERF_MAP_CANDIDATE_WORDS,
+  type PerfMapScratch,
+} from "../src/trampoline.ts";
 import { parseMaps } from "../src/maps.ts";
 
 const SOURCES = [
   "primer.c",
+  "perf_map.c",
   "primer.h",
   "registry.h",
   "arch_x86_64.h",
@@ -59,7 +64,7 @@ test("the shipped trampoline bytes were built from the current sources", () => {
   );
 });
 
-test("the trampoline is a self-contained x86_64 shared object exporting pp_run", () => {
+test("the trampoline is a self-contained x86_64 shared object exporting pp_run and pp_perf_map", () => {
   const elf = parseElf(bytesSource(soBytes()));
   assert.equal(elf.header.machine, 62);
   assert.equal(elf.header.type, 3);
@@ -69,6 +74,7 @@ test("the trampoline is a self-contained x86_64 shared object exporting pp_run",
   assert.deepEqual(defined, [
     "pp_abi",
     "pp_lock",
+    "pp_perf_map",
     "pp_registry",
     "pp_registry_size",
     "pp_run",
@@ -88,7 +94,10 @@ test("it loads from a memfd and rejects a bad record with EINVAL, changing nothi
   const c = libc();
   const t = loadTrampoline(c);
   // Named by pid, so a debugger in another process opens the same file.
-  assert.match(t.path, new RegExp(`^/proc/${c.getpid()}/fd/\\d+$|primer\\.so$`));
+  assert.match(
+    t.path,
+    new RegExp(`^/proc/${c.getpid()}/fd/\\d+$|primer\\.so$`),
+  );
   const before = c.readText("/proc/self/maps");
   const [res] = t.run([{
     op: "swap",
@@ -120,6 +129,57 @@ test("it loads from a memfd and rejects a bad record with EINVAL, changing nothi
     parseMaps(t).filter((v) => v.path !== "" && !v.path.startsWith("["))
       .map((v) => `${v.start}-${v.end}`).join();
   assert.equal(stable(after), stable(before));
+});
+
+test("src/trampoline.ts and primer.h agree on the perf map request", () => {
+  const h = readFileSync(join(ROOT, "trampoline", "primer.h"), "utf8");
+  const words = /#define PP_PM_CAND_WORDS (\d+)/.exec(h);
+  assert.ok(words, "primer.h defines no PP_PM_CAND_WORDS");
+  assert.equal(PERF_MAP_CANDIDATE_WORDS, Number(words[1]));
+  const struct = /struct pp_perf_map \{([^}]*)\}/.exec(h);
+  assert.ok(struct, "primer.h has no struct pp_perf_map");
+  const fields = struct[1].match(/^\s*uint64_t \w+;/gm) ?? [];
+  assert.equal(
+    fields.length,
+    29,
+    "struct pp_perf_map changed: update perfMapWords() in src/trampoline.ts",
+  );
+});
+
+test("pp_perf_map refuses a bad request with EINVAL, reading and writing nothing", () => {
+  const t = loadTrampoline(libc());
+  const scratch = (io: number): PerfMapScratch => ({
+    ranges: new BigUint64Array([0x1000n, 0x2000n, 0n]),
+    io: new Uint8Array(io),
+    out: new Uint8Array(4096),
+    candidates: new BigUint64Array(PERF_MAP_CANDIDATE_WORDS),
+    order: new BigUint64Array(1),
+    orderTmp: new BigUint64Array(1),
+    pool: new Uint8Array(0),
+  });
+  const request = {
+    op: "collect" as const,
+    fd: -1, // a read would fail with EBADF, not EINVAL
+    symbolOffset: 0,
+    symbolCount: 1,
+    stringOffset: 0,
+    stringSize: 1,
+    bias: 0,
+  };
+  // An io buffer under 64 KiB.
+  const small = t.perfMap(request, scratch(4096));
+  assert.equal(small.step, "check");
+  assert.equal(small.errno, 22);
+  // Ranges out of order.
+  const s = scratch(1 << 16);
+  s.ranges = new BigUint64Array([0x3000n, 0x4000n, 0n, 0x1000n, 0x2000n, 0n]);
+  const unsorted = t.perfMap(request, s);
+  assert.equal(unsorted.step, "check");
+  assert.equal(unsorted.errno, 22);
+  // With a good request, the read is tried: EBADF.
+  const bad = t.perfMap(request, scratch(1 << 16));
+  assert.equal(bad.step, "symbol table pread");
+  assert.equal(bad.errno, 9);
 });
 
 const gcc = (() => {

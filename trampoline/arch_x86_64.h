@@ -3,6 +3,7 @@
 #ifndef PP_ARCH_H
 #define PP_ARCH_H
 
+#define PP_SYS_WRITE 1
 #define PP_SYS_PREAD64 17
 #define PP_SYS_MMAP 9
 #define PP_SYS_MPROTECT 10

@@ -16,11 +16,14 @@ import { fileURLToPath } from "node:url";
 const dir = fileURLToPath(new URL(".", import.meta.url));
 export const SOURCES = [
   "primer.c",
+  "perf_map.c",
   "primer.h",
   "registry.h",
   "arch_x86_64.h",
   "linux_abi.h",
 ];
+/** The translation units, linked into one primer.so. */
+export const UNITS = ["primer.c", "perf_map.c"];
 export const CFLAGS = [
   "-std=gnu11",
   "-O2",
@@ -56,13 +59,13 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   if (outArg > 0) {
     // Only compile, to the given path (for PAGE_PRIMER_TRAMPOLINE).
     const target = process.argv[outArg + 1];
-    execFileSync(cc, [...CFLAGS, "-o", target, dir + "primer.c"], {
+    execFileSync(cc, [...CFLAGS, "-o", target, ...UNITS.map((f) => dir + f)], {
       stdio: "inherit",
     });
     process.exit(0);
   }
   const out = dir + "primer.so";
-  execFileSync(cc, [...CFLAGS, "-o", out, dir + "primer.c"], {
+  execFileSync(cc, [...CFLAGS, "-o", out, ...UNITS.map((f) => dir + f)], {
     stdio: "inherit",
   });
   const so = readFileSync(out);

@@ -1,11 +1,11 @@
 /* The plan ABI shared with src/trampoline.ts: operations, flags, steps and
- * the region record. Change PP_ABI_VERSION when any of it changes. */
+ * the region record; the perf map request (perf_map.c). Change PP_ABI_VERSION when any of it changes. */
 #ifndef PP_PRIMER_H
 #define PP_PRIMER_H
 
 #include <stdint.h>
 
-#define PP_ABI_VERSION 7
+#define PP_ABI_VERSION 8
 
 #define HUGE_SIZE (2UL << 20)
 
@@ -65,6 +65,73 @@ struct pp_region {
 	uint64_t fault_errno;   /* tests: with this errno */
 	/* result */
 	uint64_t calls;         /* syscalls made (or failed by injection) */
+};
+
+/* The perf map writer (perf_map.c): operations of a request. */
+#define PP_PM_COLLECT 1 /* symbols -> candidates sorted by address */
+#define PP_PM_WRITE 2   /* names -> lines appended to map_fd */
+#define PP_PM_WRITE_SHARED 3 /* after PP_PM_STEP_POOL: the lines of the
+				addresses several candidates share */
+
+/* Steps of the perf map writer, reported in `step` when one fails. */
+enum pp_pm_step {
+	PP_PM_OK = 0,
+	PP_PM_STEP_CHECK = 1,   /* a bad request: EINVAL */
+	PP_PM_STEP_SYMBOLS = 2, /* pread of the symbol table */
+	PP_PM_STEP_ROOM = 3,    /* more candidates than cand_cap: ENOSPC, need */
+	PP_PM_STEP_SORT = 4,    /* key and index wider than 64 bits: EOVERFLOW */
+	PP_PM_STEP_STRINGS = 5, /* pread of the string table */
+	PP_PM_STEP_NAME = 6,    /* name offset `at` outside the table, or its
+				   name without a NUL: EINVAL */
+	PP_PM_STEP_POOL = 7,    /* the shared names need more than pool_len:
+				   ENOSPC, need (bytes); the lone candidates'
+				   lines were written */
+	PP_PM_STEP_WRITE = 8,   /* write to map_fd */
+};
+
+/* A range of runtime addresses to name, [start, end). */
+struct pp_pm_range {
+	uint64_t start;
+	uint64_t end;
+	uint64_t base; /* filled by PP_PM_COLLECT: bytes of the ranges before */
+};
+
+/* Words (64 bits) per candidate in `cand`: the caller sizes it so. */
+#define PP_PM_CAND_WORDS 5
+
+/* One perf map request; every field is 64 bits. The buffers are the
+ * caller's and stay the same from PP_PM_COLLECT to PP_PM_WRITE. */
+struct pp_perf_map {
+	uint64_t op;          /* PP_PM_* */
+	uint64_t file_fd;     /* the object's file, read with pread */
+	uint64_t sym_off;     /* its symbol table: file offset */
+	uint64_t sym_count;   /*   entries (Elf64_Sym, 24 bytes) */
+	uint64_t str_off;     /* the table's string table: file offset */
+	uint64_t str_size;    /*   bytes */
+	uint64_t bias;        /* runtime address minus st_value, mod 2^64 */
+	uint64_t ranges;      /* struct pp_pm_range[range_count], sorted, disjoint */
+	uint64_t range_count;
+	uint64_t io;          /* scratch for reads, 8-aligned, >= 64 KiB */
+	uint64_t io_len;
+	uint64_t out;         /* scratch for lines, >= 4 KiB */
+	uint64_t out_len;
+	uint64_t cand;        /* PP_PM_CAND_WORDS words per candidate */
+	uint64_t order;       /* uint64_t per candidate: by address */
+	uint64_t order_tmp;   /* uint64_t per candidate: sorting, names */
+	uint64_t cand_cap;    /* candidates the three have room for */
+	uint64_t pool;        /* PP_PM_WRITE: room for the shared names */
+	uint64_t pool_len;
+	uint64_t map_fd;      /* PP_PM_WRITE: the map, opened O_APPEND */
+	/* results */
+	uint64_t step;        /* enum pp_pm_step that failed, 0 when ok */
+	uint64_t err;         /* its errno */
+	uint64_t at;          /* PP_PM_STEP_NAME: the name offset */
+	uint64_t need;        /* PP_PM_STEP_ROOM: candidates; _POOL: bytes */
+	uint64_t count;       /* candidates (input again to PP_PM_WRITE) */
+	uint64_t shared;      /* of them, sharing their address with another */
+	uint64_t symbols;     /* lines written */
+	uint64_t covered;     /* bytes of the ranges inside a written line */
+	uint64_t written;     /* bytes appended to the map */
 };
 
 #endif
