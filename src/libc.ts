@@ -91,6 +91,7 @@ export interface FileStat {
 const AT_FDCWD = -100;
 const RTLD_LAZY = 1;
 const RTLD_NOLOAD = 4;
+const RTLD_NODELETE = 0x1000;
 /** Bytes of one ELF64 program header. */
 export const PHDR_SIZE = 56;
 
@@ -859,6 +860,19 @@ export class Libc {
       this.#fn("dlopen")(addressOf(b), RTLD_LAZY | RTLD_NOLOAD),
     );
     return handle === 0 ? undefined : handle;
+  }
+
+  /**
+   * Makes the already loaded library `name` stay loaded until the process
+   * exits, whoever closes it (`dlopen(RTLD_NOLOAD | RTLD_NODELETE)`); false
+   * when it is not loaded or this libc cannot.
+   */
+  keepLoaded(name: string): boolean {
+    if (!this.has("dlopen")) return false;
+    const b = cstr(name);
+    return Number(
+      this.#fn("dlopen")(addressOf(b), RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE),
+    ) !== 0;
   }
 
   /** Drops a reference taken by {@linkcode Libc.pin}. */
