@@ -47,8 +47,12 @@ import { basename, formatMiB, formatPercent } from "./format.ts";
 import {
   fdSource,
   type Libc,
+  MAP_ANONYMOUS,
+  MAP_PRIVATE,
   O_CREAT,
   O_NOFOLLOW,
+  PROT_READ,
+  PROT_WRITE,
   S_IFMT,
   S_IFREG,
   SyscallError,
@@ -74,6 +78,10 @@ const STT_GNU_IFUNC = 10;
 /** Symbol bindings in order of preference for a name at a shared address. */
 const BIND_RANK: Readonly<Record<number, number>> = { 1: 0, 2: 1, 0: 2 };
 
+/** `madvise` advice: back the range with transparent huge pages. */
+const MADV_HUGEPAGE = 14;
+/** Bytes of a (transparent) huge page on x86_64. */
+const HUGE_PAGE = 2 << 20;
 /** Bytes of file the C writer reads at a time (a string table chunk and a page). */
 const IO_BYTES = (1 << 18) + 4096;
 /** Bytes of map lines the C writer collects before a `write`. */
@@ -850,16 +858,22 @@ function writeObject(
     if (layout === undefined) {
       return nothing(object, bytes, "it has neither .symtab nor .dynsym");
     }
-    const w = new NativeWriter(t, fd, ranges, bias);
+    const w = new NativeWriter(c, t, fd, ranges, bias);
     let note: string | undefined;
-    if (w.collect(layout) === 0 && symtab !== undefined && dynsym) {
-      // A .symtab without functions (only section symbols): try .dynsym.
-      if (w.collect(dynsym) > 0) {
-        layout = dynsym;
-        note = ".symtab names no function in the remapped code";
+    let written;
+    try {
+      if (w.collect(layout) === 0 && symtab !== undefined && dynsym) {
+        // A .symtab without functions (only section symbols): try .dynsym.
+        if (w.collect(dynsym) > 0) {
+          layout = dynsym;
+          note = ".symtab names no function in the remapped code";
+        }
       }
+      written = w.write(layout, out);
+    } finally {
+      w.release();
     }
-    const { symbols, covered } = w.write(layout, out);
+    const { symbols, covered } = written;
     return {
       object,
       source: layout.table,
@@ -915,26 +929,80 @@ function checkLoaded(
 }
 
 /**
+ * Anonymous memory for the C writer, mapped here and unmapped by
+ * {@linkcode release}: on transparent huge pages where the kernel gives
+ * them (a page fault per 2 MiB instead of per 4 KiB: 12 MiB of candidates
+ * fault in about 1.5 ms instead of 7.5 ms on the machine measured), and
+ * given back as soon as the object is written, not at a later garbage
+ * collection.
+ */
+class Mapping {
+  readonly #c: Libc;
+  readonly address: number;
+  readonly length: number;
+
+  constructor(c: Libc, bytes: number) {
+    this.#c = c;
+    // Whole huge pages: the kernel aligns such a mapping to them.
+    this.length = bytes >= HUGE_PAGE
+      ? Math.ceil(bytes / HUGE_PAGE) * HUGE_PAGE
+      : Math.max(1, bytes);
+    this.address = c.mmap(
+      0,
+      this.length,
+      PROT_READ | PROT_WRITE,
+      MAP_PRIVATE | MAP_ANONYMOUS,
+    );
+    try {
+      c.madvise(this.address, this.length, MADV_HUGEPAGE);
+    } catch {
+      // No transparent huge pages in this kernel: 4 KiB pages, slower.
+    }
+  }
+
+  /** `length` bytes at `offset` (a multiple of 8). */
+  bytes(offset: number, length: number): Uint8Array {
+    return memory(this.address + offset, length);
+  }
+
+  /** `count` 64-bit words at `offset` (a multiple of 8). */
+  words(offset: number, count: number): BigUint64Array {
+    const b = this.bytes(offset, 8 * count);
+    return new BigUint64Array(b.buffer, b.byteOffset, count);
+  }
+
+  release() {
+    this.#c.munmap(this.address, this.length);
+  }
+}
+
+/**
  * One object's symbol tables through the C writer (`trampoline/perf_map.c`),
- * in buffers allocated here: `collect` finds the functions of a table in the
+ * in memory mapped here: `collect` finds the functions of a table in the
  * ranges, `write` appends their lines. Room is made and the call repeated
  * when the C side says how much more it needs (a function crossing several
- * ranges, more names shared by aliases than guessed).
+ * ranges, more names shared by aliases than guessed). {@linkcode release}
+ * unmaps the memory; the buffers must not be used after it.
  */
 class NativeWriter {
+  readonly #c: Libc;
   readonly #t: Trampoline;
   readonly #fd: number;
   readonly #bias: number;
   readonly #scratch: PerfMapScratch;
+  #buffers: Mapping | undefined;
+  #pool: Mapping | undefined;
   #count = 0;
   #shared = 0;
 
   constructor(
+    c: Libc,
     t: Trampoline,
     fd: number,
     sorted: readonly PerfMapRange[],
     bias: number,
   ) {
+    this.#c = c;
     this.#t = t;
     this.#fd = fd;
     this.#bias = bias;
@@ -943,13 +1011,14 @@ class NativeWriter {
       ranges[3 * i] = BigInt(r.start);
       ranges[3 * i + 1] = BigInt(r.end);
     });
+    const none = new BigUint64Array(0);
     this.#scratch = {
       ranges,
-      io: new Uint8Array(IO_BYTES),
-      out: new Uint8Array(OUT_BYTES),
-      candidates: new BigUint64Array(0),
-      order: new BigUint64Array(0),
-      orderTmp: new BigUint64Array(0),
+      io: new Uint8Array(0),
+      out: new Uint8Array(0),
+      candidates: none,
+      order: none,
+      orderTmp: none,
       pool: new Uint8Array(0),
     };
   }
@@ -981,13 +1050,13 @@ class NativeWriter {
     if (this.#count === 0) return { symbols: 0, covered: 0 };
     // The aliases' names, at twice the table's mean name length.
     const mean = Math.ceil(layout.strings.size / Math.max(1, layout.count));
-    this.#scratch.pool = new Uint8Array(this.#shared * 2 * (mean + 1));
+    this.#poolRoom(this.#shared * 2 * (mean + 1));
     const mapFd = out.fd();
     let r = this.#call("write", layout, mapFd);
     let symbols = r.symbols;
     if (r.step === "pool") {
       // The lone functions' lines are out; the shared addresses' next.
-      this.#scratch.pool = new Uint8Array(r.need);
+      this.#poolRoom(r.need);
       r = this.#call("write shared", layout, mapFd);
       symbols += r.symbols;
     }
@@ -1002,12 +1071,39 @@ class NativeWriter {
     return { symbols, covered: r.covered };
   }
 
+  /** Unmaps the buffers. */
+  release() {
+    this.#buffers?.release();
+    this.#pool?.release();
+    this.#buffers = this.#pool = undefined;
+  }
+
+  /** io, out and room for `candidates` in one mapping. */
   #room(candidates: number) {
     const s = this.#scratch;
-    if (s.order.length >= candidates) return;
-    s.candidates = new BigUint64Array(candidates * PERF_MAP_CANDIDATE_WORDS);
-    s.order = new BigUint64Array(candidates);
-    s.orderTmp = new BigUint64Array(candidates);
+    if (this.#buffers !== undefined && s.order.length >= candidates) return;
+    this.#buffers?.release();
+    this.#buffers = undefined;
+    const words = (PERF_MAP_CANDIDATE_WORDS + 2) * candidates;
+    const m = new Mapping(this.#c, IO_BYTES + OUT_BYTES + 8 * words);
+    this.#buffers = m;
+    let at = 0;
+    const take = (bytes: number) => (at += bytes) - bytes;
+    s.io = m.bytes(take(IO_BYTES), IO_BYTES);
+    s.out = m.bytes(take(OUT_BYTES), OUT_BYTES);
+    const n = PERF_MAP_CANDIDATE_WORDS * candidates;
+    s.candidates = m.words(take(8 * n), n);
+    s.order = m.words(take(8 * candidates), candidates);
+    s.orderTmp = m.words(take(8 * candidates), candidates);
+  }
+
+  #poolRoom(bytes: number) {
+    this.#pool?.release();
+    this.#pool = undefined;
+    this.#scratch.pool = new Uint8Array(0);
+    if (bytes === 0) return;
+    this.#pool = new Mapping(this.#c, bytes);
+    this.#scratch.pool = this.#pool.bytes(0, bytes);
   }
 
   #call(

@@ -8,7 +8,9 @@
 // the middle of a page), then starts `runs` fresh processes of the same
 // runtime (`--child`). Each loads the library through FFI and has
 // writePerfMap name its code mapping once, as it would after a remap: the
-// first call of a process, with its code not yet compiled, as in `run()`.
+// first call of a process, with its code not yet compiled, as in `run()`;
+// it also loads the trampoline, whose C writer (trampoline/perf_map.c) does
+// the per-symbol work (in `run()` the remap has loaded it already).
 // Each prints the milliseconds (wall, and CPU time of its thread: on a busy
 // machine the wall time includes waiting for a CPU), the lines written, and
 // VmRSS before and after the call and VmHWM (the peak, reset through
@@ -154,6 +156,9 @@ function main(functions: number, runs: number): void {
       medianCpuMs: median(rows.map((r) => r.cpuMs)),
       medianRssBeforeMiB: median(rows.map((r) => r.rssBeforeMiB)),
       medianRssAfterMiB: median(rows.map((r) => r.rssAfterMiB)),
+      medianRssGrowthMiB: median(
+        rows.map((r) => r.rssAfterMiB - r.rssBeforeMiB),
+      ),
       medianPeakGrowthMiB: median(rows.map((r) => r.peakMiB - r.rssBeforeMiB)),
     }));
   } finally {
