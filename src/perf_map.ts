@@ -854,36 +854,21 @@ function writeObject(
     if (typeof bias === "string") return nothing(object, bytes, bias);
     const symtab = symbolTableLayout(src, elf.sections, ".symtab");
     const dynsym = symbolTableLayout(src, elf.sections, ".dynsym");
-    let layout = symtab ?? dynsym;
-    if (layout === undefined) {
+    if (symtab === undefined && dynsym === undefined) {
       return nothing(object, bytes, "it has neither .symtab nor .dynsym");
     }
     const w = new NativeWriter(c, t, fd, ranges, bias);
-    let note: string | undefined;
-    let written;
     try {
-      if (w.collect(layout) === 0 && symtab !== undefined && dynsym) {
-        // A .symtab without functions (only section symbols): try .dynsym.
-        if (w.collect(dynsym) > 0) {
-          layout = dynsym;
-          note = ".symtab names no function in the remapped code";
-        }
-      }
-      written = w.write(layout, out);
+      return {
+        object,
+        stripped: symtab === undefined,
+        bias,
+        bytes,
+        ...writeTables(w, out, symtab, dynsym),
+      };
     } finally {
       w.release();
     }
-    const { symbols, covered } = written;
-    return {
-      object,
-      source: layout.table,
-      stripped: symtab === undefined,
-      bias,
-      symbols,
-      bytes,
-      covered,
-      ...(note !== undefined ? { note } : {}),
-    };
   } catch (e) {
     if (e instanceof ElfError || e instanceof SyscallError) {
       return nothing(object, bytes, `cannot read its symbols: ${e.message}`);
@@ -892,6 +877,34 @@ function writeObject(
   } finally {
     c.close(fd);
   }
+}
+
+/**
+ * The lines of `.symtab`'s functions in the ranges, or of `.dynsym`'s when
+ * `.symtab` has none there (it may hold only section symbols).
+ */
+function writeTables(
+  w: NativeWriter,
+  out: MapFile,
+  symtab: SymbolTableLayout | undefined,
+  dynsym: SymbolTableLayout | undefined,
+): Pick<PerfMapObject, "source" | "symbols" | "covered" | "note"> {
+  let layout = (symtab ?? dynsym)!;
+  let note: string | undefined;
+  if (
+    w.collect(layout) === 0 && symtab !== undefined && dynsym !== undefined &&
+    w.collect(dynsym) > 0
+  ) {
+    layout = dynsym;
+    note = ".symtab names no function in the remapped code";
+  }
+  const { symbols, covered } = w.write(layout, out);
+  return {
+    source: layout.table,
+    symbols,
+    covered,
+    ...(note !== undefined ? { note } : {}),
+  };
 }
 
 /**

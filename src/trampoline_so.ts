@@ -3,7 +3,7 @@
 
 /** SHA-256 of the trampoline sources these bytes were built from. */
 export const TRAMPOLINE_SOURCE_SHA256: string =
-  "4c5138ec6a23dc74cdc13a4ced26ddd3a308c95e4c5b1efceafeff0a36a36b8c";
+  "6997604423416f61aa610c366d7e3f5e860d4d22b8d7b9a343f1d34eae43d2e2";
 
 /** The ABI version the trampoline reports through `pp_abi()`. */
 export const TRAMPOLINE_ABI: number = 8;

@@ -85,6 +85,7 @@ struct pm {
 
 static int is_err(long r) { return r < 0 && r > -4096; }
 
+/* Records the failed step and its errno; -1. */
 static long fail(struct pm *m, enum pp_pm_step step, long err)
 {
 	m->q->step = step;
@@ -169,6 +170,8 @@ static int check_ranges(struct pm *m)
 	return 1;
 }
 
+/* Buffers present, aligned and large enough for the operation; sizes
+ * that keep every offset and counter inside 64 (or 32) bits. */
 static int check_request(struct pm *m)
 {
 	struct pp_perf_map *q = m->q;
@@ -240,6 +243,7 @@ static void add_candidate(struct pm *m, uint64_t r, uint64_t lo, uint64_t hi,
 	m->order[n] = g->base + (start - g->start); /* the key, packed later */
 }
 
+/* A function with a name and a size: one candidate per range it meets. */
 static void add_symbol(struct pm *m, const uint8_t *sym)
 {
 	uint64_t size = le64(sym + 16), lo, hi;
@@ -343,6 +347,8 @@ static void prefetch(struct pm *m, uint64_t j)
 					   ((1UL << m->idx_bits) - 1)], 1);
 }
 
+/* Flags the candidates whose address another has too (aliases), and
+ * counts them: only their names are kept, in the pool, to choose one. */
 static void mark_shared(struct pm *m)
 {
 	uint64_t n = m->q->count, mask = (1UL << m->idx_bits) - 1;
@@ -370,6 +376,7 @@ static void mark_shared(struct pm *m)
 /* The high bit of each byte of w that is 0: exact up to the first one. */
 static uint64_t zero_bytes(uint64_t w) { return (w - ONES) & ~w & HIGHS; }
 
+/* The same for the bytes of w equal to b. */
 static uint64_t bytes_equal(uint64_t w, uint8_t b)
 {
 	return zero_bytes(w ^ (ONES * b));
@@ -400,6 +407,7 @@ static uint64_t scan_name(const uint8_t *p, const uint8_t *end,
 	return (uint64_t)(p - s);
 }
 
+/* Names are read from chunk-aligned offsets, a chunk and SLACK at a time. */
 static uint64_t chunk_len(struct pm *m) { return m->q->io_len - SLACK; }
 
 /* Reads the table from `at` into io (as much as fits). */
@@ -419,6 +427,7 @@ static long load_window(struct pm *m, uint64_t at)
 	return 0;
 }
 
+/* Whether the name at off starts and ends in the window. */
 static int in_window(struct pm *m, uint64_t off)
 {
 	return off >= m->win_at && off - m->win_at < m->win_whole;
@@ -510,6 +519,7 @@ static void order_by_name(struct pm *m)
 // ---------------------------------------------------------------------------
 // Lines, collected in out and appended out_len bytes at a time.
 
+/* Appends what out holds. */
 static long flush(struct pm *m)
 {
 	long ret = write_all(m, m->out, m->out_used);
@@ -518,6 +528,7 @@ static long flush(struct pm *m)
 	return ret;
 }
 
+/* v in lowercase hex without leading zeros. */
 static uint8_t *put_hex(uint8_t *p, uint64_t v)
 {
 	unsigned digits = v ? (bits_of(v) + 3) / 4 : 1;
@@ -671,12 +682,14 @@ static long visit_names(struct pm *m, int singles)
 // ---------------------------------------------------------------------------
 // Write, step 2: of the candidates sharing an address, the best named.
 
+/* Global before weak before local, then anything else. */
 static int bind_rank(uint8_t bind)
 {
 	return bind == STB_GLOBAL ? 0 : bind == STB_WEAK ? 1
 					 : bind == STB_LOCAL ? 2 : 3;
 }
 
+/* A shared candidate's name in the pool, and its length. */
 static uint8_t *pooled(struct pm *m, struct pp_pm_cand *c)
 {
 	return m->pool + (uint32_t)c->pool - 1;
@@ -757,6 +770,7 @@ static long write_chosen(struct pm *m)
 // ---------------------------------------------------------------------------
 // The calls.
 
+/* PP_PM_COLLECT: the candidates, sorted by address, aliases marked. */
 static long collect(struct pm *m)
 {
 	if (read_symbols(m))
