@@ -214,6 +214,12 @@ function buildLibrary(functions: number, longName?: number) {
   return { dir, lib: buildSymbolLibrary({ dir, functions, longName }) };
 }
 
+/** Mappings of this process asked for on huge pages (`hg` in smaps). */
+function hugePageAdvised(): number {
+  return readFileSync("/proc/self/smaps", "utf8").split("\n")
+    .filter((l) => l.startsWith("VmFlags:") && / hg( |$)/.test(l)).length;
+}
+
 /**
  * Turns the first byte of `from` in the `.strtab` of `path` into `to` (a
  * name only the symbol table holds, not the code: the file stays the one
@@ -390,7 +396,10 @@ test(
 
       const path = join(dir, "perf.map");
       const c = libc();
+      const advised = hugePageAdvised();
       const r = writePerfMap(c, { regions: [region] }, { path });
+      // The C writer's buffers (asked for on huge pages) are unmapped.
+      assert.equal(hugePageAdvised(), advised, "the writer's memory stayed");
       assert.deepEqual(r.warnings, []);
       assert.equal(r.objects.length, 1);
       const o = r.objects[0];
