@@ -1,7 +1,8 @@
 // Process-wide state, per-Worker code. The record of what is remapped is
 // one per process, so a remap done by one thread is restored from any
 // other: by a second Worker after the first one ended, by the main thread
-// after a Worker's remap, by a Worker after the main thread's. After each
+// after a Worker's remap, by a Worker after the main thread's; and Workers
+// that remap at once as the first use share one trampoline. After each
 // restore this process reads the child's /proc/<pid>/smaps and memory:
 // every VMA of the executable's text is the executable's file again, with
 // no AnonHugePages, and its bytes equal the file's.
@@ -142,7 +143,27 @@ const CASES: { name: string; steps: string[] }[] = [
     name: "the main thread's remap, restored by a Worker",
     steps: ["spawn w1", "remap main", "restore w1"],
   },
+  {
+    name:
+      "three Workers remap at once (the first use in the process: one trampoline, one record), restored by the main thread",
+    steps: [
+      "spawn w1",
+      "spawn w2",
+      "spawn w3",
+      "remap w1+w2+w3",
+      "restore main",
+    ],
+  },
 ];
+
+/** How many trampolines `pid` has loaded (distinct memfds mapped). */
+function trampolines(pid: number): number {
+  return new Set(
+    parseMaps(readFileSync(`/proc/${pid}/maps`, "utf8"))
+      .filter((v) => v.path.startsWith("/memfd:page-primer-trampoline"))
+      .map((v) => v.inode),
+  ).size;
+}
 
 /** Runs one case in a fresh child, checking from outside after each step. */
 async function runCase(
@@ -159,29 +180,36 @@ async function runCase(
   try {
     const text = textOf(child.pid, exe, file);
     let small = false;
-    let last = { tid: 0, regions: 0 };
+    let last = { tids: [] as number[], regions: 0 };
     for (const step of steps) {
       const out = JSON.parse(await child.ask(step, "DONE "));
       assert.equal(out.error, undefined, `${step}: ${out.error}`);
       if (step.startsWith("remap")) {
-        const r = out as Remapped;
-        assert.equal(r.ok, true, `${step}: ${r.reason}`);
-        const moved = r.regions.filter((g) => g.status === "remapped");
+        const all: Remapped[] = out.all ?? [out];
+        for (const r of all) assert.equal(r.ok, true, `${step}: ${r.reason}`);
+        const moved = all.flatMap((r) =>
+          r.regions.filter((g) => g.status === "remapped")
+        );
         assert.ok(
           moved.some((g) => g.kind === "text"),
-          `${step}: no text remapped: ${JSON.stringify(r.regions)}`,
+          `${step}: no text remapped: ${JSON.stringify(all)}`,
         );
-        small ||= r.small;
+        small ||= all.some((r) => r.small);
         assertOnCopy(child, text, step);
-        last = { tid: r.tid, regions: moved.length };
+        assert.equal(
+          trampolines(child.pid),
+          1,
+          `${step}: more than one trampoline loaded, so more than one lock and record`,
+        );
+        last = { tids: all.map((r) => r.tid), regions: moved.length };
       } else if (step.startsWith("restore")) {
         const back = out as Restored;
-        assert.notEqual(back.tid, last.tid, `${step}: on another thread`);
+        assert.ok(!last.tids.includes(back.tid), `${step}: on another thread`);
         assert.deepEqual(back.failed, [], `${step}: ${JSON.stringify(back)}`);
         assert.equal(
           back.restored,
           last.regions,
-          `${step}: restored ${back.restored} of the ${last.regions} regions thread ${last.tid} remapped`,
+          `${step}: restored ${back.restored} of the ${last.regions} regions threads ${last.tids} remapped`,
         );
         assertOnFile(child, text, step);
       }
