@@ -6,7 +6,8 @@
 // working in the Workers, and restore() only ever leaves ranges alone
 // (never a plain failure). Then the case from issue 11: a library is
 // remapped, the program dlcloses it, and restore() gives it back
-// normally (it is pinned) before it unloads.
+// normally (it is pinned) before it unloads. And a remapped range that
+// something else mapped over is left alone by restore(), not clobbered.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -180,6 +181,53 @@ for (const rt of RUNTIMES) {
       );
     },
   );
+
+  test(`${rt}: restore() leaves alone a remapped range something else mapped over, and maps nothing over it`, async () => {
+    const lib = join(built.dir, `librelro_cover_${rt}.so`);
+    copyFileSync(built.path, lib);
+    const child = await startChild(rt, { lib }, {
+      script: "stress/unload_child.ts",
+    });
+    try {
+      const ask = async (line: string) =>
+        JSON.parse(await child.ask(line, "DONE "));
+      const remap = await ask("remap");
+      assert.equal(remap.ok, true, remap.reason);
+      const regions = remap.regions.filter((r: { object: string }) =>
+        r.object === lib
+      );
+      await ask("fill");
+      const cover = await ask("cover");
+      assert.equal(cover.error, undefined, cover.error);
+
+      const back = await ask("restore");
+      assert.equal(back.failed.length, 1, JSON.stringify(back));
+      assert.equal(back.failed[0].start, cover.at, JSON.stringify(back));
+      assert.match(back.failed[0].message, /left alone/);
+      assert.equal(back.restored, regions.length - 1, JSON.stringify(back));
+      assert.deepEqual(back.changed, [], "live buffers changed");
+      assert.deepEqual(
+        await ask("covered"),
+        { intact: true },
+        "restore() wrote over memory that was no longer its copy",
+      );
+      const at = parseMaps(readFileSync(`/proc/${child.pid}/maps`, "utf8"))
+        .find((v) => v.start <= cover.at && cover.at < v.end);
+      assert.ok(
+        at && at.path !== lib,
+        `${lib} mapped at 0x${cover.at.toString(16)}`,
+      );
+      assert.equal(at.perms, "rw-p", "the program's mapping was replaced");
+      // Forgotten: a second restore has nothing to do.
+      const again = await ask("restore");
+      assert.equal(again.restored, 0, JSON.stringify(again));
+      assert.deepEqual(again.failed, [], JSON.stringify(again));
+      const done = await child.finish();
+      assert.equal(done.code, 0, done.stderr);
+    } finally {
+      await child.finish().catch(() => {});
+    }
+  });
 
   test(`${rt}: a remapped library that the program dlcloses stays loaded until restore(), which gives it back and lets it go`, async () => {
     const lib = join(built.dir, `librelro_unload_${rt}.so`);
