@@ -500,7 +500,7 @@ interface ActiveSwap {
   /** A library's reference (`dlopen` RTLD_NOLOAD), held until restored. */
   pin?: number;
   /** What maps shows for the copy: checked before anything acts on it. */
-  copy?: { path: string; inode: number };
+  copy?: CopyIdentity;
 }
 
 /**
@@ -592,21 +592,43 @@ function releaseGaps(
   }
 }
 
-/** What maps shows at `at` (path and inode), to recognise the copy later. */
+/**
+ * How maps shows a copy right after the swap: its path and inode (an
+ * anonymous copy is unnamed where the kernel cannot name VMAs), its
+ * protection, and its VMAs' boundaries. Another mapping made over part of
+ * it later differs in one of them: a new anonymous VMA never merges with
+ * the copy (its page offset comes from where the stage was made).
+ */
+interface CopyIdentity {
+  path: string;
+  inode: number;
+  perms: string;
+  bounds: number[];
+}
+
+/** The identity of the copy over `[start, end)` in `vmas`. */
 function copyIdentity(
   vmas: readonly Vma[],
-  at: number,
-): { path: string; inode: number } | undefined {
-  const v = vmas.find((m) => m.start <= at && at < m.end);
-  return v && { path: v.path, inode: v.inode };
+  start: number,
+  end: number,
+): CopyIdentity | undefined {
+  const inside = vmas.filter((m) => m.start < end && start < m.end);
+  if (inside.length === 0) return undefined;
+  return {
+    path: inside[0].path,
+    inode: inside[0].inode,
+    perms: inside[0].perms,
+    bounds: inside.flatMap((m) => [m.start, m.end]),
+  };
 }
 
 /**
  * Why a swapped region is no longer the copy page-primer made, or
  * `undefined` when it still is. Its data part must be mapped throughout by
- * the copy (or the file, where an earlier restore got that far); the space
- * it grew into may be the copy or a hole (an earlier restore released part
- * of it), never someone else's mapping.
+ * the copy (same path, inode and protection, VMAs starting and ending only
+ * where the copy's did or where an earlier restore split it) or by the
+ * file, where an earlier restore got that far; the space it grew into may
+ * also be a hole (released by an earlier restore), never anything else.
  */
 function notOurCopy(
   vmas: readonly Vma[],
@@ -614,17 +636,26 @@ function notOurCopy(
 ): string | undefined {
   const { start, end, dataStart, dataEnd } = swap.region;
   const expected = swap.copy;
-  const ours = (v: Vma) =>
+  const bounds = new Set([
+    ...(expected?.bounds ?? []),
+    start,
+    end,
+    dataStart,
+    dataEnd,
+  ]);
+  const isCopy = (v: Vma) =>
     expected === undefined ||
-    (v.path === expected.path && v.inode === expected.inode) ||
-    (v.path === swap.file.path && v.inode === swap.file.inode);
+    (v.path === expected.path && v.inode === expected.inode &&
+      v.perms === expected.perms && bounds.has(v.start) && bounds.has(v.end));
+  const isFile = (v: Vma) =>
+    v.path === swap.file.path && v.inode === swap.file.inode;
   let at = dataStart;
   for (const v of vmas) {
     if (v.end <= start || v.start >= end) continue;
-    if (!ours(v)) {
-      return `0x${v.start.toString(16)} is now ${
+    if (!isCopy(v) && !isFile(v)) {
+      return `0x${v.start.toString(16)}-0x${v.end.toString(16)} is now ${
         v.path === "" ? "anonymous memory" : v.path
-      }, not page-primer's copy`;
+      } (${v.perms}), not page-primer's copy`;
     }
     if (v.start <= at && v.end > at) at = v.end;
   }
@@ -1257,7 +1288,10 @@ function remapLocked(
       const swap = record.swaps.get(r.start)!;
       const a = swap.region;
       r.huge = sumIn(smaps, a.dataStart, a.dataEnd, hugeBytes);
-      record.set(r.start, { ...swap, copy: copyIdentity(smaps, a.dataStart) });
+      record.set(r.start, {
+        ...swap,
+        copy: copyIdentity(smaps, a.start, a.end),
+      });
       if (!small && r.huge > 0 && r.huge < r.bytes) {
         warnings.push(
           `partial: ${formatBytes(r.huge)} of ${formatBytes(r.bytes)} (${

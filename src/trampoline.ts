@@ -449,25 +449,50 @@ function perfMapWords(
  */
 export function loadTrampoline(c: Libc): Trampoline {
   if (loaded !== undefined) return loaded;
-  // Kept loaded for the life of the process (RTLD_NODELETE): Deno unloads
-  // what a Worker opened when the Worker ends, and the record of remapped
-  // regions must outlive it.
-  const use = (path: string) => {
-    const t = bind(openLibrary([path], SYMBOLS), path);
-    c.keepLoaded(path);
-    return loaded = t;
-  };
   const override = c.getenv("PAGE_PRIMER_TRAMPOLINE");
-  if (override) return use(override);
-  const found = loadedElsewhere(c);
-  if (found !== undefined) {
+  if (override) return loaded = keep(c, override);
+  const first = firstLoaded(c);
+  if (first !== undefined) return loaded = first;
+  // None yet: load ours. Threads doing this at the same moment each load
+  // one; all then take the first in the loader's list, which only grows.
+  const own = writeMemfd(c);
+  let lib;
+  try {
+    lib = openLibrary([own.path], SYMBOLS);
+  } catch (e) {
+    c.close(own.fd);
+    throw e;
+  }
+  const winner = firstLoaded(c) ?? keep(c, own.path);
+  lib.close();
+  if (winner.path !== own.path) c.close(own.fd);
+  return loaded = winner;
+}
+
+/**
+ * Binds `path` and keeps it loaded for the life of the process
+ * (RTLD_NODELETE): Deno unloads what a Worker opened when the Worker ends,
+ * and the record of remapped regions must outlive it.
+ */
+function keep(c: Libc, path: string): Trampoline {
+  const t = bind(openLibrary([path], SYMBOLS), path);
+  c.keepLoaded(path);
+  return t;
+}
+
+/**
+ * The first trampoline of this ABI in the loader's list (load order),
+ * whichever thread loaded it, or `undefined`.
+ */
+function firstLoaded(c: Libc): Trampoline | undefined {
+  for (const path of trampolinesLoaded(c)) {
     try {
-      return use(found);
+      return keep(c, path);
     } catch {
-      // Another page-primer version's trampoline: load ours beside it.
+      // Another page-primer version's trampoline: not ours to use.
     }
   }
-  return use(writeMemfd(c));
+  return undefined;
 }
 
 /**
@@ -484,14 +509,16 @@ export function loadTrampoline(c: Libc): Trampoline {
 export function loadedTrampoline(c: Libc): Trampoline | undefined {
   if (loaded !== undefined) return loaded;
   const override = c.getenv("PAGE_PRIMER_TRAMPOLINE");
-  const loadedHere = c.dlIteratePhdr().some((o) =>
-    override ? o.name === override : false
-  );
-  return loadedHere || loadedElsewhere(c) ? loadTrampoline(c) : undefined;
+  if (override) {
+    return c.dlIteratePhdr().some((o) => o.name === override)
+      ? loadTrampoline(c)
+      : undefined;
+  }
+  return loaded = firstLoaded(c);
 }
 
-/** The path of a trampoline another thread of this process loaded. */
-function loadedElsewhere(c: Libc): string | undefined {
+/** Paths of the trampolines loaded in this process, in load order. */
+function trampolinesLoaded(c: Libc): string[] {
   const pid = c.getpid();
   const isOurs = (name: string) => {
     try {
@@ -502,10 +529,11 @@ function loadedElsewhere(c: Libc): string | undefined {
   };
   return c.dlIteratePhdr().map((o) => o.name).filter((name) =>
     name.startsWith(`/proc/${pid}/fd/`) && isOurs(name)
-  ).sort()[0];
+  );
 }
 
-function writeMemfd(c: Libc): string {
+/** The trampoline's bytes in a new memfd: its descriptor and the path to load. */
+function writeMemfd(c: Libc): { fd: number; path: string } {
   if (!c.has("memfd_create")) {
     throw new Error(
       "this libc has no memfd_create (glibc < 2.27?): set PAGE_PRIMER_TRAMPOLINE to a built primer.so",
@@ -518,7 +546,7 @@ function writeMemfd(c: Libc): string {
     c.close(fd);
     throw e;
   }
-  return `/proc/${c.getpid()}/fd/${fd}`;
+  return { fd, path: `/proc/${c.getpid()}/fd/${fd}` };
 }
 
 /**
