@@ -874,32 +874,37 @@ export function remapObjects(
   options: RemapOptions,
   before?: readonly SmapsVma[],
 ): RemapReport & { after: SmapsVma[] } {
-  const t0 = performance.now();
-  const tramp = loadTrampoline(c);
-  return tramp.locked(() =>
-    remapLocked(c, tramp, new SwapRecord(tramp), {
-      objects,
-      ranges,
-      options,
-      before,
-      t0,
-    })
-  );
+  const input = { objects, ranges, options, before, t0: performance.now() };
+  // Before the first remap of the process, nothing is recorded: plan and
+  // check without a trampoline, load it only when there is work (loading
+  // needs mappings and a memfd, which the checks may show are not there).
+  const tramp = loadedTrampoline(c);
+  return tramp === undefined
+    ? remapLocked(c, undefined, input)
+    : tramp.locked(() => remapLocked(c, tramp, input));
 }
 
-/** {@linkcode remapObjects} under the trampoline's lock. */
+/** What {@linkcode remapLocked} works on. */
+interface RemapInput {
+  objects: readonly LoadedObject[];
+  ranges: readonly SegmentRange[];
+  options: RemapOptions;
+  before?: readonly SmapsVma[];
+  t0: number;
+}
+
+/**
+ * {@linkcode remapObjects} under the trampoline's lock, or, with no
+ * trampoline loaded yet, up to the point where it is needed: then it is
+ * loaded and the remap starts over under its lock (another thread may have
+ * remapped meanwhile).
+ */
 function remapLocked(
   c: Libc,
-  tramp: Trampoline,
-  record: SwapRecord,
-  input: {
-    objects: readonly LoadedObject[];
-    ranges: readonly SegmentRange[];
-    options: RemapOptions;
-    before?: readonly SmapsVma[];
-    t0: number;
-  },
+  tramp: Trampoline | undefined,
+  input: RemapInput,
 ): RemapReport & { after: SmapsVma[] } {
+  const record = tramp === undefined ? undefined : new SwapRecord(tramp);
   const { objects, ranges, options, before, t0 } = input;
   const mainPath = objects.find((o) => o.main)?.path;
   const align = options.align ?? "aggressive";
@@ -917,7 +922,7 @@ function remapLocked(
     ranges,
     smaps: maps,
     align,
-    ours: [...record.swaps.values()].map((a) => a.region),
+    ours: [...(record?.swaps.values() ?? [])].map((a) => a.region),
     wanted: small ? "small" : share ? "memfd" : options.backend ?? "auto",
     pool: readPoolState(c),
     thp,
@@ -945,7 +950,7 @@ function remapLocked(
     skipped,
     text: measureCoverage(smaps, ranges, "text"),
     rodata: measureCoverage(smaps, ranges, "rodata"),
-    copyResident: [...record.swaps.values()].reduce(
+    copyResident: [...(record?.swaps.values() ?? [])].reduce(
       (n, a) =>
         n + sumIn(
           smaps,
@@ -986,6 +991,10 @@ function remapLocked(
       warnings.push(problem);
       return report([], plan.skipped, maps);
     }
+  }
+  if (tramp === undefined || record === undefined) {
+    const loaded = loadTrampoline(c);
+    return loaded.locked(() => remapLocked(c, loaded, input));
   }
   let shareDir: ShareDir | undefined;
   if (share) {

@@ -3,10 +3,13 @@
 // /proc/<pid>/smaps from outside.
 import { spawn } from "node:child_process";
 import {
+  closeSync,
   existsSync,
   lstatSync,
+  openSync,
   readdirSync,
   readFileSync,
+  readSync,
   realpathSync,
   rmSync,
   writeFileSync,
@@ -344,4 +347,28 @@ export function raiseHugetlbPool(
     restore: () =>
       writeFileSync(NR_HUGEPAGES, String(Math.max(0, size() - got))),
   };
+}
+
+/**
+ * Reads [start, end) of another process's memory through /proc/<pid>/mem.
+ *
+ * @example
+ * ```ts no-eval
+ * import { readMem } from "./helpers.ts";
+ * console.log(readMem(1234, 0x400000, 0x401000).length); // 4096
+ * ```
+ */
+export function readMem(pid: number, start: number, end: number): Uint8Array {
+  const out = new Uint8Array(end - start);
+  const fd = openSync(`/proc/${pid}/mem`, "r");
+  try {
+    for (let done = 0; done < out.length;) {
+      const n = readSync(fd, out, done, out.length - done, start + done);
+      if (n <= 0) throw new Error(`short read of /proc/${pid}/mem`);
+      done += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return out;
 }

@@ -7,38 +7,21 @@
 // library's code equals what it was before, and its pointers still work.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import {
-  closeSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  readSync,
-  rmSync,
-} from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { isRoot, raiseHugetlbPool, RUNTIMES, startChild } from "./helpers.ts";
+import {
+  isRoot,
+  raiseHugetlbPool,
+  readMem,
+  RUNTIMES,
+  startChild,
+} from "./helpers.ts";
 import { buildRelroLibrary } from "./fixtures/relro/build.ts";
 import { parseMaps } from "../src/maps.ts";
 
 const built = buildRelroLibrary();
 after(() => rmSync(built.dir, { recursive: true, force: true }));
-
-/** Reads [start, end) of another process's memory. */
-function readMem(pid: number, start: number, end: number): Uint8Array {
-  const out = new Uint8Array(end - start);
-  const fd = openSync(`/proc/${pid}/mem`, "r");
-  try {
-    for (let done = 0; done < out.length;) {
-      const n = readSync(fd, out, done, out.length - done, start + done);
-      if (n <= 0) throw new Error(`short read of /proc/${pid}/mem`);
-      done += n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return out;
-}
 
 /** The library's mapped ranges (every VMA of its file), from maps. */
 function libraryRanges(pid: number, path: string) {

@@ -8,10 +8,11 @@
 // no AnonHugePages, and its bytes equal the file's.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { closeSync, openSync, readFileSync, readSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { Buffer } from "node:buffer";
 import {
   type Child,
+  readMem,
   ROOT,
   runtimePath,
   RUNTIMES,
@@ -29,22 +30,6 @@ import { parseMaps, type SmapsVma } from "../src/maps.ts";
 /** Fresh child processes per runtime, each going through every case. */
 const ROUNDS = 5;
 const PAGE = 4096;
-
-/** Reads [start, end) of another process's memory. */
-function readMem(pid: number, start: number, end: number): Uint8Array {
-  const out = new Uint8Array(end - start);
-  const fd = openSync(`/proc/${pid}/mem`, "r");
-  try {
-    for (let done = 0; done < out.length;) {
-      const n = readSync(fd, out, done, out.length - done, start + done);
-      if (n <= 0) throw new Error(`short read of /proc/${pid}/mem`);
-      done += n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return out;
-}
 
 /** The executable's file, and its text range in a child (from maps). */
 interface Text {
