@@ -294,7 +294,13 @@ for (const rt of RUNTIMES) {
 // mmap: without the populate step the fill would die of SIGBUS. Here the
 // pool covers the plan but the cgroup allows 16 pages, so the plan runs out
 // in the middle: what fits is remapped, the rest fails cleanly.
-function hugetlbCgroup(): { dir: string; cleanup: () => void } | string {
+/**
+ * A hugetlb cgroup; with `limitPages`, one that allows that many 2 MiB
+ * pages, and a pool of 64 more pages than found (`cleanup` puts both back).
+ */
+function hugetlbCgroup(
+  limitPages?: number,
+): { dir: string; cleanup: () => void } | string {
   const mounts = readFileSync("/proc/mounts", "utf8").split("\n");
   const existing = mounts.map((l) => l.split(" ")).find((f) =>
     f[2] === "cgroup" && f[3]?.split(",").includes("hugetlb")
@@ -320,9 +326,17 @@ function hugetlbCgroup(): { dir: string; cleanup: () => void } | string {
   }
   const dir = `${root}/page-primer-test-${process.pid}`;
   mkdirSync(dir);
+  if (limitPages !== undefined) {
+    setPool(saved + 64);
+    writeFileSync(
+      `${dir}/hugetlb.2MB.limit_in_bytes`,
+      String(limitPages * HUGE),
+    );
+  }
   return {
     dir,
     cleanup: () => {
+      if (limitPages !== undefined) setPool(saved);
       rmdirSync(dir);
       if (mounted) {
         spawnSync("umount", [root!]);
@@ -337,17 +351,12 @@ for (const rt of RUNTIMES) {
     `${rt}: a hugetlb cgroup limit hit mid-plan fails cleanly at populate, no SIGBUS, bytes intact`,
     { skip: SKIP },
     async (t) => {
-      const cg = hugetlbCgroup();
+      const cg = hugetlbCgroup(16);
       if (typeof cg === "string") {
         t.skip(cg);
         return;
       }
       try {
-        setPool(saved + 64);
-        writeFileSync(
-          `${cg.dir}/hugetlb.2MB.limit_in_bytes`,
-          String(16 * HUGE),
-        );
         const child = await startChild(rt, [
           { remap: { backend: "hugetlb" } },
           "verify",
@@ -413,17 +422,12 @@ for (const rt of RUNTIMES) {
     `${rt}: auto falls back to THP for a region the hugetlb pool cannot give pages to`,
     { skip: SKIP },
     async (t) => {
-      const cg = hugetlbCgroup();
+      const cg = hugetlbCgroup(16);
       if (typeof cg === "string") {
         t.skip(cg);
         return;
       }
       try {
-        setPool(saved + 64);
-        writeFileSync(
-          `${cg.dir}/hugetlb.2MB.limit_in_bytes`,
-          String(16 * HUGE),
-        );
         const child = await startChild(rt, [{ remap: {} }, "verify"], {
           script: "remap_child.ts",
           shellPrefix: `echo $$ > ${cg.dir}/cgroup.procs && exec`,
@@ -459,7 +463,6 @@ for (const rt of RUNTIMES) {
         assert.equal(end.code, 0, end.stderr);
       } finally {
         cg.cleanup();
-        setPool(saved);
       }
     },
   );
