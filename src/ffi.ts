@@ -189,7 +189,7 @@ export function runtimeInfo(): RuntimeInfo {
  * @returns `undefined` when FFI is usable, else a message naming the remedy.
  */
 export function ffiAvailability(): string | undefined {
-  if (isBun()) return undefined;
+  if (isBun()) return bunTooOld(g.Bun!.version);
   if (isDeno()) {
     const d = g.Deno!;
     if (typeof d.dlopen !== "function") {
@@ -206,6 +206,24 @@ export function ffiAvailability(): string | undefined {
     return undefined;
   }
   return "page-primer runs in Deno or Bun; this runtime is neither";
+}
+
+/** The oldest Bun whose bun:ffi reads native memory without crashing. */
+const OLDEST_BUN = [1, 2];
+
+/**
+ * Why this Bun cannot be used, or `undefined`: Bun 1.1's `toArrayBuffer` of
+ * memory outside the JS heap crashes the process (measured on 1.1.45).
+ */
+function bunTooOld(version: string): string | undefined {
+  const [major, minor] = version.split(".").map(Number);
+  const old = major < OLDEST_BUN[0] ||
+    (major === OLDEST_BUN[0] && minor < OLDEST_BUN[1]);
+  return old
+    ? `Bun ${version} is too old: its bun:ffi crashes reading native memory; use Bun ${
+      OLDEST_BUN.join(".")
+    } or later`
+    : undefined;
 }
 
 // ---------------------------------------------------------------------------
