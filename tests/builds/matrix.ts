@@ -50,6 +50,12 @@ const LINES: Line[] = [
     versions: ["1.3.14", "1.3.0"],
     why: "PR_SET_THP_DISABLE; text LOAD starts mid-page, 16 KiB alignment",
   },
+  {
+    runtime: "bun",
+    versions: ["1.1.45"],
+    why:
+      "bun:ffi crashes reading native memory: page-primer must refuse it with a reason, and the program run on",
+  },
 ];
 
 type Mode = "restore" | "share" | "mlock" | "remap+mlock";
