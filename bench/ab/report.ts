@@ -21,11 +21,29 @@ import { minPairs, type RatioSummary } from "./stats.ts";
 /** Identifies the JSON format. */
 export const SCHEMA = "page-primer/bench-ab/1";
 
-/** Where the code runs: 2 MiB anonymous copy, 4 KiB anonymous copy, the file. */
-export type Mode = "huge" | "small" | "file";
+/**
+ * Where the code runs: 2 MiB anonymous copy, the same copy split in place
+ * into 4 KiB entries, a 4 KiB anonymous copy, the file.
+ */
+export type Mode = "huge" | "split" | "small" | "file";
 
-/** The three modes. */
-export const MODES: readonly Mode[] = ["huge", "small", "file"];
+/** Every mode, in the order of a block's first round. */
+export const MODES: readonly Mode[] = ["huge", "split", "small", "file"];
+
+/** The modes compared with `huge`. */
+export type OtherMode = Exclude<Mode, "huge">;
+
+/** The key of the comparison of `mode` with huge in a {@linkcode WorkloadResult}. */
+export function comparisonKey(
+  mode: OtherMode,
+): "splitOverHuge" | "smallOverHuge" | "fileOverHuge" {
+  return `${mode}OverHuge`;
+}
+
+/** The modes of a run (results made before `--modes` existed ran huge, small, file). */
+export function modesOf(r: AbResult): Mode[] {
+  return r.options.modes ?? ["huge", "small", "file"];
+}
 
 /** The machine a result was measured on. */
 export interface Machine {
@@ -49,7 +67,7 @@ export interface Measurement {
   block: number;
   /** Round index; a round measures each mode once. */
   round: number;
-  /** Position in the block, 0-5. */
+  /** Position in the block, 0 to 2 × modes - 1. */
   slot: number;
   /** Mode during the batch. */
   mode: Mode;
@@ -78,12 +96,14 @@ export interface WorkloadResult {
   calibratedMs: number;
   /** Seconds this workload took, switches included. */
   seconds: number;
-  /** Median µs per op per mode. */
-  medianUsPerOp: Record<Mode, number>;
-  /** small / huge, paired by round. */
-  smallOverHuge: Comparison;
-  /** file / huge, paired by round. */
-  fileOverHuge: Comparison;
+  /** Median µs per op per mode run. */
+  medianUsPerOp: Partial<Record<Mode, number>>;
+  /** split / huge, paired by round (when split ran). */
+  splitOverHuge?: Comparison;
+  /** small / huge, paired by round (when small ran). */
+  smallOverHuge?: Comparison;
+  /** file / huge, paired by round (when file ran). */
+  fileOverHuge?: Comparison;
   /** Every timed batch, in run order. */
   measurements: Measurement[];
 }
@@ -100,6 +120,26 @@ export interface ModeCoverage {
   rodataHuge: number;
 }
 
+/** What one switch to `split` did, verified from smaps, pagemap and bytes. */
+export interface SplitSwitch {
+  /** Pages given MADV_COLD (one per 2 MiB of the copy). */
+  pages: number;
+  /** AnonHugePages of the copy before, bytes. */
+  anonHugeBefore: number;
+  /** AnonHugePages of the copy after (0), bytes. */
+  anonHugeAfter: number;
+  /** Rss of the copy before, bytes. */
+  rssBefore: number;
+  /** Rss of the copy after, bytes (less by at most zeroBytes: zero-filled pages go to the shared zero page). */
+  rssAfter: number;
+  /** Bytes of the copy in zero-filled 4 KiB pages before the split. */
+  zeroBytes: number;
+  /** Pages whose physical frame was read before and after and matched (0 when pagemap hides frames). */
+  framesChecked: number;
+  /** Pages whose bytes were compared before and after. */
+  bytesChecked: number;
+}
+
 /** A mode switch, as done and verified. */
 export interface ModeSwitch {
   /** From. */
@@ -108,8 +148,15 @@ export interface ModeSwitch {
   to: Mode;
   /** Milliseconds (restore + remap). */
   ms: number;
-  /** Text on 2 MiB pages afterwards (0 for small and file). */
+  /** Text on 2 MiB pages afterwards (0 for split, small and file). */
   textHuge: number;
+  /** For a switch to split: the verification. */
+  split?: SplitSwitch;
+  /**
+   * For a switch away from split: AnonHugePages of the copy just before
+   * leaving (0 unless khugepaged collapsed it back during the batch).
+   */
+  splitLeftHuge?: number;
 }
 
 /** One run of `bench/ab/run.ts`. */
@@ -138,12 +185,14 @@ export interface AbResult {
     resamples: number;
     confidence: number;
     workloads: string[];
+    /** `--modes`; absent in results made before it existed (huge, small, file). */
+    modes?: Mode[];
     /** `--backend` of the huge mode; absent in results made before it existed. */
     backend?: string;
     order: string;
   };
-  /** Coverage reached by the `huge` and `small` remaps (first switch). */
-  coverage: { huge: ModeCoverage; small: ModeCoverage };
+  /** Coverage reached by the `huge` and `small` remaps (first switch; small only when it ran). */
+  coverage: { huge: ModeCoverage; small?: ModeCoverage };
   /** Every mode switch. */
   switches: ModeSwitch[];
   /** Per workload. */
@@ -190,6 +239,9 @@ export function renderMarkdown(r: AbResult): string {
   const o = r.options;
   const conf = Math.round(o.confidence * 100);
   const sw = r.switches.map((s) => s.ms).sort((a, b) => a - b);
+  const modes = modesOf(r);
+  const others = modes.filter((x): x is OtherMode => x !== "huge");
+  const splits = r.switches.filter((s) => s.split !== undefined);
   const lines = [
     `# page-primer A/B: ${r.runtime.name} ${r.runtime.version}, ${r.date}${
       o.backend && o.backend !== "auto" ? `, huge = ${o.backend} backend` : ""
@@ -208,24 +260,36 @@ export function renderMarkdown(r: AbResult): string {
       pct(r.coverage.huge.textHuge, r.coverage.huge.textBytes)
     }, rodata ${
       pct(r.coverage.huge.rodataHuge, r.coverage.huge.rodataBytes)
-    } on 2 MiB pages; small: text ${
-      pct(r.coverage.small.textHuge, r.coverage.small.textBytes)
-    } on 2 MiB pages; ${sw.length} mode switches, median ${
+    } on 2 MiB pages${
+      r.coverage.small
+        ? `; small: text ${
+          pct(r.coverage.small.textHuge, r.coverage.small.textBytes)
+        } on 2 MiB pages`
+        : ""
+    }; ${sw.length} mode switches, median ${
       (sw[Math.floor(sw.length / 2)] ?? 0).toFixed(0)
     } ms`,
+    ...(splits.length > 0 ? [splitLine(splits)] : []),
     `- ${conf}% percentile-bootstrap interval of the median paired ratio (${o.resamples} resamples, seed ${o.seed})`,
     "",
-    `| workload | huge µs/op | small µs/op | file µs/op | small/huge [${conf}% CI] | file/huge [${conf}% CI] | huge vs small | huge vs file |`,
-    "| --- | ---: | ---: | ---: | --- | --- | --- | --- |",
+    `| workload | ${modes.map((x) => `${x} µs/op`).join(" | ")} | ${
+      others.map((x) => `${x}/huge [${conf}% CI]`).join(" | ")
+    } | ${others.map((x) => `huge vs ${x}`).join(" | ")} |`,
+    `| --- | ${modes.map(() => "---:").join(" | ")} | ${
+      [...others, ...others].map(() => "---").join(" | ")
+    } |`,
   ];
   for (const w of r.workloads) {
     const u = w.medianUsPerOp;
+    const c = others.map((x) => w[comparisonKey(x)]);
     lines.push(
-      `| ${w.name} | ${formatUs(u.huge)} | ${formatUs(u.small)} | ${
-        formatUs(u.file)
-      } | ${formatRatio(w.smallOverHuge)} | ${
-        formatRatio(w.fileOverHuge)
-      } | ${w.smallOverHuge.verdict} | ${w.fileOverHuge.verdict} |`,
+      `| ${w.name} | ${
+        modes.map((x) => u[x] === undefined ? "-" : formatUs(u[x]!)).join(
+          " | ",
+        )
+      } | ${c.map((x) => x ? formatRatio(x) : "-").join(" | ")} | ${
+        c.map((x) => x?.verdict ?? "-").join(" | ")
+      } |`,
     );
   }
   lines.push(
@@ -246,6 +310,25 @@ export function renderMarkdown(r: AbResult): string {
     "",
   );
   return lines.join("\n");
+}
+
+/** The header line that sums up the verified splits of a run. */
+function splitLine(splits: readonly ModeSwitch[]): string {
+  const s = splits.map((x) => x.split!);
+  const frames = s.reduce((a, x) => a + x.framesChecked, 0);
+  const pages = s.reduce((a, x) => a + x.pages, 0);
+  const mib = (b: number) => (b / 1048576).toFixed(0);
+  return `- split: ${splits.length} splits of the huge copy in place (MADV_COLD on ${
+    s[0].pages
+  } pages, one per 2 MiB): AnonHugePages ${mib(s[0].anonHugeBefore)} -> ${
+    mib(Math.max(...s.map((x) => x.anonHugeAfter)))
+  } MiB, Rss ${mib(s[0].rssBefore)} -> ${mib(s[0].rssAfter)} MiB (${
+    mib(s[0].zeroBytes)
+  } MiB of zero-filled pages may go to the shared zero page), bytes unchanged, ${
+    frames === 0
+      ? "frames not readable (pagemap needs root)"
+      : `same frames (${frames} of ${pages} pages checked)`
+  }`;
 }
 
 function esc(s: string): string {
@@ -282,6 +365,7 @@ export function renderSvg(results: readonly AbResult[]): string {
   let lo = 1, hi = 1;
   for (const r of results) {
     for (const w of r.workloads) {
+      if (!w.fileOverHuge) continue;
       lo = Math.min(lo, w.fileOverHuge.lo);
       hi = Math.max(hi, w.fileOverHuge.hi);
     }
@@ -376,6 +460,7 @@ export function renderSvg(results: readonly AbResult[]): string {
       const i = names.indexOf(w.name);
       const y = top + i * rowH + 7 + perRuntime / 2 + j * perRuntime;
       const s = w.fileOverHuge;
+      if (!s) continue;
       const tip = `${r.runtime.name} ${w.name}: file/huge ${
         formatRatio(s)
       }, ${s.verdict}`;

@@ -1,7 +1,8 @@
 /**
  * In-process A/B benchmark of page-primer's remap: the same workloads timed
- * with the runtime's own code on 2 MiB anonymous pages (`huge`), on a 4 KiB
- * anonymous copy (`small`) and on the original file-backed mapping
+ * with the runtime's own code on 2 MiB anonymous pages (`huge`), on that
+ * same copy split in place into 4 KiB page-table entries (`split`), on a
+ * 4 KiB anonymous copy (`small`) and on the original file-backed mapping
  * (`file`), interleaved in balanced blocks within one process. See
  * bench/ab/README.md for the method.
  *
@@ -17,12 +18,15 @@ import { prime, type RemapOptions, restore } from "../../mod.ts";
 import { libc } from "../../src/libc.ts";
 import {
   type AbResult,
+  comparisonKey,
   DEFAULT_OUT,
   type Machine,
   type Measurement,
   type Mode,
   type ModeCoverage,
+  MODES,
   type ModeSwitch,
+  type OtherMode,
   renderMarkdown,
   SCHEMA,
   type WorkloadResult,
@@ -34,20 +38,24 @@ import {
   runtimeVersion,
   stderrIsTerminal,
 } from "./runtime.ts";
+import { copyUsage, type Range, splitInPlace } from "./split.ts";
 import { compare, median } from "./stats.ts";
 import { type WorkloadRun, WORKLOADS } from "./workloads.ts";
 
 const HELP = `usage: bench/ab/run.ts [options]
 
-Times each workload with the runtime's code on 2 MiB pages (huge), on a
-4 KiB anonymous copy (small) and file-backed (file), interleaved in one
-process, and writes <runtime>-<date>.json/.md and ab-<date>.svg.
+Times each workload with the runtime's code on 2 MiB pages (huge), on the
+same copy split in place into 4 KiB entries (split), on a 4 KiB anonymous
+copy (small) and file-backed (file), interleaved in one process, and writes
+<runtime>-<date>.json/.md and ab-<date>.svg.
 
   --rounds N        rounds per workload, each timing every mode once
                     (default 30, quick 6; rounded up to an even number)
   --workloads a,b   only these (default all: ${
   WORKLOADS.map((w) => w.name).join(",")
 })
+  --modes a,b       the modes to compare (default all: ${MODES.join(",")});
+                    huge is always run, as the reference of every ratio
   --quick           a short pass: 6 rounds, ~25 ms batches, short warm-up
   --backend B       where the huge mode's pages come from: auto (default),
                     thp, hugetlb (size the pool first: see README), memfd,
@@ -91,6 +99,7 @@ function parseOptions() {
       options: {
         rounds: { type: "string" },
         workloads: { type: "string" },
+        modes: { type: "string" },
         quick: { type: "boolean", default: false },
         out: { type: "string" },
         backend: { type: "string" },
@@ -126,11 +135,18 @@ function parseOptions() {
       `--backend must be one of ${BACKENDS.join(", ")}; got ${backend}`,
     );
   }
+  const modes = parseModes(v.modes);
+  if (modes.includes("split") && !["auto", "thp"].includes(backend)) {
+    throw new AbortRun(
+      `--modes split needs transparent huge pages (--backend auto or thp); ${backend} pages cannot be split in place`,
+    );
+  }
   return {
     help: v.help ?? false,
     quick,
     rounds,
     workloads: names,
+    modes,
     backend: backend as Backend,
     out: resolve(v.out ?? DEFAULT_OUT),
     targetMs: positiveInt("target-ms", v["target-ms"], quick ? 25 : 60),
@@ -138,6 +154,26 @@ function parseOptions() {
     resamples: positiveInt("resamples", v.resamples, 10000),
     confidence: 0.95,
   };
+}
+
+/** `--modes`: known, no duplicates, huge added, in the order of {@linkcode MODES}. */
+function parseModes(v: string | undefined): Mode[] {
+  if (v === undefined) return [...MODES];
+  const asked = v.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  for (const m of asked) {
+    if (!MODES.includes(m as Mode)) {
+      throw new AbortRun(
+        `unknown mode ${JSON.stringify(m)}; known: ${MODES.join(", ")}`,
+      );
+    }
+  }
+  const modes = MODES.filter((m) => m === "huge" || asked.includes(m));
+  if (modes.length < 2) {
+    throw new AbortRun(
+      "--modes: name at least one mode to compare with huge",
+    );
+  }
+  return modes;
 }
 
 // ---------------------------------------------------------------- machine
@@ -177,82 +213,142 @@ function machineInfo(): Machine {
 
 // ------------------------------------------------------------------ modes
 
-/** Switches the process between the three modes, verifying each switch. */
+/**
+ * Switches the process between the modes, verifying each switch: huge,
+ * small and file from the remap's or restore's outcome (whose coverage is
+ * read from smaps), split from smaps, pagemap and the bytes (see split.ts).
+ * Split is reached from a fresh huge copy; leaving it restores that copy.
+ */
 class Modes {
   current: Mode = "file";
   constructor(readonly huge: RemapOptions) {}
   readonly switches: ModeSwitch[] = [];
   readonly coverage: Partial<Record<"huge" | "small", ModeCoverage>> = {};
+  /** The remapped ranges of the current huge copy. */
+  #ranges: Range[] = [];
+  /** Where the current copy's pages came from (`thp`, `small`, ...). */
+  #backend = "";
 
   to(mode: Mode): void {
     if (mode === this.current) return;
     const from = this.current;
     const t0 = performance.now();
-    if (from !== "file") {
-      const r = restore();
-      if (r.failed.length > 0 || r.restored === 0) {
-        throw new AbortRun(
-          `mode switch ${from} -> ${mode} failed: restore() put back ${r.restored} region(s)${
-            r.failed.map((f) => `; ${f.object}: ${f.message}`).join("")
-          }`,
-        );
-      }
-      this.current = "file";
+    const rec: ModeSwitch = { from, to: mode, ms: 0, textHuge: 0 };
+    if (from === "split") {
+      // khugepaged may have collapsed the split copy back meanwhile.
+      rec.splitLeftHuge = this.#leftHuge();
     }
-    let textHuge = 0;
-    if (mode !== "file") {
-      const out = prime().remap(
-        mode === "huge" ? this.huge : { pageSize: "4k" },
-      ).run();
-      const rm = out.remap;
-      const bad = rm?.regions.filter((g) => g.status !== "remapped") ?? [];
-      const why = out.disabled
-        ? "page-primer is disabled (PAGE_PRIMER=off in the environment)"
-        : !out.ok
-        ? out.reason ?? "outcome not ok"
-        : rm === undefined || rm.regions.length === 0
-        ? `nothing was remapped${
-          rm?.warnings.length ? ": " + rm.warnings.join("; ") : ""
-        }`
-        : bad.length > 0
-        ? `${bad.length} region(s) failed: ${
-          bad.map((g) => g.error?.message ?? g.status).join("; ")
-        }`
-        : mode === "huge" && rm.text.huge === 0
-        ? "no text on 2 MiB pages"
-        : mode === "small" && rm.text.huge > 0
-        ? `the 4 KiB copy has ${rm.text.huge} bytes of text on 2 MiB pages`
-        : undefined;
-      if (why !== undefined) {
-        restore();
-        throw new AbortRun(`mode switch ${from} -> ${mode} failed: ${why}`);
+    if (from === "huge" && mode === "split") {
+      rec.split = this.#split(from);
+    } else {
+      if (from !== "file") this.#restore(from, mode);
+      if (mode !== "file") {
+        rec.textHuge = this.#remap(mode === "small" ? "small" : "huge", from);
       }
-      textHuge = rm!.text.huge;
-      this.coverage[mode] ??= {
-        textBytes: rm!.text.bytes,
-        textHuge: rm!.text.huge,
-        rodataBytes: rm!.rodata.bytes,
-        rodataHuge: rm!.rodata.huge,
-      };
+      if (mode === "split") rec.split = this.#split(from);
     }
     this.current = mode;
-    this.switches.push({
-      from,
-      to: mode,
-      ms: performance.now() - t0,
-      textHuge,
-    });
+    rec.ms = performance.now() - t0;
+    this.switches.push(rec);
+  }
+
+  #restore(from: Mode, mode: Mode): void {
+    const r = restore();
+    this.#ranges = [];
+    if (r.failed.length > 0 || r.restored === 0) {
+      throw new AbortRun(
+        `mode switch ${from} -> ${mode} failed: restore() put back ${r.restored} region(s)${
+          r.failed.map((f) => `; ${f.object}: ${f.message}`).join("")
+        }`,
+      );
+    }
+    this.current = "file";
+  }
+
+  /** Remaps on 2 MiB (`huge`) or 4 KiB pages; returns text bytes on 2 MiB pages. */
+  #remap(kind: "huge" | "small", from: Mode): number {
+    const out = prime().remap(kind === "huge" ? this.huge : { pageSize: "4k" })
+      .run();
+    const rm = out.remap;
+    const bad = rm?.regions.filter((g) => g.status !== "remapped") ?? [];
+    const why = out.disabled
+      ? "page-primer is disabled (PAGE_PRIMER=off in the environment)"
+      : !out.ok
+      ? out.reason ?? "outcome not ok"
+      : rm === undefined || rm.regions.length === 0
+      ? `nothing was remapped${
+        rm?.warnings.length ? ": " + rm.warnings.join("; ") : ""
+      }`
+      : bad.length > 0
+      ? `${bad.length} region(s) failed: ${
+        bad.map((g) => g.error?.message ?? g.status).join("; ")
+      }`
+      : kind === "huge" && rm.text.huge === 0
+      ? "no text on 2 MiB pages"
+      : kind === "small" && rm.text.huge > 0
+      ? `the 4 KiB copy has ${rm.text.huge} bytes of text on 2 MiB pages`
+      : undefined;
+    if (why !== undefined) {
+      restore();
+      throw new AbortRun(`mode switch ${from} -> ${kind} failed: ${why}`);
+    }
+    this.current = kind;
+    this.#ranges = rm!.regions.map((g) => ({ start: g.start, end: g.end }));
+    this.#backend = rm!.backend;
+    this.coverage[kind] ??= {
+      textBytes: rm!.text.bytes,
+      textHuge: rm!.text.huge,
+      rodataBytes: rm!.rodata.bytes,
+      rodataHuge: rm!.rodata.huge,
+    };
+    return rm!.text.huge;
+  }
+
+  /** Splits the current huge copy in place and verifies it. */
+  #split(from: Mode) {
+    const fail = (why: string): never => {
+      restore();
+      this.current = "file";
+      throw new AbortRun(`mode switch ${from} -> split failed: ${why}`);
+    };
+    if (this.#backend !== "thp") {
+      fail(
+        `the huge copy is on ${this.#backend} pages; only transparent huge pages split in place`,
+      );
+    }
+    try {
+      return splitInPlace(this.#ranges);
+    } catch (e) {
+      return fail((e as Error).message);
+    }
+  }
+
+  #leftHuge(): number {
+    const left = copyUsage(this.#ranges).anonHuge;
+    if (left > 0) {
+      throw new AbortRun(
+        `split mode did not hold: ${left} bytes of the copy were back on 2 MiB pages when leaving it (khugepaged collapsed them during the batch); rerun, or stop khugepaged's scanning`,
+      );
+    }
+    return left;
   }
 }
 
 /**
- * Mode order of block `b`: a rotation of huge, small, file, then its
- * mirror image, so every mode sits at the same mean position in a block.
+ * Mode order of block `b`: a rotation of `modes` by `b` places, then its
+ * mirror image, so every mode sits at the same mean position in a block
+ * and, over `modes.length` blocks, is equally often first and last.
+ *
+ * @example
+ * ```ts
+ * import { blockOrder } from "./run.ts";
+ * console.log(blockOrder(1, ["huge", "small", "file"]));
+ * // ["small", "file", "huge", "huge", "file", "small"]
+ * ```
  */
-export function blockOrder(b: number): Mode[] {
-  const base: Mode[] = ["huge", "small", "file"];
-  const k = b % 3;
-  const first = [...base.slice(k), ...base.slice(0, k)];
+export function blockOrder(b: number, modes: readonly Mode[]): Mode[] {
+  const k = b % modes.length;
+  const first = [...modes.slice(k), ...modes.slice(0, k)];
   return [...first, ...[...first].reverse()];
 }
 
@@ -320,9 +416,9 @@ async function main(): Promise<void> {
   // in it remapped, then check that both remaps work before measuring.
   restore();
   progress.show("checking the mode switches…");
-  modes.to("huge");
-  modes.to("small");
+  for (const m of opt.modes) modes.to(m);
   modes.to("file");
+  const per = opt.modes.length;
 
   const results: WorkloadResult[] = [];
   try {
@@ -338,20 +434,20 @@ async function main(): Promise<void> {
         const settleOps = Math.max(1, Math.round(cal.ops / 4));
         const measurements: Measurement[] = [];
         for (let b = 0; b < blocks; b++) {
-          const order = blockOrder(b);
+          const order = blockOrder(b, opt.modes);
           for (let slot = 0; slot < order.length; slot++) {
             const mode = order[slot];
             progress.show(
               `${name}: block ${b + 1}/${blocks}, ${mode} (${
                 slot + 1
-              }/6), ${cal.ops} ops per batch`,
+              }/${order.length}), ${cal.ops} ops per batch`,
             );
             modes.to(mode);
             await timed(run, settleOps);
             const ms = await timed(run, cal.ops);
             measurements.push({
               block: b,
-              round: 2 * b + (slot < 3 ? 0 : 1),
+              round: 2 * b + (slot < per ? 0 : 1),
               slot,
               mode,
               ops: cal.ops,
@@ -360,46 +456,43 @@ async function main(): Promise<void> {
             });
           }
         }
-        const per = (mode: Mode) =>
+        const times = (mode: Mode) =>
           Array.from(
             { length: opt.rounds },
             (_, r) =>
               measurements.find((m) => m.round === r && m.mode === mode)!
                 .usPerOp,
           );
-        const huge = per("huge");
-        const small = per("small");
-        const file = per("file");
-        const boot = { seed: opt.seed, resamples: opt.resamples };
+        const huge = times("huge");
+        const boot = {
+          seed: opt.seed,
+          resamples: opt.resamples,
+          confidence: opt.confidence,
+        };
         const result: WorkloadResult = {
           name,
           description: wl.description,
           opsPerRound: cal.ops,
           settleOps,
           calibratedMs: cal.ms,
-          seconds: (performance.now() - w0) / 1000,
-          medianUsPerOp: {
-            huge: median(huge),
-            small: median(small),
-            file: median(file),
-          },
-          smallOverHuge: compare(small, huge, {
-            ...boot,
-            confidence: opt.confidence,
-          }),
-          fileOverHuge: compare(file, huge, {
-            ...boot,
-            confidence: opt.confidence,
-          }),
+          seconds: 0,
+          medianUsPerOp: Object.fromEntries(
+            opt.modes.map((m) => [m, median(times(m))]),
+          ),
           measurements,
         };
+        for (const m of opt.modes) {
+          if (m === "huge") continue;
+          result[comparisonKey(m)] = compare(times(m), huge, boot);
+        }
+        result.seconds = (performance.now() - w0) / 1000;
         results.push(result);
         progress.done(
-          `${name}: small/huge ${
-            result.smallOverHuge.median.toFixed(3)
-          }, file/huge ${result.fileOverHuge.median.toFixed(3)} (${
-            result.seconds.toFixed(1)
-          } s)`,
+          `${name}: ${
+            opt.modes.filter((m): m is OtherMode => m !== "huge").map((m) =>
+              `${m}/huge ${result[comparisonKey(m)]!.median.toFixed(3)}`
+            ).join(", ")
+          } (${result.seconds.toFixed(1)} s)`,
         );
       } finally {
         await run.close();
@@ -427,13 +520,15 @@ async function main(): Promise<void> {
       resamples: opt.resamples,
       confidence: opt.confidence,
       workloads: opt.workloads,
+      modes: opt.modes,
       backend: opt.backend,
-      order:
-        "mirrored rounds (huge small file | file small huge), rotated by one mode per block",
+      order: `mirrored rounds (${opt.modes.join(" ")} | ${
+        [...opt.modes].reverse().join(" ")
+      }), rotated by one mode per block`,
     },
     coverage: {
       huge: modes.coverage.huge!,
-      small: modes.coverage.small!,
+      small: modes.coverage.small,
     },
     switches: modes.switches,
     workloads: results,
