@@ -4,7 +4,9 @@
  * arithmetically or a published test vector, not by the code under test),
  * and throws on a wrong result. Everything they need is built once in
  * `setup()`; `run(ops)` only works. Runtime differences come from
- * `./runtime.ts`.
+ * `./runtime.ts` (and, for `tls`, from `./workloads/tls.ts`). The workloads
+ * that exercise large native code (ICU, the Wasm compiler, SQLite, TLS, a
+ * mixed request handler) live in `./workloads/`.
  *
  * @module
  */
@@ -14,6 +16,12 @@ import {
   serveLoopback,
   tsTranspiler,
 } from "./runtime.ts";
+import { fail } from "./workloads/fail.ts";
+import { intl } from "./workloads/intl.ts";
+import { mixed } from "./workloads/mixed.ts";
+import { sqlquery } from "./workloads/sqlquery.ts";
+import { tls } from "./workloads/tls.ts";
+import { wasm } from "./workloads/wasm.ts";
 
 /** A set-up workload, ready to be timed. */
 export interface WorkloadRun {
@@ -31,10 +39,6 @@ export interface Workload {
   description: string;
   /** Builds the input, checks it once, returns the runner. */
   setup(): WorkloadRun | Promise<WorkloadRun>;
-}
-
-function fail(workload: string, what: string): never {
-  throw new Error(`workload ${workload}: wrong result: ${what}`);
 }
 
 // ---------------------------------------------------------------- json
@@ -558,4 +562,9 @@ export const WORKLOADS: readonly Workload[] = [
   sqlite,
   transpile,
   http,
+  intl,
+  wasm,
+  sqlquery,
+  tls,
+  mixed,
 ];
