@@ -22,6 +22,7 @@ const SYMBOLS = {
   pp_lock: { args: ["u64"], returns: "u64" },
   pp_unlock: { args: [], returns: "void" },
   pp_perf_map: { args: ["u64"], returns: "u64" },
+  pp_cpuid: { args: ["u64", "u64", "u64"], returns: "u64" },
 } as const;
 
 /** How long a thread waits for another that holds page-primer's lock. */
@@ -170,7 +171,15 @@ export interface Trampoline {
   writeRecord(text: string): void;
   /** One call of the perf map writer (`trampoline/perf_map.c`). */
   perfMap(request: PerfMapRequest, scratch: PerfMapScratch): PerfMapResult;
+  /**
+   * Runs the CPUID instruction (`trampoline/cpuid.c`) with EAX = `leaf` and
+   * ECX = `subleaf`; returns `[eax, ebx, ecx, edx]` (unsigned).
+   */
+  cpuid(leaf: number, subleaf: number): CpuidRegisters;
 }
+
+/** The four registers CPUID returns: `[eax, ebx, ecx, edx]`, unsigned 32-bit. */
+export type CpuidRegisters = [number, number, number, number];
 
 /**
  * Words (64 bits) per candidate in {@linkcode PerfMapScratch}'s
@@ -294,6 +303,7 @@ function bind(lib: NativeLibrary<typeof SYMBOLS>, path: string): Trampoline {
   }
   const runFn = lib.symbols.pp_run!;
   const perfMapFn = lib.symbols.pp_perf_map!;
+  const cpuidFn = lib.symbols.pp_cpuid!;
   const area = Number(lib.symbols.pp_registry!());
   const areaSize = Number(lib.symbols.pp_registry_size!());
   let depth = 0;
@@ -330,6 +340,19 @@ function bind(lib: NativeLibrary<typeof SYMBOLS>, path: string): Trampoline {
       const len = new Uint8Array(8);
       new DataView(len.buffer).setBigUint64(0, BigInt(bytes.length), true);
       memory(area, 8).set(len);
+    },
+    cpuid(leaf, subleaf) {
+      if (
+        !Number.isInteger(leaf) || leaf < 0 || leaf > 0xffffffff ||
+        !Number.isInteger(subleaf) || subleaf < 0 || subleaf > 0xffffffff
+      ) {
+        throw new RangeError(
+          `cpuid: leaf and subleaf must be integers 0..0xffffffff; got ${leaf}, ${subleaf}`,
+        );
+      }
+      const out = new Uint32Array(4);
+      cpuidFn(leaf, subleaf, addressOf(out));
+      return [out[0]!, out[1]!, out[2]!, out[3]!];
     },
     perfMap(request, scratch) {
       const words = perfMapWords(request, scratch);

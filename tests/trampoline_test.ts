@@ -30,6 +30,7 @@ import { parseMaps } from "../src/maps.ts";
 const SOURCES = [
   "primer.c",
   "perf_map.c",
+  "cpuid.c",
   "primer.h",
   "registry.h",
   "arch_x86_64.h",
@@ -73,6 +74,7 @@ test("the trampoline is a self-contained x86_64 shared object exporting pp_run a
   const defined = dyn.filter((s) => s.shndx !== 0).map((s) => s.name).sort();
   assert.deepEqual(defined, [
     "pp_abi",
+    "pp_cpuid",
     "pp_lock",
     "pp_perf_map",
     "pp_registry",

@@ -1,5 +1,5 @@
 /* x86_64 parts of the trampoline: raw syscalls, a byte copy that is not a
- * libc call, and the (empty) instruction-cache sync. */
+ * libc call, CPUID, and the (empty) instruction-cache sync. */
 #ifndef PP_ARCH_H
 #define PP_ARCH_H
 
@@ -36,6 +36,21 @@ static inline void pp_copy(void *dst, const void *src, unsigned long n)
 			 : "+D"(dst), "+S"(src), "+c"(n)
 			 :
 			 : "memory");
+}
+
+/* CPUID leaf/subleaf: EAX, EBX, ECX, EDX into out[0..3]. */
+static inline void pp_arch_cpuid(uint32_t leaf, uint32_t subleaf,
+				 uint32_t *out)
+{
+	uint32_t a, b, c, d;
+
+	__asm__ volatile("cpuid"
+			 : "=a"(a), "=b"(b), "=c"(c), "=d"(d)
+			 : "a"(leaf), "c"(subleaf));
+	out[0] = a;
+	out[1] = b;
+	out[2] = c;
+	out[3] = d;
 }
 
 /* x86 keeps instruction fetch coherent with stores: nothing to do. */

@@ -17,13 +17,14 @@ const dir = fileURLToPath(new URL(".", import.meta.url));
 export const SOURCES = [
   "primer.c",
   "perf_map.c",
+  "cpuid.c",
   "primer.h",
   "registry.h",
   "arch_x86_64.h",
   "linux_abi.h",
 ];
 /** The translation units, linked into one primer.so. */
-export const UNITS = ["primer.c", "perf_map.c"];
+export const UNITS = ["primer.c", "perf_map.c", "cpuid.c"];
 export const CFLAGS = [
   "-std=gnu11",
   "-O2",

@@ -1,11 +1,11 @@
 /* The plan ABI shared with src/trampoline.ts: operations, flags, steps and
- * the region record; the perf map request (perf_map.c). Change PP_ABI_VERSION when any of it changes. */
+ * the region record; the perf map request (perf_map.c); pp_cpuid (cpuid.c). Change PP_ABI_VERSION when any of it changes. */
 #ifndef PP_PRIMER_H
 #define PP_PRIMER_H
 
 #include <stdint.h>
 
-#define PP_ABI_VERSION 8
+#define PP_ABI_VERSION 9
 
 #define HUGE_SIZE (2UL << 20)
 
