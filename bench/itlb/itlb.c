@@ -46,6 +46,7 @@
 #define PAGE 4096UL
 #define HUGE (2UL << 20)
 #define LINE 64UL
+#define TARGET_NS 20e6 /* one timed sample */
 
 typedef unsigned (*fn_t)(unsigned);
 
@@ -272,14 +273,16 @@ int main(int argc, char **argv) {
     make_region(&rh, mib, 1, line_of);
     make_region(&rs, mib, 0, line_of);
     partner_pages = pages;
-    /* Calls per sample: every page at least twice, and enough calls to
-     * take a few ms on a fast machine; fewer for the slow ping-pong. */
-    size_t calls = v == PINGPONG ? 2000
-                 : v == SYSCALL  ? (pages * 2 > 50000 ? pages * 2 : 50000)
-                                 : (pages * 2 > 200000 ? pages * 2 : 200000);
-    /* Warm-up: a pass over each region, faulting nothing (all written). */
+    /* Warm-up: a pass over each region, faulting nothing (all written),
+     * then calls per sample: about TARGET_NS of the 4 KiB-page region's
+     * speed, and every page at least twice (for ping-pong, at least 500
+     * calls instead). */
     run(v, rh.fns, order, pages, pages);
-    run(v, rs.fns, order, pages, pages);
+    size_t probe = v == PINGPONG ? 200 : pages > 20000 ? pages : 20000;
+    double per = run(v, rs.fns, order, pages, probe) / probe;
+    size_t calls = (size_t)(TARGET_NS / per);
+    size_t least = v == PINGPONG ? 500 : pages * 2;
+    if (calls < least) calls = least;
     printf("%s{\"mib\":%zu,\"pages\":%zu,\"calls\":%zu,"
            "\"hugeAnonHugeKiB\":%ld,\"smallAnonHugeKiB\":%ld,\"samples\":[",
            a > 3 ? "," : "", mib, pages, calls, rh.anon_huge_kib,
