@@ -13,6 +13,11 @@
  * are mapped to the shared zero page when it is split, so Rss drops by at
  * most their size.
  *
+ * Before the split, the copy is given `MADV_NOHUGEPAGE`, which changes only
+ * the VMA's flags (no page moves, none is split by it): otherwise
+ * khugepaged, which scans VMAs marked `MADV_HUGEPAGE`, may collapse the
+ * split copy back into 2 MiB pages in the middle of a timed batch.
+ *
  * The pure parts ({@linkcode splitPages}, {@linkcode pagemapFrame},
  * {@linkcode checkSplit}) are unit-tested; {@linkcode splitInPlace} does
  * the `madvise` and verifies the result from `/proc/self/smaps`,
@@ -26,6 +31,9 @@ import { parseSmaps, sumIn } from "../../src/maps.ts";
 
 /** `madvise` advice: deactivate the range (Linux 5.4+); splits a THP it covers in part. */
 export const MADV_COLD = 20;
+
+/** `madvise` advice: clear VM_HUGEPAGE, so khugepaged leaves the range alone. */
+export const MADV_NOHUGEPAGE = 15;
 
 /** The size of a PMD-mapped transparent huge page on x86-64 and arm64 (4 KiB granule). */
 export const PMD_SIZE = 2 * 1024 * 1024;
@@ -276,8 +284,8 @@ function readState(
 }
 
 /**
- * Splits the huge copy at `ranges` in place (`MADV_COLD` on one 4 KiB page
- * per 2 MiB) and verifies it: no 2 MiB pages left, the same Rss, the same
+ * Splits the huge copy at `ranges` in place (`MADV_NOHUGEPAGE` on the
+ * ranges, then `MADV_COLD` on one 4 KiB page per 2 MiB) and verifies it: no 2 MiB pages left, the same Rss, the same
  * frames (when pagemap shows them) and the same bytes. Throws an `Error`
  * saying what failed.
  *
@@ -293,6 +301,7 @@ export function splitInPlace(ranges: readonly Range[]): SplitCheck {
   const pages = splitPages(ranges);
   const before = readState(ranges, pages, true);
   const c = libc();
+  for (const r of ranges) c.madvise(r.start, r.end - r.start, MADV_NOHUGEPAGE);
   for (const p of pages) c.madvise(p, SMALL_PAGE, MADV_COLD);
   return checkSplit(before, readState(ranges, pages, false));
 }
