@@ -30,7 +30,7 @@ import {
   readProcessSmaps,
 } from "./inspect.ts";
 import { runtimeInfo } from "./ffi.ts";
-import type { Libc } from "./libc.ts";
+import { type Libc, libc } from "./libc.ts";
 import type { SmapsVma } from "./maps.ts";
 import { type CpuidRegisters, loadTrampoline } from "./trampoline.ts";
 
@@ -699,14 +699,16 @@ export async function measureFootprint(
  * @example
  * ```ts no-eval
  * import { footprint } from "./footprint.ts";
- * import { libc } from "./libc.ts";
- * const r = await footprint(libc(), { seconds: 1, windows: 2 });
- * console.log(r.verdict.verdict);
+ * const r = await footprint({ seconds: 1, windows: 2 });
+ * console.log(r.steady.executable, r.verdict.verdict);
  * ```
+ *
+ * @param options Seconds per window, number of windows.
+ * @param c The libc binding (default: this process's).
  */
 export async function footprint(
-  c: Libc,
   options: FootprintOptions = {},
+  c: Libc = libc(),
 ): Promise<FootprintReport> {
   return await measureFootprint(c, c.getpid(), options);
 }

@@ -14,6 +14,7 @@ import {
   cpuVendor,
   decodeAmdItlb,
   decodeIntelItlb,
+  footprint,
   footprintCaveats,
   type FootprintReport,
   type FootprintTotals,
@@ -297,6 +298,28 @@ test("the trampoline's pp_cpuid returns the CPU's vendor string (leaf 0)", () =>
   assert.ok(leaf0[0] >= 1, "the highest standard leaf is at least 1");
   assert.match(cpuVendor(leaf0), /^[\x20-\x7e]{12}$/);
   assert.throws(() => t.cpuid(-1, 0), RangeError);
+});
+
+test("footprint() of this process: windows of the running event loop, the executable's text among them", async () => {
+  let n = 0;
+  const work = setInterval(() => {
+    for (let i = 0; i < 2000; i++) n += JSON.stringify({ i }).length;
+  }, 5);
+  try {
+    const r = await footprint({ seconds: 0.3, windows: 2 });
+    assert.equal(r.pid, libc().getpid());
+    assert.equal(r.windows.length, 2);
+    assert.ok(r.windows.every((w) => w.seconds >= 0.29), "each window waited");
+    assert.ok(r.steady.executable > 0, "the runtime ran some of its text");
+    assert.ok(
+      ["likely to gain", "unlikely", "unknown"].includes(r.verdict.verdict),
+    );
+    assert.ok(n > 0);
+  } finally {
+    clearInterval(work);
+  }
+  await assert.rejects(footprint({ seconds: 0 }), RangeError);
+  await assert.rejects(footprint({ windows: 1.5 }), RangeError);
 });
 
 // ---------------------------------------------------------------------------
