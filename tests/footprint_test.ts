@@ -494,6 +494,53 @@ function cliArgv(pid: number): string[] {
 }
 
 for (const rt of RUNTIMES) {
+  test(`cli.ts footprint (${rt}): --help, bad usage exits 2, a missing process exits 1`, async () => {
+    const cmd = (args: string[]) =>
+      rt === "bun" ? [runtimePath("bun"), `${ROOT}cli.ts`, ...args] : [
+        runtimePath("deno"),
+        "run",
+        "--allow-ffi",
+        "--allow-read",
+        "--allow-env",
+        `${ROOT}cli.ts`,
+        ...args,
+      ];
+    const h = await run(cmd(["footprint", "--help"]));
+    assert.equal(h.code, 0, h.stderr);
+    assert.match(h.stdout, /^page-primer footprint:/);
+    assert.match(h.stdout, /clear_refs/);
+    assert.match(h.stdout, /Exit codes:\n {2}0 .*\n {2}1 .*\n {2}2 +bad usage/);
+    const top = await run(cmd(["--help"]));
+    assert.match(top.stdout, /\n {2}footprint /);
+    for (
+      const args of [
+        ["--seconds", "0"],
+        ["--seconds", "x"],
+        ["--windows", "0"],
+        ["--pid", "abc"],
+        ["--bogus"],
+      ]
+    ) {
+      const r = await run(cmd(["footprint", ...args]));
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, /^page-primer footprint: /);
+      assert.equal(r.stdout, "");
+    }
+    const gone = await run(
+      cmd([
+        "footprint",
+        "--pid",
+        "4194304",
+        "--seconds",
+        "0.1",
+        "--windows",
+        "1",
+      ]),
+    );
+    assert.equal(gone.code, 1);
+    assert.match(gone.stderr, /no process with pid 4194304/);
+  });
+
   for (const mode of ["file", "4k"] as const) {
     const what = mode === "4k" ? "text on a 4 KiB copy" : "text on the file";
     test(`cli.ts footprint of a loaded ${rt} server (${what}) agrees with an independent clear_refs measurement within 30%`, async (t) => {
