@@ -16,6 +16,7 @@ import {
   serveLoopback,
   tsTranspiler,
 } from "./runtime.ts";
+import { bundle } from "./workloads/bundle.ts";
 import { fail } from "./workloads/fail.ts";
 import { intl } from "./workloads/intl.ts";
 import { mixed } from "./workloads/mixed.ts";
@@ -551,7 +552,10 @@ const http: Workload = {
   },
 };
 
-/** Every workload, in run order. */
+/**
+ * Every workload of this runtime, in run order. `bundle` is Bun's only:
+ * Deno 2 has no bundler in its runtime API.
+ */
 export const WORKLOADS: readonly Workload[] = [
   json,
   url,
@@ -567,4 +571,5 @@ export const WORKLOADS: readonly Workload[] = [
   sqlquery,
   tls,
   mixed,
+  ...(runtimeName === "bun" ? [bundle] : []),
 ];
