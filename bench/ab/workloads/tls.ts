@@ -3,7 +3,8 @@
  * full TLS 1.3 handshake, per request: `Deno.serve` with a certificate
  * (rustls) and `fetch` through a fresh `Deno.createHttpClient` on Deno;
  * `Bun.serve` with `tls` (BoringSSL) and `fetch` with `keepalive: false` on
- * Bun. The certificate is a test certificate made for this benchmark (a
+ * Bun, the server issuing no session tickets, so that no handshake resumes
+ * a session. The certificate is a test certificate made for this benchmark (a
  * P-256 CA and a leaf for `localhost` and `127.0.0.1`, valid 2000-2099);
  * its key protects nothing.
  *
@@ -52,12 +53,15 @@ UCCORRHWUlRzHYhgy5hI3u3MJ1bSAUAf47ckGdGEBVyRpu3a1+wfOGDG
 -----END PRIVATE KEY-----
 `;
 
+/** OpenSSL's (and BoringSSL's) `SSL_OP_NO_TICKET`. */
+const SSL_OP_NO_TICKET = 0x4000;
+
 /** The part of Bun's global this workload uses. */
 interface BunTls {
   serve(options: {
     hostname: string;
     port: number;
-    tls: { cert: string; key: string };
+    tls: { cert: string; key: string; secureOptions: number };
     fetch(
       req: Request,
       server: { requestIP(r: Request): { port: number } | null },
@@ -87,7 +91,9 @@ function start(): TlsPair {
     const server = bun.serve({
       hostname: "127.0.0.1",
       port: 0,
-      tls: { cert, key },
+      // No session tickets, so no resumption: Bun's fetch would otherwise
+      // resume the session (checked with openssl s_client -sess_in).
+      tls: { cert, key, secureOptions: SSL_OP_NO_TICKET },
       fetch: (req, s) =>
         answer(new URL(req.url).pathname, s.requestIP(req)?.port ?? 0),
     });
@@ -129,7 +135,7 @@ export const tls: Workload = {
   name: "tls",
   description: `HTTPS GET of ${
     "Bun" in globalThis ? "Bun.serve (BoringSSL)" : "Deno.serve (rustls)"
-  } on 127.0.0.1 in the same process, a new TLS connection per request (checked by the client port)`,
+  } on 127.0.0.1 in the same process, a new connection and full TLS 1.3 handshake (no resumption) per request (checked by the client port)`,
   setup() {
     const pair = start();
     let i = 0;
