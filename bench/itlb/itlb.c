@@ -5,6 +5,7 @@
  * same call sequence), timed in paired, interleaved repetitions.
  *
  *   itlb VARIANT REPS MIB...      prints one JSON document on stdout
+ *                                 (MIB may be a fraction, e.g. 0.0625)
  *
  * Variants (what happens once per call, besides the call itself):
  *   call       nothing: pure instruction fetch from the spread code
@@ -116,12 +117,11 @@ static long anon_huge_kib(uintptr_t start, uintptr_t end) {
   return total;
 }
 
-static void make_region(struct region *r, size_t mib, int huge,
+static void make_region(struct region *r, size_t pages, int huge,
                         const uint16_t *line_of) {
-  /* A 1 MiB region gets a 2 MiB mapping (a THP needs a whole aligned
-   * 2 MiB in the VMA), of which only the first 1 MiB holds functions. */
-  r->len = ((mib << 20) + HUGE - 1) & ~(HUGE - 1);
-  size_t pages = (mib << 20) / PAGE;
+  /* A region under 2 MiB gets a 2 MiB mapping (a THP needs a whole aligned
+   * 2 MiB in the VMA), of which only the first pages hold functions. */
+  r->len = (pages * PAGE + HUGE - 1) & ~(HUGE - 1);
   uint8_t *raw = mmap(NULL, r->len + HUGE, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (raw == MAP_FAILED) die("mmap");
@@ -254,8 +254,12 @@ int main(int argc, char **argv) {
 
   printf("{\"variant\":\"%s\",\"reps\":%d,\"sizes\":[", argv[1], reps);
   for (int a = 3; a < argc; a++) {
-    size_t mib = (size_t)atol(argv[a]);
-    size_t pages = (mib << 20) / PAGE;
+    double mib = strtod(argv[a], NULL); /* may be a fraction: 0.25 */
+    size_t pages = (size_t)(mib * (1 << 20) / PAGE);
+    if (pages < 1) {
+      fprintf(stderr, "itlb: size %s MiB is less than one page\n", argv[a]);
+      return 2;
+    }
     uint16_t *line_of = malloc(pages * sizeof *line_of);
     uint32_t *order = malloc(pages * sizeof *order);
     if (!line_of || !order) die("malloc");
@@ -270,8 +274,8 @@ int main(int argc, char **argv) {
       order[k] = t;
     }
     struct region rh, rs;
-    make_region(&rh, mib, 1, line_of);
-    make_region(&rs, mib, 0, line_of);
+    make_region(&rh, pages, 1, line_of);
+    make_region(&rs, pages, 0, line_of);
     partner_pages = pages;
     /* Warm-up: a pass over each region, faulting nothing (all written),
      * then calls per sample: about TARGET_NS of the 4 KiB-page region's
@@ -283,7 +287,7 @@ int main(int argc, char **argv) {
     size_t calls = (size_t)(TARGET_NS / per);
     size_t least = v == PINGPONG ? 500 : pages * 2;
     if (calls < least) calls = least;
-    printf("%s{\"mib\":%zu,\"pages\":%zu,\"calls\":%zu,"
+    printf("%s{\"mib\":%g,\"pages\":%zu,\"calls\":%zu,"
            "\"hugeAnonHugeKiB\":%ld,\"smallAnonHugeKiB\":%ld,\"samples\":[",
            a > 3 ? "," : "", mib, pages, calls, rh.anon_huge_kib,
            rs.anon_huge_kib);

@@ -54,7 +54,9 @@ Compiles bench/itlb/itlb.c (gcc), times calls to functions spread one per
 itlb.json and itlb.md.
 
   --reps N          paired repetitions per size (default 16, even)
-  --sizes a,b       code sizes in MiB (default ${DEFAULT_SIZES.join(",")})
+  --sizes a,b       code sizes in MiB, fractions too: 0.25 (default ${
+  DEFAULT_SIZES.join(",")
+})
   --variants a,b    ${VARIANTS.join(",")} (default all)
   --out DIR         results directory (default bench/results/latest)
   --seed N          bootstrap PRNG seed (default 1)
@@ -132,6 +134,19 @@ function positive(v: string | undefined, dflt: number, what: string): number {
   return n;
 }
 
+/** A code spread in MiB: a positive number of whole 4 KiB pages. */
+function sizeMiB(v: string): number {
+  const n = Number(v);
+  if (!(n > 0) || !Number.isInteger(n * 256)) {
+    throw new RangeError(
+      `--sizes: ${
+        JSON.stringify(v)
+      } is not a positive number of MiB in whole 4 KiB pages (e.g. 0.25, 1, 64)`,
+    );
+  }
+  return n;
+}
+
 function readOr(path: string, dflt: string): string {
   try {
     return readFileSync(path, "utf8");
@@ -156,7 +171,7 @@ function summarise(
   raw: RawSize,
   boot: { seed: number; resamples: number },
 ): SizeResult {
-  const mapped = Math.ceil(raw.mib / 2) * 2 * 1024 * 1024;
+  const mapped = Math.ceil(raw.pages / 512) * 2 * 1024 * 1024;
   const hugeOn2M: [number, number] = [
     raw.hugeAnonHugeKiB * 1024,
     raw.hugeAnonHugeKiBAfter * 1024,
@@ -245,7 +260,7 @@ function main(): void {
   if (reps % 2) reps++;
   const sizes = v.sizes === undefined
     ? DEFAULT_SIZES
-    : v.sizes.split(",").map((s) => positive(s.trim(), 1, "sizes"));
+    : v.sizes.split(",").map((s) => sizeMiB(s.trim()));
   const variants = listOf(v.variants, VARIANTS, "variants");
   const boot = {
     seed: positive(v.seed, 1, "seed"),
