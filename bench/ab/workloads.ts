@@ -19,6 +19,7 @@ import {
 import { bundle } from "./workloads/bundle.ts";
 import { fail } from "./workloads/fail.ts";
 import { intl } from "./workloads/intl.ts";
+import { medleyOf } from "./workloads/medley.ts";
 import { mixed } from "./workloads/mixed.ts";
 import { sqlquery } from "./workloads/sqlquery.ts";
 import { tls } from "./workloads/tls.ts";
@@ -572,4 +573,16 @@ export const WORKLOADS: readonly Workload[] = [
   tls,
   mixed,
   ...(runtimeName === "bun" ? [bundle] : []),
+  medleyOf([
+    url,
+    sqlquery,
+    regexp,
+    intl,
+    digest,
+    mixed,
+    text,
+    wasm,
+    gzip,
+    transpile,
+  ]),
 ];
