@@ -4,7 +4,8 @@
  * arithmetically or a published test vector, not by the code under test),
  * and throws on a wrong result. Everything they need is built once in
  * `setup()`; `run(ops)` only works. Runtime differences come from
- * `./runtime.ts` (and, for `tls`, from `./workloads/tls.ts`). The workloads
+ * `./runtime.ts`, and for `tls` and `bundle` (Bun only) from their own
+ * modules. The workloads
  * that exercise large native code (ICU, the Wasm compiler, SQLite, TLS, a
  * mixed request handler) live in `./workloads/`.
  *

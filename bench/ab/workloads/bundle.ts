@@ -30,7 +30,17 @@ interface BunBuild {
   }>;
 }
 
-/** The generated project's files, and what its `main()` returns. */
+/**
+ * The generated project's files (name to TypeScript source, `main.ts` the
+ * entry point), and what its `main()` returns.
+ *
+ * @example
+ * ```ts
+ * import { bundleProject } from "./bundle.ts";
+ * const { files } = bundleProject();
+ * console.log(Object.keys(files).length); // 152
+ * ```
+ */
 export function bundleProject(): {
   files: Record<string, string>;
   expected: number;

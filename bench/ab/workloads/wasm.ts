@@ -67,7 +67,16 @@ function constants(i: number, s: number) {
   };
 }
 
-/** What function `i` returns for argument `x`, computed in JavaScript. */
+/**
+ * What generated function `i` returns for argument `x`, computed in
+ * JavaScript with the same 32-bit arithmetic.
+ *
+ * @example
+ * ```ts
+ * import { expectedF } from "./wasm.ts";
+ * console.log(expectedF(0, 13)); // an i32
+ * ```
+ */
 export function expectedF(i: number, x: number): number {
   let y = x | 0;
   for (let s = 0; s < STEPS; s++) {
@@ -107,6 +116,13 @@ function functionBody(i: number): number[] {
  * A module of `FUNCS` functions `(i32) -> i32` and an exported `main()`
  * that calls each once and returns the wrapping sum plus a salt, with the
  * byte offset of the salt's 5-byte constant and the expected sum at salt 0.
+ *
+ * @example
+ * ```ts
+ * import { wasmModule } from "./wasm.ts";
+ * const { bytes } = wasmModule();
+ * console.log(WebAssembly.validate(bytes)); // true
+ * ```
  */
 export function wasmModule(): {
   bytes: Uint8Array<ArrayBuffer>;
