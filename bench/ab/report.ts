@@ -16,6 +16,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
+import type { SplitCheck } from "./split.ts";
 import { minPairs, type RatioSummary } from "./stats.ts";
 
 /** Identifies the JSON format. */
@@ -121,24 +122,7 @@ export interface ModeCoverage {
 }
 
 /** What one switch to `split` did, verified from smaps, pagemap and bytes. */
-export interface SplitSwitch {
-  /** Pages given MADV_COLD (one per 2 MiB of the copy). */
-  pages: number;
-  /** AnonHugePages of the copy before, bytes. */
-  anonHugeBefore: number;
-  /** AnonHugePages of the copy after (0), bytes. */
-  anonHugeAfter: number;
-  /** Rss of the copy before, bytes. */
-  rssBefore: number;
-  /** Rss of the copy after, bytes (less by at most zeroBytes: zero-filled pages go to the shared zero page). */
-  rssAfter: number;
-  /** Bytes of the copy in zero-filled 4 KiB pages before the split. */
-  zeroBytes: number;
-  /** Pages whose physical frame was read before and after and matched (0 when pagemap hides frames). */
-  framesChecked: number;
-  /** Pages whose bytes were compared before and after. */
-  bytesChecked: number;
-}
+export type SplitSwitch = SplitCheck;
 
 /** A mode switch, as done and verified. */
 export interface ModeSwitch {
