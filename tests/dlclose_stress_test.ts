@@ -10,15 +10,13 @@
 // something else mapped over is left alone by restore(), not clobbered.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { copyFileSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import process from "node:process";
 import {
   ROOT,
+  run as runCommand,
   runtimePath,
   RUNTIMES,
-  shellQuote,
   startChild,
 } from "./helpers.ts";
 import { buildRelroLibrary } from "./fixtures/relro/build.ts";
@@ -64,35 +62,6 @@ interface StressOutcome {
   workers: { opens: number; errors: number; firstErrors: string[] }[];
 }
 
-/** Runs argv to its end, killing it after `timeoutMs`. */
-function runFor(
-  argv: string[],
-  timeoutMs: number,
-): Promise<
-  { code: number | null; signal: string | null; stdout: string; stderr: string }
-> {
-  return new Promise((resolve) => {
-    const child = spawn("/bin/sh", ["-c", `exec ${shellQuote(argv)}`], {
-      env: { ...process.env, NO_COLOR: "1" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    const timer = setTimeout(() => {
-      stderr += `\n(killed after ${timeoutMs} ms)`;
-      child.kill("SIGKILL");
-    }, timeoutMs);
-    child.stdout!.on("data", (d) => (stdout += d));
-    child.stderr!.on("data", (d) => (stderr += d));
-    child.on("exit", (code, signal) => {
-      clearTimeout(timer);
-      // perf maps are opt-in; remove one anyway should a default change.
-      rmSync(`/tmp/perf-${child.pid}.map`, { force: true });
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}
-
 function stressArgv(rt: "deno" | "bun"): string[] {
   const script = `${ROOT}tests/fixtures/stress/dlclose_child.ts`;
   const config = JSON.stringify({
@@ -132,7 +101,9 @@ for (const rt of RUNTIMES) {
         opens: 0,
       };
       for (let run = 0; run < RUNS; run++) {
-        const r = await runFor(stressArgv(rt), RUN_TIMEOUT_MS);
+        const r = await runCommand(stressArgv(rt), {
+          timeoutMs: RUN_TIMEOUT_MS,
+        });
         sum.runs++;
         const m = /^OUTCOME (.*)$/m.exec(r.stdout);
         if (r.code !== 0 || m === null) {

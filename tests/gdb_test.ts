@@ -6,11 +6,10 @@
 // remaps and restores must complete, with the program's output.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { accessSync, constants, readdirSync, readFileSync } from "node:fs";
+import { accessSync, constants } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
-import { ROOT, runtimeCommand, RUNTIMES, shellQuote } from "./helpers.ts";
+import { ROOT, run, runtimeCommand, RUNTIMES } from "./helpers.ts";
 
 /** How long gdb may take; before the fix it never finished. */
 const GDB_TIMEOUT_MS = 120_000;
@@ -30,56 +29,6 @@ function findGdb(): string | undefined {
   return undefined;
 }
 
-/** Processes whose parent is `pid` (gdb's inferior). */
-function childrenOf(pid: number): number[] {
-  const out: number[] = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      if (ppid === pid) out.push(Number(name));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}
-
-/**
- * Runs argv; after `timeoutMs`, kills it and what it started (gdb leaves
- * its inferior stopped when killed). `timedOut` says whether it had to.
- */
-function runWithin(argv: string[], timeoutMs: number): Promise<{
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  timedOut: boolean;
-  ms: number;
-}> {
-  const t0 = performance.now();
-  return new Promise((resolve) => {
-    const child = spawn("/bin/sh", ["-c", `exec ${shellQuote(argv)}`], {
-      env: { ...process.env, NO_COLOR: "1" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      for (const pid of childrenOf(child.pid!)) process.kill(pid, "SIGKILL");
-      child.kill("SIGKILL");
-    }, timeoutMs);
-    child.stdout!.on("data", (d) => (stdout += d));
-    child.stderr!.on("data", (d) => (stderr += d));
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr, timedOut, ms: performance.now() - t0 });
-    });
-  });
-}
-
 const gdb = findGdb();
 
 /** Runs the program under gdb with `commands` (each an `-ex`). */
@@ -89,9 +38,9 @@ async function underGdb(rt: "deno" | "bun", commands: readonly string[]) {
     `${ROOT}tests/fixtures/stress/gdb_child.ts`,
   );
   const ex = commands.flatMap((c) => ["-ex", c]);
-  const r = await runWithin(
+  const r = await run(
     [gdb!, "-nx", "-batch", ...ex, "--args", ...program],
-    GDB_TIMEOUT_MS,
+    { timeoutMs: GDB_TIMEOUT_MS },
   );
   const output = `${r.stdout}\n${r.stderr}`.slice(-3000);
   assert.equal(

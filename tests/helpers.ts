@@ -221,11 +221,46 @@ export function startChild(
   });
 }
 
-/** Runs a command to completion; resolves with exit code and output. */
+/** The processes whose parent is `pid`. */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === pid) out.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/** What {@linkcode run} saw. */
+export interface RunResult {
+  code: number | null;
+  /** The signal that ended it, or `null`. */
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  /** It was killed at `timeoutMs`. */
+  timedOut: boolean;
+  /** Milliseconds it ran. */
+  ms: number;
+}
+
+/**
+ * Runs a command to completion; resolves with exit code and output. With
+ * `timeoutMs`, kills it and the processes it started (a debugger leaves its
+ * inferior stopped when killed) once that time has passed.
+ */
 export function run(
   argv: string[],
-  options: { env?: Record<string, string>; cwd?: string } = {},
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  options: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } =
+    {},
+): Promise<RunResult> {
+  const t0 = performance.now();
   return new Promise((resolve) => {
     const child = spawn("/bin/sh", ["-c", `exec ${shellQuote(argv)}`], {
       env: { ...process.env, NO_COLOR: "1", ...options.env },
@@ -234,9 +269,28 @@ export function run(
     });
     let stdout = "";
     let stderr = "";
+    let timedOut = false;
+    const timer = options.timeoutMs === undefined
+      ? undefined
+      : setTimeout(() => {
+        timedOut = true;
+        stderr += `\n(killed after ${options.timeoutMs} ms)`;
+        for (const pid of childrenOf(child.pid!)) process.kill(pid, "SIGKILL");
+        child.kill("SIGKILL");
+      }, options.timeoutMs);
     child.stdout!.on("data", (d) => (stdout += d));
     child.stderr!.on("data", (d) => (stderr += d));
-    child.on("exit", (code) => resolve({ code, stdout, stderr }));
+    child.on("exit", (code, signal) => {
+      clearTimeout(timer);
+      resolve({
+        code,
+        signal,
+        stdout,
+        stderr,
+        timedOut,
+        ms: performance.now() - t0,
+      });
+    });
   });
 }
 
