@@ -43,8 +43,8 @@ import {
   formatAutoIssues,
   parseAutoConfig,
 } from "./src/auto_config.ts";
-import { ffiAvailability, runtimeEnv } from "./src/ffi.ts";
-import { libc } from "./src/libc.ts";
+import { ffiAvailability, runtimeEnv } from "./src/sys/ffi.ts";
+import { libc } from "./src/sys/libc.ts";
 
 export type {
   AutoAction,

@@ -25,11 +25,15 @@ import { existsSync } from "node:fs";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { doctor, formatDoctor } from "./src/doctor.ts";
-import { ffiAvailability } from "./src/ffi.ts";
-import { formatFootprint, measureFootprint } from "./src/footprint.ts";
-import { formatInspect, InspectError, inspectProcess } from "./src/inspect.ts";
-import { libc } from "./src/libc.ts";
+import { doctor, formatDoctor } from "./src/tools/doctor.ts";
+import { ffiAvailability } from "./src/sys/ffi.ts";
+import { formatFootprint, measureFootprint } from "./src/tools/footprint.ts";
+import {
+  formatInspect,
+  InspectError,
+  inspectProcess,
+} from "./src/tools/inspect.ts";
+import { libc } from "./src/sys/libc.ts";
 
 /** Exit status: done, and as wanted. */
 export const EXIT_OK = 0;

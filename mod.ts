@@ -35,10 +35,10 @@ export type {
   RemapReport,
   RestoreReport,
   ShareReport,
-} from "./src/remap.ts";
-export type { ThpStatus } from "./src/thp.ts";
-export type { PerfMapObject, PerfMapReport } from "./src/perf_map.ts";
-export type { Alignment, Gap, SkippedRegion } from "./src/plan.ts";
+} from "./src/remap/execute.ts";
+export type { ThpStatus } from "./src/sys/thp.ts";
+export type { PerfMapObject, PerfMapReport } from "./src/remap/perf_map.ts";
+export type { Alignment, Gap, SkippedRegion } from "./src/remap/plan.ts";
 export {
   type Durations,
   type LogOptions,
@@ -49,4 +49,4 @@ export {
   type StepError,
   type Totals,
 } from "./src/outcome.ts";
-export type { SegmentKind } from "./src/segments.ts";
+export type { SegmentKind } from "./src/sys/segments.ts";

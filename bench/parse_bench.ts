@@ -1,7 +1,7 @@
 // Parser speed: `deno bench bench/parse_bench.ts` (Deno) or
 // `bun bench/parse_bench.ts` (prints a median over 30 runs).
 import { readFileSync } from "node:fs";
-import { parseSmaps } from "../src/maps.ts";
+import { parseSmaps } from "../src/sys/maps.ts";
 
 const one = readFileSync(
   new URL("../tests/fixtures/maps/deno_smaps.txt", import.meta.url),

@@ -12,7 +12,7 @@
  */
 import process from "node:process";
 import { prime } from "../mod.ts";
-import { openLibrary } from "../src/ffi.ts";
+import { openLibrary } from "../src/sys/ffi.ts";
 
 const rounds = Number(process.argv.find((a) => /^\d+$/.test(a)) ?? 15);
 const json = process.argv.includes("--json");

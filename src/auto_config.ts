@@ -23,8 +23,8 @@
  * @module
  */
 
-import { type Alignment, ALIGNMENTS, BACKEND_CHOICES } from "./plan.ts";
-import type { Backend } from "./remap.ts";
+import { type Alignment, ALIGNMENTS, BACKEND_CHOICES } from "./remap/plan.ts";
+import type { Backend } from "./remap/execute.ts";
 
 /** An action `PAGE_PRIMER` can ask for. */
 export type AutoAction = "mlock" | "populate" | "remap";

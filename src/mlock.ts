@@ -5,15 +5,15 @@
  * @module
  */
 
-import { formatBytes } from "./format.ts";
+import { formatBytes } from "./sys/format.ts";
 import {
   type Libc,
   MLOCK_ONFAULT,
   type Rlimit,
   RLIMIT_MEMLOCK,
   SyscallError,
-} from "./libc.ts";
-import type { StepError } from "./outcome.ts";
+} from "./sys/libc.ts";
+import type { StepError } from "./sys/libc.ts";
 
 /** What the lock budget allows, computed before any call. */
 export interface LockBudget {
@@ -122,7 +122,7 @@ export interface LockRun {
  *
  * @example
  * ```ts no-eval
- * import { libc } from "./libc.ts";
+ * import { libc } from "./sys/libc.ts";
  * import { lockRanges } from "./mlock.ts";
  * lockRanges(libc(), [{ start: 0x1000, end: 0x2000 }], {}, { vmLck: 0, capIpcLock: true });
  * ```

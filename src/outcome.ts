@@ -11,22 +11,13 @@ import {
   formatMiB,
   formatPercent,
   formatTable,
-} from "./format.ts";
-import { describePerfMap } from "./perf_map.ts";
-import type { RemapReport, RestoreReport } from "./remap.ts";
-import type { SegmentKind } from "./segments.ts";
+} from "./sys/format.ts";
+import { describePerfMap } from "./remap/perf_map.ts";
+import type { RemapReport, RestoreReport } from "./remap/execute.ts";
+import type { SegmentKind } from "./sys/segments.ts";
 
-/** A failed step: which call, which errno, and a message saying what to do. */
-export interface StepError {
-  /** The step that failed, e.g. `"mlock"`, `"madvise(MADV_POPULATE_READ)"`. */
-  step: string;
-  /** The errno name, e.g. `"ENOMEM"`. */
-  code: string;
-  /** The errno value. */
-  errno: number;
-  /** What failed and what to do about it. */
-  message: string;
-}
+import type { StepError } from "./sys/libc.ts";
+export type { StepError };
 
 /** What was done to a segment. */
 export type SegmentAction =

@@ -5,16 +5,16 @@
  * @module
  */
 
-import { formatBytes } from "./format.ts";
-import { memory } from "./ffi.ts";
+import { formatBytes } from "./sys/format.ts";
+import { memory } from "./sys/ffi.ts";
 import {
   type Libc,
   MADV_POPULATE_READ,
   MADV_WILLNEED,
   SyscallError,
-} from "./libc.ts";
+} from "./sys/libc.ts";
 import type { LockRange } from "./mlock.ts";
-import type { StepError } from "./outcome.ts";
+import type { StepError } from "./sys/libc.ts";
 
 /** How a range was populated. */
 export type PopulateMethod = "populate-read" | "willneed-touch";
@@ -48,7 +48,7 @@ function touch(start: number, end: number, pageSize: number): number {
  *
  * @example
  * ```ts no-eval
- * import { libc } from "./libc.ts";
+ * import { libc } from "./sys/libc.ts";
  * import { populateRanges } from "./populate.ts";
  * populateRanges(libc(), [{ start: 0x1000, end: 0x2000 }], 4096);
  * ```

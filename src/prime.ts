@@ -9,9 +9,9 @@ import {
   FfiUnavailableError,
   runtimeEnv,
   runtimeInfo,
-} from "./ffi.ts";
-import { explainFailure, type Libc, libc, SyscallError } from "./libc.ts";
-import { basename } from "./format.ts";
+} from "./sys/ffi.ts";
+import { explainFailure, type Libc, libc, SyscallError } from "./sys/libc.ts";
+import { basename } from "./sys/format.ts";
 import { lockRanges, type MlockOptions } from "./mlock.ts";
 import {
   loadedObjects,
@@ -19,7 +19,7 @@ import {
   readSmaps,
   readStatus,
   unpinObjects,
-} from "./objects.ts";
+} from "./sys/objects.ts";
 import {
   PrimeOutcome,
   type PrimeOutcomeData,
@@ -28,11 +28,11 @@ import {
   type StepError,
   totalsOf,
 } from "./outcome.ts";
-import type { SmapsVma } from "./maps.ts";
-import { PerfMapError, writePerfMap } from "./perf_map.ts";
+import type { SmapsVma } from "./sys/maps.ts";
+import { PerfMapError, writePerfMap } from "./remap/perf_map.ts";
 import { populateRanges } from "./populate.ts";
-import { ALIGNMENTS, BACKEND_CHOICES } from "./plan.ts";
-import { clearSharedCopies, type ShareOptions } from "./share.ts";
+import { ALIGNMENTS, BACKEND_CHOICES } from "./remap/plan.ts";
+import { clearSharedCopies, type ShareOptions } from "./remap/share.ts";
 import {
   emptyRestoreReport,
   remapObjects,
@@ -40,7 +40,7 @@ import {
   type RemapReport,
   restoreRemapped,
   type RestoreReport,
-} from "./remap.ts";
+} from "./remap/execute.ts";
 import {
   aliasRanges,
   byPriority,
@@ -50,12 +50,12 @@ import {
   type SegmentRange,
   segmentRanges,
   selectObjects,
-} from "./segments.ts";
+} from "./sys/segments.ts";
 
 export type { MlockOptions } from "./mlock.ts";
-export type { RemapOptions } from "./remap.ts";
-export type { ShareOptions } from "./share.ts";
-export type { ObjectSelector } from "./segments.ts";
+export type { RemapOptions } from "./remap/execute.ts";
+export type { ShareOptions } from "./remap/share.ts";
+export type { ObjectSelector } from "./sys/segments.ts";
 
 /** Options of {@linkcode Primer.populate}. Reserved for future use; no keys yet. */
 export type PopulateOptions = Record<never, never>;

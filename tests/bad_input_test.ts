@@ -8,9 +8,9 @@ import { spawnSync } from "node:child_process";
 import { readFileSync, readlinkSync } from "node:fs";
 import process from "node:process";
 import { prime } from "../mod.ts";
-import { emptyRestoreReport } from "../src/remap.ts";
-import { ERRNO, errnoName } from "../src/libc.ts";
-import type { SmapsVma } from "../src/maps.ts";
+import { emptyRestoreReport } from "../src/remap/execute.ts";
+import { ERRNO, errnoName } from "../src/sys/libc.ts";
+import type { SmapsVma } from "../src/sys/maps.ts";
 import { SANDBOX_SKIP, withSandbox } from "./fixtures/sandbox.ts";
 import {
   isRoot,

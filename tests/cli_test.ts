@@ -16,10 +16,10 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import process from "node:process";
-import { bytesSource, parseElf, PT_LOAD } from "../src/elf.ts";
-import { parseSmaps, type SmapsVma } from "../src/maps.ts";
-import { thpVerdict } from "../src/thp.ts";
-import type { LoadedObject } from "../src/segments.ts";
+import { bytesSource, parseElf, PT_LOAD } from "../src/sys/elf.ts";
+import { parseSmaps, type SmapsVma } from "../src/sys/maps.ts";
+import { thpVerdict } from "../src/sys/thp.ts";
+import type { LoadedObject } from "../src/sys/segments.ts";
 import {
   diagnose,
   type DoctorFacts,
@@ -29,7 +29,7 @@ import {
   parseHugetlbMounts,
   predictCoverage,
   recommendedRoutes,
-} from "../src/doctor.ts";
+} from "../src/tools/doctor.ts";
 import {
   biasFromAuxv,
   biasFromVmas,
@@ -38,7 +38,7 @@ import {
   type InspectReport,
   parseAuxv,
   vmaBacking,
-} from "../src/inspect.ts";
+} from "../src/tools/inspect.ts";
 import { SANDBOX_SKIP, withSandbox } from "./fixtures/sandbox.ts";
 import {
   isRoot,

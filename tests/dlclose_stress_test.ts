@@ -20,7 +20,7 @@ import {
   startChild,
 } from "./helpers.ts";
 import { buildRelroLibrary } from "./fixtures/relro/build.ts";
-import { parseMaps } from "../src/maps.ts";
+import { parseMaps } from "../src/sys/maps.ts";
 
 /** Child processes per runtime, each doing CYCLES remap/restore cycles. */
 const RUNS = 20;

@@ -1,5 +1,5 @@
 // Copyright 2025 the page-primer authors. MIT license.
-// Tests for src/elf.ts. They use only node: modules so that they run
+// Tests for src/sys/elf.ts. They use only node: modules so that they run
 // unchanged under `deno test -A tests/elf_test.ts` and
 // `bun test tests/elf_test.ts`. The parser is checked against binutils
 // (readelf, nm) on real binaries: deno, bun, the running runtime and libc.
@@ -55,7 +55,7 @@ import {
   SHT_STRTAB,
   SHT_SYMTAB,
   SHT_SYMTAB_SHNDX,
-} from "../src/elf.ts";
+} from "../src/sys/elf.ts";
 
 // ---------------------------------------------------------------------------
 // The binaries under test.

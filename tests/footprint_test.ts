@@ -1,4 +1,4 @@
-// The hot-code footprint (src/footprint.ts, cli.ts footprint): its pure
+// The hot-code footprint (src/tools/footprint.ts, cli.ts footprint): its pure
 // parts on fixtures (attribution by address, TLB decoding from CPUID
 // registers, the verdict), CPUID through the trampoline, and the command
 // run against loaded Deno.serve and Bun.serve servers, checked against a
@@ -21,11 +21,11 @@ import {
   footprintVerdict,
   formatFootprint,
   steadyTotals,
-} from "../src/footprint.ts";
-import { inspectLayout } from "../src/inspect.ts";
-import { libc } from "../src/libc.ts";
-import { parseSmaps } from "../src/maps.ts";
-import { loadTrampoline } from "../src/trampoline.ts";
+} from "../src/tools/footprint.ts";
+import { inspectLayout } from "../src/tools/inspect.ts";
+import { libc } from "../src/sys/libc.ts";
+import { parseSmaps } from "../src/sys/maps.ts";
+import { loadTrampoline } from "../src/remap/trampoline.ts";
 import { ROOT, run, runtimePath, RUNTIMES, shellQuote } from "./helpers.ts";
 
 const FIXTURE = `${ROOT}tests/fixtures/footprint/`;

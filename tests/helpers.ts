@@ -17,7 +17,7 @@ import {
 import { basename, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import process from "node:process";
-import { parseSmaps, type SmapsVma } from "../src/maps.ts";
+import { parseSmaps, type SmapsVma } from "../src/sys/maps.ts";
 import type { PrimeOutcomeData } from "../src/outcome.ts";
 
 /** The repository root. */

@@ -13,10 +13,10 @@ import {
   RUNTIMES,
   startChild,
 } from "./helpers.ts";
-import { type SmapsVma, sumIn } from "../src/maps.ts";
+import { type SmapsVma, sumIn } from "../src/sys/maps.ts";
 import type { PrimeOutcomeData } from "../src/outcome.ts";
-import { inspectProcess } from "../src/inspect.ts";
-import { libc } from "../src/libc.ts";
+import { inspectProcess } from "../src/tools/inspect.ts";
+import { libc } from "../src/sys/libc.ts";
 
 type Pick = (v: SmapsVma) => number;
 

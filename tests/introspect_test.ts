@@ -5,17 +5,17 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, realpathSync } from "node:fs";
 import process from "node:process";
-import { addressOf, memory, readCString, runtimeInfo } from "../src/ffi.ts";
-import { libc, RLIMIT_MEMLOCK, SyscallError } from "../src/libc.ts";
+import { addressOf, memory, readCString, runtimeInfo } from "../src/sys/ffi.ts";
+import { libc, RLIMIT_MEMLOCK, SyscallError } from "../src/sys/libc.ts";
 import {
   loadedObjects,
   mainExecutable,
   readSmaps,
   readStatus,
-} from "../src/objects.ts";
-import { bytesSource, parseElf, PT_LOAD } from "../src/elf.ts";
-import { parseMaps } from "../src/maps.ts";
-import { segmentRanges } from "../src/segments.ts";
+} from "../src/sys/objects.ts";
+import { bytesSource, parseElf, PT_LOAD } from "../src/sys/elf.ts";
+import { parseMaps } from "../src/sys/maps.ts";
+import { segmentRanges } from "../src/sys/segments.ts";
 
 test("runtimeInfo names this runtime on linux x86_64", () => {
   const info = runtimeInfo();

@@ -15,7 +15,7 @@ import {
   sumIn,
   type Vma,
   vmasIn,
-} from "../src/maps.ts";
+} from "../src/sys/maps.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

@@ -3,7 +3,7 @@
 // picks it when THP is off for the process but shmem THP is on.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { selected } from "../src/thp.ts";
+import { selected } from "../src/sys/thp.ts";
 import { readFileSync, writeFileSync } from "node:fs";
 import {
   isRoot,

@@ -26,14 +26,14 @@ import {
   symbolChunks,
   symbolTableLayout,
   visitStrings,
-} from "../src/elf.ts";
-import { openLibrary } from "../src/ffi.ts";
-import { libc, O_CREAT, O_RDWR } from "../src/libc.ts";
+} from "../src/sys/elf.ts";
+import { openLibrary } from "../src/sys/ffi.ts";
+import { libc, O_CREAT, O_RDWR } from "../src/sys/libc.ts";
 import {
   loadTrampoline,
   PERF_MAP_CANDIDATE_WORDS,
   type PerfMapScratch,
-} from "../src/trampoline.ts";
+} from "../src/remap/trampoline.ts";
 import {
   describePerfMap,
   formatPerfMap,
@@ -44,7 +44,7 @@ import {
   type PerfMapReport,
   type PerfMapSymbol,
   writePerfMap,
-} from "../src/perf_map.ts";
+} from "../src/remap/perf_map.ts";
 import type { PrimeOutcomeData } from "../src/outcome.ts";
 import {
   buildSymbolLibrary,

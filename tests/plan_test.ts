@@ -11,12 +11,12 @@ import {
   segmentKind,
   segmentRanges,
   selectObjects,
-} from "../src/segments.ts";
-import { parseMaps, parseSmaps } from "../src/maps.ts";
+} from "../src/sys/segments.ts";
+import { parseMaps, parseSmaps } from "../src/sys/maps.ts";
 import { limitMessage, lockBudget } from "../src/mlock.ts";
-import { formatBytes, formatPercent, formatTable } from "../src/format.ts";
+import { formatBytes, formatPercent, formatTable } from "../src/sys/format.ts";
 import { PrimeOutcome, type SegmentReport, totalsOf } from "../src/outcome.ts";
-import { parseStatus } from "../src/objects.ts";
+import { parseStatus } from "../src/sys/objects.ts";
 import { prime } from "../mod.ts";
 import {
   forHugetlb,
@@ -24,9 +24,9 @@ import {
   hugePagesNeeded,
   plannedCoverage,
   planRemap,
-} from "../src/plan.ts";
-import { thpVerdict } from "../src/thp.ts";
-import { chooseBackend, devString } from "../src/remap.ts";
+} from "../src/remap/plan.ts";
+import { thpVerdict } from "../src/sys/thp.ts";
+import { chooseBackend, devString } from "../src/remap/execute.ts";
 
 const MiB = 1024 * 1024;
 

@@ -18,7 +18,7 @@ import {
   startChild,
 } from "./helpers.ts";
 import { buildRelroLibrary } from "./fixtures/relro/build.ts";
-import { parseMaps } from "../src/maps.ts";
+import { parseMaps } from "../src/sys/maps.ts";
 
 const built = buildRelroLibrary();
 after(() => rmSync(built.dir, { recursive: true, force: true }));

@@ -19,7 +19,7 @@ import {
   RUNTIMES,
   startChild,
 } from "./helpers.ts";
-import { hugeBytes, type SmapsVma, sumIn } from "../src/maps.ts";
+import { hugeBytes, type SmapsVma, sumIn } from "../src/sys/maps.ts";
 import type { PrimeOutcomeData, SegmentReport } from "../src/outcome.ts";
 
 // THP forced: on a machine with a reserved hugetlb pool, "auto" picks

@@ -19,14 +19,14 @@ import {
   writeSync,
 } from "node:fs";
 import process from "node:process";
-import { hugeBytes, type SmapsVma, sumIn } from "../src/maps.ts";
+import { hugeBytes, type SmapsVma, sumIn } from "../src/sys/maps.ts";
 import {
   copyName,
   copyPrefix,
   copyProblem,
   defaultShareDir,
   dirProblem,
-} from "../src/share.ts";
+} from "../src/remap/share.ts";
 import { prime, type PrimeOutcomeData } from "../mod.ts";
 import {
   isRoot,

@@ -17,15 +17,15 @@ import { ROOT, RUNTIMES, startChild } from "./helpers.ts";
 import {
   TRAMPOLINE_SO_BASE64,
   TRAMPOLINE_SOURCE_SHA256,
-} from "../src/trampoline_so.ts";
-import { bytesSource, parseElf, PT_INTERP } from "../src/elf.ts";
-import { libc } from "../src/libc.ts";
+} from "../src/remap/trampoline_so.ts";
+import { bytesSource, parseElf, PT_INTERP } from "../src/sys/elf.ts";
+import { libc } from "../src/sys/libc.ts";
 import {
   loadTrampoline,
   PERF_MAP_CANDIDATE_WORDS,
   type PerfMapScratch,
-} from "../src/trampoline.ts";
-import { parseMaps } from "../src/maps.ts";
+} from "../src/remap/trampoline.ts";
+import { parseMaps } from "../src/sys/maps.ts";
 
 const SOURCES = [
   "primer.c",
@@ -61,7 +61,7 @@ test("the shipped trampoline bytes were built from the current sources", () => {
   assert.equal(
     TRAMPOLINE_SOURCE_SHA256,
     sourceHash(),
-    "trampoline/ changed but src/trampoline_so.ts was not rebuilt: run `npm run build:trampoline`",
+    "trampoline/ changed but src/remap/trampoline_so.ts was not rebuilt: run `npm run build:trampoline`",
   );
 });
 
@@ -133,7 +133,7 @@ test("it loads from a memfd and rejects a bad record with EINVAL, changing nothi
   assert.equal(stable(after), stable(before));
 });
 
-test("src/trampoline.ts and primer.h agree on the perf map request", () => {
+test("src/remap/trampoline.ts and primer.h agree on the perf map request", () => {
   const h = readFileSync(join(ROOT, "trampoline", "primer.h"), "utf8");
   const words = /#define PP_PM_CAND_WORDS (\d+)/.exec(h);
   assert.ok(words, "primer.h defines no PP_PM_CAND_WORDS");
@@ -144,7 +144,7 @@ test("src/trampoline.ts and primer.h agree on the perf map request", () => {
   assert.equal(
     fields.length,
     29,
-    "struct pp_perf_map changed: update perfMapWords() in src/trampoline.ts",
+    "struct pp_perf_map changed: update perfMapWords() in src/remap/trampoline.ts",
   );
 });
 

@@ -24,8 +24,8 @@ import {
   PF_X,
   PT_LOAD,
   readProgramHeaders,
-} from "../src/elf.ts";
-import { parseMaps, type SmapsVma } from "../src/maps.ts";
+} from "../src/sys/elf.ts";
+import { parseMaps, type SmapsVma } from "../src/sys/maps.ts";
 
 /** Fresh child processes per runtime, each going through every case. */
 const ROUNDS = 5;

@@ -1,4 +1,4 @@
-// Rebuilds the trampoline and regenerates src/trampoline_so.ts, which ships
+// Rebuilds the trampoline and regenerates src/remap/trampoline_so.ts, which ships
 // the shared object's bytes inside the package (a module fetched from JSR
 // has no files beside it, and the user's machine may have no compiler).
 //
@@ -92,7 +92,7 @@ export const TRAMPOLINE_ABI: number = ${abiVersion()};
 export const TRAMPOLINE_SO_BASE64: string = [
 ${b64}].join("");
 `;
-  writeFileSync(new URL("../src/trampoline_so.ts", import.meta.url), ts);
+  writeFileSync(new URL("../src/remap/trampoline_so.ts", import.meta.url), ts);
   console.log(
     `trampoline: ${so.length} bytes, sources ${sourceHash().slice(0, 12)}…`,
   );

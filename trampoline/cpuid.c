@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * page-primer CPUID reader: src/footprint.ts asks the CPU for its
+ * page-primer CPUID reader: src/tools/footprint.ts asks the CPU for its
  * instruction-TLB sizes (AMD leaves 0x80000005 and 0x80000006, Intel leaf
  * 0x18), which neither /proc nor /sys lists. One instruction, no syscall,
  * no memory but the caller's four 32-bit words.

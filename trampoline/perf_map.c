@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * page-primer perf map writer: the per-symbol work of src/perf_map.ts.
+ * page-primer perf map writer: the per-symbol work of src/remap/perf_map.ts.
  *
  * The caller decides what to name (which object, which ranges, the load
  * bias, that the file is the one loaded) and lends the scratch buffers;
@@ -17,7 +17,7 @@
  *                  -> flush
  *
  * A name is chosen among several at one address (aliases) as
- * perfMapEntries() in src/perf_map.ts does: an unversioned name over
+ * perfMapEntries() in src/remap/perf_map.ts does: an unversioned name over
  * `name@VER`, then global over weak over local, then the larger st_size,
  * the shorter name, the first in byte order.
  */

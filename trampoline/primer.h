@@ -1,4 +1,4 @@
-/* The plan ABI shared with src/trampoline.ts: operations, flags, steps and
+/* The plan ABI shared with src/remap/trampoline.ts: operations, flags, steps and
  * the region record; the perf map request (perf_map.c); pp_cpuid (cpuid.c). Change PP_ABI_VERSION when any of it changes. */
 #ifndef PP_PRIMER_H
 #define PP_PRIMER_H

@@ -15,7 +15,7 @@ import { resolve } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { prime, type RemapOptions, restore } from "../../mod.ts";
-import { libc } from "../../src/libc.ts";
+import { libc } from "../../src/sys/libc.ts";
 import {
   type AbResult,
   comparisonKey,

@@ -25,9 +25,9 @@
  *
  * @module
  */
-import { addressOf, memory } from "../../src/ffi.ts";
-import { libc } from "../../src/libc.ts";
-import { parseSmaps, sumIn } from "../../src/maps.ts";
+import { addressOf, memory } from "../../src/sys/ffi.ts";
+import { libc } from "../../src/sys/libc.ts";
+import { parseSmaps, sumIn } from "../../src/sys/maps.ts";
 
 /** `madvise` advice: deactivate the range (Linux 5.4+); splits a THP it covers in part. */
 export const MADV_COLD = 20;

@@ -21,10 +21,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { bytesSource, parseElf, PF_X, PT_LOAD } from "../../src/elf.ts";
-import { addressOf, openLibrary } from "../../src/ffi.ts";
-import { libc } from "../../src/libc.ts";
-import { writePerfMap } from "../../src/perf_map.ts";
+import { bytesSource, parseElf, PF_X, PT_LOAD } from "../../src/sys/elf.ts";
+import { addressOf, openLibrary } from "../../src/sys/ffi.ts";
+import { libc } from "../../src/sys/libc.ts";
+import { writePerfMap } from "../../src/remap/perf_map.ts";
 import { buildSymbolLibrary } from "./symbol_library.ts";
 
 const MiB = 1024 * 1024;

@@ -15,7 +15,7 @@ import {
   parseMaps,
   parseSmaps,
   type SmapsVma,
-} from "../../src/maps.ts";
+} from "../../src/sys/maps.ts";
 
 const PAGE = 4096;
 const TWO_MIB = 2 * 1024 * 1024;

@@ -23,18 +23,24 @@ import {
   type ProgramHeader,
   PT_PHDR,
   readProgramHeaders,
-} from "./elf.ts";
+} from "../sys/elf.ts";
 import {
   basename,
   formatBytes,
   formatMiB,
   formatPercent,
   formatTable,
-} from "./format.ts";
-import { fdSource, type Libc, S_IFMT, S_IFREG, SyscallError } from "./libc.ts";
-import { parseSmaps, type SmapsVma, sumIn } from "./maps.ts";
-import { NAME_PREFIX } from "./plan.ts";
-import { devString } from "./remap.ts";
+} from "../sys/format.ts";
+import {
+  fdSource,
+  type Libc,
+  S_IFMT,
+  S_IFREG,
+  SyscallError,
+} from "../sys/libc.ts";
+import { parseSmaps, type SmapsVma, sumIn } from "../sys/maps.ts";
+import { NAME_PREFIX } from "../remap/plan.ts";
+import { devString } from "../remap/execute.ts";
 import {
   aliasRanges,
   type LoadedObject,
@@ -44,8 +50,8 @@ import {
   residentBytes,
   type SegmentKind,
   segmentRanges,
-} from "./segments.ts";
-import { copyPrefix } from "./share.ts";
+} from "../sys/segments.ts";
+import { copyPrefix } from "../remap/share.ts";
 
 const TWO_MIB = 2 * 1024 * 1024;
 
@@ -276,7 +282,7 @@ function primerName(v: SmapsVma, path: string): string | undefined {
  * @example
  * ```ts
  * import { biasFromVmas } from "./inspect.ts";
- * import { parseSmaps } from "./maps.ts";
+ * import { parseSmaps } from "../sys/maps.ts";
  * const vmas = parseSmaps("7f0000001000-7f0000003000 r-xp 00001000 08:01 7 /lib/x.so\n");
  * const seg = { index: 0, flags: 5, vaddr: 0x1000, memsz: 0x2000, filesz: 0x2000, offset: 0x1000 };
  * console.log(biasFromVmas("/lib/x.so", [seg], vmas, 4096)?.toString(16)); // "7f0000000000"
@@ -326,7 +332,7 @@ export function biasFromVmas(
  * @example
  * ```ts
  * import { vmaBacking } from "./inspect.ts";
- * import { parseSmaps } from "./maps.ts";
+ * import { parseSmaps } from "../sys/maps.ts";
  * const [v] = parseSmaps("1000-2000 r-xp 00000000 00:01 9 /memfd:/usr/bin/deno (deleted)\n");
  * console.log(vmaBacking(v, "/usr/bin/deno", true)); // { backing: "memfd", primer: "/memfd:/usr/bin/deno (deleted)" }
  * ```
@@ -648,7 +654,7 @@ function accessHint(pid: number): string {
  *
  * @example
  * ```ts no-eval
- * import { libc } from "./libc.ts";
+ * import { libc } from "../sys/libc.ts";
  * import { readProcessSmaps } from "./inspect.ts";
  * console.log(readProcessSmaps(libc(), 1).length);
  * ```
@@ -747,7 +753,7 @@ function readPhdrs(
  *
  * @example
  * ```ts no-eval
- * import { libc } from "./libc.ts";
+ * import { libc } from "../sys/libc.ts";
  * import { formatInspect, inspectProcess } from "./inspect.ts";
  * const c = libc();
  * console.log(formatInspect(inspectProcess(c, c.getpid())));

@@ -13,13 +13,17 @@
  * @module
  */
 
-import { runtimeInfo } from "./ffi.ts";
-import { formatBytes, formatPercent, formatTable } from "./format.ts";
-import { type Libc, type Rlimit, RLIMIT_MEMLOCK } from "./libc.ts";
-import { hugeBytes, type SmapsVma, sumIn } from "./maps.ts";
-import { lockBudget } from "./mlock.ts";
-import { mainExecutable, readSmaps, readStatus } from "./objects.ts";
-import { type Alignment, plannedCoverage, type RemapPlan } from "./plan.ts";
+import { runtimeInfo } from "../sys/ffi.ts";
+import { formatBytes, formatPercent, formatTable } from "../sys/format.ts";
+import { type Libc, type Rlimit, RLIMIT_MEMLOCK } from "../sys/libc.ts";
+import { hugeBytes, type SmapsVma, sumIn } from "../sys/maps.ts";
+import { lockBudget } from "../mlock.ts";
+import { mainExecutable, readSmaps, readStatus } from "../sys/objects.ts";
+import {
+  type Alignment,
+  plannedCoverage,
+  type RemapPlan,
+} from "../remap/plan.ts";
 import {
   type Backend,
   type Coverage,
@@ -30,7 +34,7 @@ import {
   readPoolState,
   shmemEnabled,
   shmemThpOn,
-} from "./remap.ts";
+} from "../remap/execute.ts";
 import {
   aliasRanges,
   type LoadedObject,
@@ -39,8 +43,8 @@ import {
   segmentKind,
   type SegmentRange,
   segmentRanges,
-} from "./segments.ts";
-import { kernelVersion, type ThpStatus, thpStatus } from "./thp.ts";
+} from "../sys/segments.ts";
+import { kernelVersion, type ThpStatus, thpStatus } from "../sys/thp.ts";
 
 const THP_DIR = "/sys/kernel/mm/transparent_hugepage";
 const THP_ON = `echo madvise > ${THP_DIR}/enabled`;
@@ -259,7 +263,7 @@ export function parseHugetlbMounts(text: string): string[] {
  *
  * @example
  * ```ts no-eval
- * import { libc } from "./libc.ts";
+ * import { libc } from "../sys/libc.ts";
  * import { gatherDoctor } from "./doctor.ts";
  * console.log(gatherDoctor(libc()).facts.thp.enabled);
  * ```
@@ -428,7 +432,7 @@ export function predictCoverage(input: {
  * @example
  * ```ts
  * import { hugePageRoutes } from "./doctor.ts";
- * import { thpVerdict } from "./thp.ts";
+ * import { thpVerdict } from "../sys/thp.ts";
  * const routes = hugePageRoutes({
  *   thp: thpVerdict("always [madvise] never", "madvise", true, "6.18.0"),
  *   shmemEnabled: "advise",
@@ -532,7 +536,7 @@ export function hugePageRoutes(
  *
  * @example
  * ```ts no-eval
- * import { libc } from "./libc.ts";
+ * import { libc } from "../sys/libc.ts";
  * import { doctor, recommendedRoutes } from "./doctor.ts";
  * console.log(recommendedRoutes(doctor(libc()))); // e.g. ["thp", "memfd"]
  * ```
@@ -555,7 +559,7 @@ function limitText(n: number | null): string {
  *
  * @example
  * ```ts no-eval
- * import { libc } from "./libc.ts";
+ * import { libc } from "../sys/libc.ts";
  * import { diagnose, gatherDoctor } from "./doctor.ts";
  * const report = diagnose(gatherDoctor(libc()));
  * console.log(report.ok, report.findings.map((f) => f.topic));
@@ -817,7 +821,7 @@ export function diagnose(input: DoctorInput): DoctorReport {
  *
  * @example
  * ```ts no-eval
- * import { libc } from "./libc.ts";
+ * import { libc } from "../sys/libc.ts";
  * import { doctor, formatDoctor } from "./doctor.ts";
  * console.log(formatDoctor(doctor(libc())));
  * ```
@@ -838,7 +842,7 @@ function cov(c: Coverage): string {
  *
  * @example
  * ```ts no-eval
- * import { libc } from "./libc.ts";
+ * import { libc } from "../sys/libc.ts";
  * import { doctor, formatDoctor } from "./doctor.ts";
  * console.log(formatDoctor(doctor(libc())));
  * ```

@@ -42,9 +42,9 @@ import {
   PT_LOAD,
   type SymbolTableLayout,
   symbolTableLayout,
-} from "./elf.ts";
-import { memory } from "./ffi.ts";
-import { basename, formatMiB, formatPercent } from "./format.ts";
+} from "../sys/elf.ts";
+import { memory } from "../sys/ffi.ts";
+import { basename, formatMiB, formatPercent } from "../sys/format.ts";
 import {
   fdSource,
   type Libc,
@@ -57,7 +57,7 @@ import {
   S_IFMT,
   S_IFREG,
   SyscallError,
-} from "./libc.ts";
+} from "../sys/libc.ts";
 import {
   loadTrampoline,
   PERF_MAP_CANDIDATE_WORDS,
@@ -629,9 +629,9 @@ export interface PerfMapOptions {
  *
  * @example
  * ```ts no-eval
- * import { libc } from "./libc.ts";
+ * import { libc } from "../sys/libc.ts";
  * import { PerfMapError, writePerfMap } from "./perf_map.ts";
- * import { prime } from "../mod.ts";
+ * import { prime } from "../../mod.ts";
  * const out = prime().remap(true).run();
  * try {
  *   writePerfMap(libc(), out.remap!);
@@ -685,9 +685,9 @@ function writtenKey(path: string, r: PerfMapRegion): string {
  *
  * @example
  * ```ts no-eval
- * import { libc } from "./libc.ts";
+ * import { libc } from "../sys/libc.ts";
  * import { describePerfMap, writePerfMap } from "./perf_map.ts";
- * import { prime } from "../mod.ts";
+ * import { prime } from "../../mod.ts";
  * const out = prime().remap(true).run();
  * console.log(describePerfMap(writePerfMap(libc(), out.remap!)));
  * ```

@@ -23,16 +23,16 @@
  * @module
  */
 
-import { basename, formatBytes } from "./format.ts";
+import { basename, formatBytes } from "../sys/format.ts";
 import {
   inspectProcess,
   type InspectReport,
   readProcessSmaps,
 } from "./inspect.ts";
-import { runtimeInfo } from "./ffi.ts";
-import { type Libc, libc } from "./libc.ts";
-import type { SmapsVma } from "./maps.ts";
-import { type CpuidRegisters, loadTrampoline } from "./trampoline.ts";
+import { runtimeInfo } from "../sys/ffi.ts";
+import { type Libc, libc } from "../sys/libc.ts";
+import type { SmapsVma } from "../sys/maps.ts";
+import { type CpuidRegisters, loadTrampoline } from "../remap/trampoline.ts";
 
 /** The page size the footprint is counted in: 4 KiB. */
 export const FOOTPRINT_PAGE = 4096;
@@ -230,7 +230,7 @@ function zeroTotals(): FootprintTotals {
  * @example
  * ```ts
  * import { attributeFootprint } from "./footprint.ts";
- * import { parseSmaps } from "./maps.ts";
+ * import { parseSmaps } from "../sys/maps.ts";
  * const smaps = parseSmaps("7f0000000000-7f0000100000 rwxp 00000000 00:00 0\nReferenced: 40 kB\n");
  * console.log(attributeFootprint([], smaps, 1).totals.jit); // 10
  * ```
@@ -403,7 +403,7 @@ export function decodeIntelItlb(subleaves: CpuidRegisters[]): ItlbLevel[] {
  * @example
  * ```ts no-eval
  * import { readItlb } from "./footprint.ts";
- * import { libc } from "./libc.ts";
+ * import { libc } from "../sys/libc.ts";
  * console.log(readItlb(libc()));
  * ```
  */
@@ -562,7 +562,7 @@ const DAMON_KDAMONDS = "/sys/kernel/mm/damon/admin/kdamonds";
  * @example
  * ```ts no-eval
  * import { damonRunning } from "./footprint.ts";
- * import { libc } from "./libc.ts";
+ * import { libc } from "../sys/libc.ts";
  * console.log(damonRunning(libc()));
  * ```
  */
@@ -612,7 +612,7 @@ function checkOptions(
  * @example
  * ```ts no-eval
  * import { clearRefs } from "./footprint.ts";
- * import { libc } from "./libc.ts";
+ * import { libc } from "../sys/libc.ts";
  * const c = libc();
  * clearRefs(c, c.getpid());
  * ```
@@ -649,7 +649,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * @example
  * ```ts no-eval
  * import { measureFootprint } from "./footprint.ts";
- * import { libc } from "./libc.ts";
+ * import { libc } from "../sys/libc.ts";
  * const r = await measureFootprint(libc(), 1234, { seconds: 2, windows: 3 });
  * console.log(r.steady.total, r.verdict.verdict);
  * ```

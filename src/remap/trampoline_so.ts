@@ -3,7 +3,7 @@
 
 /** SHA-256 of the trampoline sources these bytes were built from. */
 export const TRAMPOLINE_SOURCE_SHA256: string =
-  "0ba11bd2b6499edb46566be05e9638584b02c425515ce422386b87c1849f3f7e";
+  "df33bb3ef23e419e52d9560b30bd52880b03f51ca511613e580ad4e11268e6be";
 
 /** The ABI version the trampoline reports through `pp_abi()`. */
 export const TRAMPOLINE_ABI: number = 9;

@@ -10,8 +10,13 @@
  * @module
  */
 
-import { addressOf, memory, type NativeLibrary, openLibrary } from "./ffi.ts";
-import type { Libc } from "./libc.ts";
+import {
+  addressOf,
+  memory,
+  type NativeLibrary,
+  openLibrary,
+} from "../sys/ffi.ts";
+import type { Libc } from "../sys/libc.ts";
 import { TRAMPOLINE_ABI, TRAMPOLINE_SO_BASE64 } from "./trampoline_so.ts";
 
 const SYMBOLS = {
@@ -465,7 +470,7 @@ function perfMapWords(
  *
  * @example
  * ```ts no-eval
- * import { libc } from "./libc.ts";
+ * import { libc } from "../sys/libc.ts";
  * import { loadTrampoline } from "./trampoline.ts";
  * console.log(loadTrampoline(libc()).path);
  * ```
@@ -524,7 +529,7 @@ function firstLoaded(c: Libc): Trampoline | undefined {
  *
  * @example
  * ```ts no-eval
- * import { libc } from "./libc.ts";
+ * import { libc } from "../sys/libc.ts";
  * import { loadedTrampoline } from "./trampoline.ts";
  * console.log(loadedTrampoline(libc()) === undefined);
  * ```

@@ -15,8 +15,12 @@
  * @module
  */
 
-import type { SmapsVma, Vma } from "./maps.ts";
-import type { LoadedObject, SegmentKind, SegmentRange } from "./segments.ts";
+import type { SmapsVma, Vma } from "../sys/maps.ts";
+import type {
+  LoadedObject,
+  SegmentKind,
+  SegmentRange,
+} from "../sys/segments.ts";
 
 /** Size of a huge page: 2 MiB. */
 export const HUGE_PAGE: number = 2 * 1024 * 1024;

@@ -31,7 +31,7 @@ import {
   S_IFREG,
   ST_NOEXEC,
   SyscallError,
-} from "./libc.ts";
+} from "../sys/libc.ts";
 
 /** `mmap` flag: a shared mapping. */
 const MAP_SHARED = 0x01;
@@ -212,7 +212,7 @@ export interface ShareDir {
  *
  * @example
  * ```ts no-eval
- * import { libc } from "./libc.ts";
+ * import { libc } from "../sys/libc.ts";
  * import { openShareDir } from "./share.ts";
  * console.log(openShareDir(libc(), "/dev/shm/page-primer-0"));
  * ```
@@ -336,7 +336,7 @@ function create(
  *
  * @example
  * ```ts no-eval
- * import { libc } from "./libc.ts";
+ * import { libc } from "../sys/libc.ts";
  * import { evictUnused, openShareDir } from "./share.ts";
  * const dir = openShareDir(libc(), "/dev/shm/page-primer-0");
  * if (typeof dir !== "string") {
@@ -398,7 +398,7 @@ export interface SharedCopy {
  *
  * @example
  * ```ts no-eval
- * import { libc } from "./libc.ts";
+ * import { libc } from "../sys/libc.ts";
  * import { openShareDir, sharedCopy } from "./share.ts";
  * const c = libc();
  * const dir = openShareDir(c, "/dev/shm/page-primer-0");
@@ -455,7 +455,7 @@ export function sharedCopy(
  *
  * @example
  * ```ts no-eval
- * import { clearSharedCopies } from "../mod.ts";
+ * import { clearSharedCopies } from "../../mod.ts";
  * console.log(clearSharedCopies());
  * ```
  */

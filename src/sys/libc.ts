@@ -171,6 +171,18 @@ export function fdSource(
 }
 const SEEK_END = 2;
 
+/** A failed step: which call, which errno, and a message saying what to do. */
+export interface StepError {
+  /** The step that failed, e.g. `"mlock"`, `"madvise(MADV_POPULATE_READ)"`. */
+  step: string;
+  /** The errno name, e.g. `"ENOMEM"`. */
+  code: string;
+  /** The errno value. */
+  errno: number;
+  /** What failed and what to do about it. */
+  message: string;
+}
+
 /**
  * Linux errno values by name: the generic table (`asm-generic/errno-base.h`
  * and `errno.h`) that x86_64 and aarch64 use, 1 to 133. 41 and 58 are

@@ -8,8 +8,8 @@
  * @module
  */
 
-import { parseElf } from "./elf.ts";
-import { formatBytes } from "./format.ts";
+import { parseElf } from "../sys/elf.ts";
+import { formatBytes } from "../sys/format.ts";
 import {
   ERRNO,
   errnoName,
@@ -21,17 +21,17 @@ import {
   MAP_PRIVATE,
   PROT_EXEC,
   PROT_READ,
+  type StepError,
   SyscallError,
-} from "./libc.ts";
+} from "../sys/libc.ts";
 import {
   hugeBytes,
   parseMaps,
   type SmapsVma,
   sumIn,
   type Vma,
-} from "./maps.ts";
-import { readSmaps } from "./objects.ts";
-import type { StepError } from "./outcome.ts";
+} from "../sys/maps.ts";
+import { readSmaps } from "../sys/objects.ts";
 import {
   type Alignment,
   forHugetlb,
@@ -43,8 +43,8 @@ import {
   type RemapPlan,
   type SkippedRegion,
 } from "./plan.ts";
-import type { LoadedObject, SegmentRange } from "./segments.ts";
-import { selected, type ThpStatus, thpStatus } from "./thp.ts";
+import type { LoadedObject, SegmentRange } from "../sys/segments.ts";
+import { selected, type ThpStatus, thpStatus } from "../sys/thp.ts";
 import {
   copyPrefix,
   defaultShareDir,
@@ -89,7 +89,7 @@ export interface HugetlbPool {
  *
  * @example
  * ```ts
- * import { chooseBackend } from "./remap.ts";
+ * import { chooseBackend } from "./execute.ts";
  * const pool = { total: 0, available: 0, needed: 44, command: "" };
  * console.log(chooseBackend("auto", pool, { usable: true }).backend); // "thp"
  * ```
@@ -145,7 +145,7 @@ export const MAPS_PER_REGION = 6;
  *
  * @example
  * ```ts
- * import { shmemThpOn } from "./remap.ts";
+ * import { shmemThpOn } from "./execute.ts";
  * console.log(shmemThpOn("advise"), shmemThpOn("never")); // true false
  * ```
  */
@@ -159,8 +159,8 @@ export function shmemThpOn(setting: string): boolean {
  *
  * @example
  * ```ts no-eval
- * import { libc } from "./libc.ts";
- * import { shmemEnabled } from "./remap.ts";
+ * import { libc } from "../sys/libc.ts";
+ * import { shmemEnabled } from "./execute.ts";
  * console.log(shmemEnabled(libc()));
  * ```
  */
@@ -188,8 +188,8 @@ export interface PoolState {
  *
  * @example
  * ```ts no-eval
- * import { libc } from "./libc.ts";
- * import { readPoolState } from "./remap.ts";
+ * import { libc } from "../sys/libc.ts";
+ * import { readPoolState } from "./execute.ts";
  * console.log(readPoolState(libc()).available);
  * ```
  */
@@ -216,7 +216,7 @@ export function readPoolState(c: Libc): PoolState {
  *
  * @example
  * ```ts
- * import { poolCommand } from "./remap.ts";
+ * import { poolCommand } from "./execute.ts";
  * console.log(poolCommand({ total: 10, available: 4 }, 44)); // "sysctl -w vm.nr_hugepages=50"
  * ```
  */
@@ -272,7 +272,7 @@ export interface RemapDecision<B extends string = Backend | "small"> {
  *
  * @example
  * ```ts
- * import { decideRemap } from "./remap.ts";
+ * import { decideRemap } from "./execute.ts";
  * const d = decideRemap({
  *   objects: [], ranges: [], smaps: [], align: "aggressive", wanted: "auto",
  *   pool: { total: 0, available: 0 }, thp: { usable: true }, shmemEnabled: "never",
@@ -672,7 +672,7 @@ function protOf(perms: string): number {
  *
  * @example
  * ```ts
- * import { devString } from "./remap.ts";
+ * import { devString } from "./execute.ts";
  * console.log(devString(0xfe00)); // "fe:00"
  * ```
  */
@@ -757,7 +757,7 @@ const MEMCG_MARGIN = 16 * 1024 * 1024;
  *
  * @example
  * ```ts
- * import { memcgProblem } from "./remap.ts";
+ * import { memcgProblem } from "./execute.ts";
  * const files: Record<string, string> = {
  *   "/sys/fs/cgroup/app/memory.max": "209715200\n",
  *   "/sys/fs/cgroup/app/memory.current": "157286400\n",
@@ -832,7 +832,7 @@ function maxMapHeadroom(c: Libc, current: number): number {
  *
  * @example
  * ```ts
- * import { measureCoverage } from "./remap.ts";
+ * import { measureCoverage } from "./execute.ts";
  * console.log(measureCoverage([], [], "text")); // { bytes: 0, huge: 0 }
  * ```
  */
@@ -857,10 +857,10 @@ export function measureCoverage(
  *
  * @example
  * ```ts no-eval
- * import { libc } from "./libc.ts";
- * import { mainExecutable } from "./objects.ts";
- * import { segmentRanges } from "./segments.ts";
- * import { remapObjects } from "./remap.ts";
+ * import { libc } from "../sys/libc.ts";
+ * import { mainExecutable } from "../sys/objects.ts";
+ * import { segmentRanges } from "../sys/segments.ts";
+ * import { remapObjects } from "./execute.ts";
  * const c = libc();
  * const exe = mainExecutable(c);
  * const report = remapObjects(c, [exe], segmentRanges(exe, 4096), {});
@@ -1328,7 +1328,7 @@ function remapLocked(
  *
  * @example
  * ```ts
- * import { emptyRestoreReport } from "./remap.ts";
+ * import { emptyRestoreReport } from "./execute.ts";
  * console.log(emptyRestoreReport().restored); // 0
  * ```
  */
@@ -1386,8 +1386,8 @@ function restoreByCopy(
  *
  * @example
  * ```ts no-eval
- * import { libc } from "./libc.ts";
- * import { restoreRemapped } from "./remap.ts";
+ * import { libc } from "../sys/libc.ts";
+ * import { restoreRemapped } from "./execute.ts";
  * console.log(restoreRemapped(libc()).restored);
  * ```
  */
