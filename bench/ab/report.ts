@@ -16,6 +16,9 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
+import type { ItlbInfo } from "../../src/tools/footprint.ts";
+import type { WorkloadFootprint } from "./footprint.ts";
+import { renderGainChart } from "./gain_chart.ts";
 import type { SplitCheck } from "./split.ts";
 import { minPairs, type RatioSummary } from "./stats.ts";
 
@@ -83,10 +86,30 @@ export interface Measurement {
 /** A paired comparison `other / huge`. */
 export type Comparison = RatioSummary & { ratios: number[] };
 
+/** A median ratio and its interval, as the summary of the results lists it. */
+export interface RatioBrief {
+  /** Median paired ratio (other / huge). */
+  median: number;
+  /** Lower bound of the interval. */
+  lo: number;
+  /** Upper bound of the interval. */
+  hi: number;
+}
+
 /** Everything measured for one workload. */
 export interface WorkloadResult {
   /** Name. */
   name: string;
+  /**
+   * Distinct 4 KiB pages of the executable's text touched by one batch
+   * (`footprint.pages`); written by {@linkcode writeReports}, `null` when
+   * not measured.
+   */
+  footprintPages?: number | null;
+  /** The comparisons' medians and intervals; written by {@linkcode writeReports}. */
+  ratios?: Partial<Record<OtherMode, RatioBrief>>;
+  /** The hot-code footprint, measured around batches in the small mode. */
+  footprint?: WorkloadFootprint;
   /** What one op does. */
   description: string;
   /** Ops per timed batch, from calibration. */
@@ -175,6 +198,8 @@ export interface AbResult {
     backend?: string;
     order: string;
   };
+  /** The CPU's instruction TLB from CPUID (absent in results made before it was read). */
+  itlb?: ItlbInfo | { unknown: string };
   /** Coverage reached by the `huge` and `small` remaps (first switch; small only when it ran). */
   coverage: { huge: ModeCoverage; small?: ModeCoverage };
   /** Every mode switch. */
@@ -254,12 +279,15 @@ export function renderMarkdown(r: AbResult): string {
       (sw[Math.floor(sw.length / 2)] ?? 0).toFixed(0)
     } ms`,
     ...(splits.length > 0 ? [splitLine(splits)] : []),
+    ...(r.itlb !== undefined ? [itlbLine(r.itlb)] : []),
     `- ${conf}% percentile-bootstrap interval of the median paired ratio (${o.resamples} resamples, seed ${o.seed})`,
     "",
-    `| workload | ${modes.map((x) => `${x} µs/op`).join(" | ")} | ${
-      others.map((x) => `${x}/huge [${conf}% CI]`).join(" | ")
-    } | ${others.map((x) => `huge vs ${x}`).join(" | ")} |`,
-    `| --- | ${modes.map(() => "---:").join(" | ")} | ${
+    `| workload | footprint pages | ${
+      modes.map((x) => `${x} µs/op`).join(" | ")
+    } | ${others.map((x) => `${x}/huge [${conf}% CI]`).join(" | ")} | ${
+      others.map((x) => `huge vs ${x}`).join(" | ")
+    } |`,
+    `| --- | ---: | ${modes.map(() => "---:").join(" | ")} | ${
       [...others, ...others].map(() => "---").join(" | ")
     } |`,
   ];
@@ -267,7 +295,7 @@ export function renderMarkdown(r: AbResult): string {
     const u = w.medianUsPerOp;
     const c = others.map((x) => w[comparisonKey(x)]);
     lines.push(
-      `| ${w.name} | ${
+      `| ${w.name} | ${w.footprint?.pages ?? "-"} | ${
         modes.map((x) => u[x] === undefined ? "-" : formatUs(u[x]!)).join(
           " | ",
         )
@@ -277,6 +305,8 @@ export function renderMarkdown(r: AbResult): string {
     );
   }
   lines.push(
+    "",
+    "Footprint: distinct 4 KiB pages of the runtime executable's text (with V8's builtins mapping) touched by one batch, median of the batches measured on the 4 KiB copy after /proc/self/clear_refs (bench/ab/footprint.ts).",
     "",
     "Ratios are time per op in the other mode over time per op on 2 MiB pages, paired round by round within a block: above 1 means the huge-page text was faster. " +
       `"faster" or "slower" only where the ${conf}% interval excludes 1` +
@@ -294,6 +324,20 @@ export function renderMarkdown(r: AbResult): string {
     "",
   );
   return lines.join("\n");
+}
+
+/** The header line of the CPU's instruction TLB. */
+function itlbLine(t: ItlbInfo | { unknown: string }): string {
+  if ("unknown" in t) return `- instruction TLB: unknown (${t.unknown})`;
+  return `- instruction TLB (CPUID, ${t.vendor}): ${
+    t.levels.map((l) =>
+      `L${l.level} ${
+        l.unified ? "unified" : "instruction"
+      } ${l.entries4k} entries for 4 KiB pages (${
+        l.entries4k * 4
+      } KiB), ${l.entries2m} for 2 MiB`
+    ).join("; ")
+  }`;
 }
 
 /** The header line that sums up the verified splits of a run. */
@@ -473,9 +517,36 @@ export const DEFAULT_OUT: string = fileURLToPath(
   new URL("../results", import.meta.url),
 );
 
-/** Reads every `<runtime>-<date>.json` A/B result in `dir`. */
-export function readResults(dir: string, date: string): AbResult[] {
-  const re = new RegExp(`^([a-z0-9]+)-${date.replace(/-/g, "\\-")}\\.json$`);
+/** The chart of file/huge per workload, every runtime of a directory. */
+export const RATIOS_SVG = "ab-ratios.svg";
+
+/** The chart of gain against footprint, every runtime of a directory. */
+export const GAIN_SVG = "ab-gain-vs-footprint.svg";
+
+/**
+ * The base name of a run's files: `ab-<runtime>`, with `-<backend>` for a
+ * `--backend` other than auto.
+ *
+ * @example
+ * ```ts no-eval
+ * import { resultBase } from "./report.ts";
+ * console.log(resultBase(result)); // "ab-deno"
+ * ```
+ */
+export function resultBase(r: AbResult): string {
+  const backend = r.options.backend ?? "auto";
+  return `ab-${r.runtime.name}${backend === "auto" ? "" : `-${backend}`}`;
+}
+
+/**
+ * The A/B results in `dir`: `ab-<runtime>.json` (huge on the default
+ * backend), or with `date` the older files named `<runtime>-<date>.json`.
+ * Deno first, then Bun.
+ */
+export function readResults(dir: string, date?: string): AbResult[] {
+  const re = date === undefined
+    ? /^ab-[a-z0-9]+\.json$/
+    : new RegExp(`^[a-z0-9]+-${date.replace(/-/g, "\\-")}\\.json$`);
   const files = readdirSync(dir).filter((n) => re.test(n)).sort();
   const out: AbResult[] = [];
   for (const name of files) {
@@ -494,24 +565,64 @@ export function readResults(dir: string, date: string): AbResult[] {
   );
 }
 
-/** Writes the JSON and Markdown of `r` and the date's combined SVG. */
+/**
+ * `r` with, first in each workload, its footprint (`footprintPages`) and
+ * the comparisons' medians and intervals (`ratios.small`, `.file`,
+ * `.split`): the summary a reader looks for in the JSON. Pure.
+ *
+ * @example
+ * ```ts no-eval
+ * import { withSummary } from "./report.ts";
+ * console.log(withSummary(result).workloads[0].ratios);
+ * ```
+ */
+export function withSummary(r: AbResult): AbResult {
+  const others = modesOf(r).filter((m): m is OtherMode => m !== "huge");
+  return {
+    ...r,
+    workloads: r.workloads.map((w) => {
+      const ratios: Partial<Record<OtherMode, RatioBrief>> = {};
+      for (const m of others) {
+        const c = w[comparisonKey(m)];
+        if (c) ratios[m] = { median: c.median, lo: c.lo, hi: c.hi };
+      }
+      const { name, ...rest } = w;
+      return {
+        name,
+        footprintPages: w.footprint?.pages ?? null,
+        ratios,
+        ...rest,
+      };
+    }),
+  };
+}
+
+/** Writes the charts of every result in `dir`; returns their paths. */
+export function writeCharts(dir: string): { ratios: string; gain: string } {
+  const all = readResults(dir);
+  const ratios = join(dir, RATIOS_SVG);
+  const gain = join(dir, GAIN_SVG);
+  writeFileSync(ratios, renderSvg(all));
+  writeFileSync(gain, renderGainChart(all));
+  return { ratios, gain };
+}
+
+/**
+ * Writes the JSON and Markdown of `r` (`ab-<runtime>.json`, `.md`) and
+ * the charts of every runtime's result in `dir`.
+ */
 export function writeReports(
   r: AbResult,
   dir: string,
-): { json: string; md: string; svg: string } {
+): { json: string; md: string; svg: string; gain: string } {
   mkdirSync(dir, { recursive: true });
-  const backend = r.options.backend ?? "auto";
-  const base = join(
-    dir,
-    `${r.runtime.name}-${r.date}${backend === "auto" ? "" : `-${backend}`}`,
-  );
+  const base = join(dir, resultBase(r));
   const json = `${base}.json`;
   const md = `${base}.md`;
-  writeFileSync(json, JSON.stringify(r, null, 1) + "\n");
+  writeFileSync(json, JSON.stringify(withSummary(r), null, 1) + "\n");
   writeFileSync(md, renderMarkdown(r));
-  const svg = join(dir, `ab-${r.date}.svg`);
-  writeFileSync(svg, renderSvg(readResults(dir, r.date)));
-  return { json, md, svg };
+  const charts = writeCharts(dir);
+  return { json, md, svg: charts.ratios, gain: charts.gain };
 }
 
 if (import.meta.main) {
@@ -519,28 +630,41 @@ if (import.meta.main) {
   const { values } = parseArgs({
     options: {
       out: { type: "string", default: DEFAULT_OUT },
-      date: { type: "string", default: new Date().toISOString().slice(0, 10) },
+      date: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
   if (values.help) {
     console.log(
-      "usage: report.ts [--out DIR] [--date YYYY-MM-DD]\nRebuilds <runtime>-<date>.md and ab-<date>.svg from the JSON results in DIR.",
+      "usage: report.ts [--out DIR] [--date YYYY-MM-DD]\nRebuilds ab-<runtime>.md, " +
+        `${RATIOS_SVG} and ${GAIN_SVG} from the ab-<runtime>.json results in DIR;\n` +
+        "with --date, <runtime>-<date>.md and ab-<date>.svg from the older <runtime>-<date>.json.",
     );
   } else {
-    const results = readResults(values.out, values.date);
+    const date = values.date;
+    const results = readResults(values.out, date);
     if (results.length === 0) {
-      console.error(`no A/B results for ${values.date} in ${values.out}`);
+      console.error(
+        `no A/B results${date ? ` for ${date}` : ""} in ${values.out}`,
+      );
       process.exitCode = 1;
     } else {
       for (const r of results) {
-        const md = join(values.out, `${r.runtime.name}-${r.date}.md`);
+        const md = join(
+          values.out,
+          date ? `${r.runtime.name}-${r.date}.md` : `${resultBase(r)}.md`,
+        );
         writeFileSync(md, renderMarkdown(r));
         console.log(md);
       }
-      const svg = join(values.out, `ab-${values.date}.svg`);
-      writeFileSync(svg, renderSvg(results));
-      console.log(svg);
+      if (date) {
+        const svg = join(values.out, `ab-${date}.svg`);
+        writeFileSync(svg, renderSvg(results));
+        console.log(svg);
+      } else {
+        const c = writeCharts(values.out);
+        console.log(`${c.ratios}\n${c.gain}`);
+      }
     }
   }
 }

@@ -38,6 +38,12 @@ import {
   runtimeVersion,
   stderrIsTerminal,
 } from "./runtime.ts";
+import {
+  footprintPages,
+  FootprintProbe,
+  type FootprintSample,
+  type WorkloadFootprint,
+} from "./footprint.ts";
 import { copyUsage, type Range, splitInPlace } from "./split.ts";
 import { compare, median } from "./stats.ts";
 import { type WorkloadRun, WORKLOADS } from "./workloads.ts";
@@ -46,8 +52,10 @@ const HELP = `usage: bench/ab/run.ts [options]
 
 Times each workload with the runtime's code on 2 MiB pages (huge), on the
 same copy split in place into 4 KiB entries (split), on a 4 KiB anonymous
-copy (small) and file-backed (file), interleaved in one process, and writes
-<runtime>-<date>.json/.md and ab-<date>.svg.
+copy (small) and file-backed (file), interleaved in one process; measures
+each workload's hot-code footprint (4 KiB pages of the executable's text
+one batch touches, on the 4 KiB copy, from clear_refs and smaps); writes
+ab-<runtime>.json/.md, ab-ratios.svg and ab-gain-vs-footprint.svg.
 
   --rounds N        rounds per workload, each timing every mode once
                     (default 30, quick 6; rounded up to an even number)
@@ -60,7 +68,7 @@ copy (small) and file-backed (file), interleaved in one process, and writes
   --backend B       where the huge mode's pages come from: auto (default),
                     thp, hugetlb (size the pool first: see README), memfd,
                     or shared (remap({ share: true })); results of a backend
-                    other than auto are written as <runtime>-<date>-<B>.*
+                    other than auto are written as ab-<runtime>-<B>.*
   --out DIR         results directory (default bench/results)
   --target-ms MS    time of one timed batch (default 60, quick 25)
   --seed N          bootstrap PRNG seed (default 1)
@@ -70,6 +78,9 @@ copy (small) and file-backed (file), interleaved in one process, and writes
 Deno: deno run --allow-ffi --allow-net=127.0.0.1 --allow-read --allow-write=bench/results bench/ab/run.ts
 Bun:  bun bench/ab/run.ts
 Progress goes to stderr when it is a terminal; the table to stdout.`;
+
+/** Batches measured for a workload's footprint (quick: 1). */
+const FOOTPRINT_SAMPLES = 3;
 
 const BACKENDS = ["auto", "thp", "hugetlb", "memfd", "shared"] as const;
 type Backend = typeof BACKENDS[number];
@@ -388,6 +399,26 @@ async function calibrate(
   return { ops, ms: median(check) };
 }
 
+/**
+ * The workload's footprint: in the small mode, after a settle batch,
+ * `samples` batches of `ops`, each between clear_refs and a smaps reading.
+ */
+async function measureFootprint(
+  probe: FootprintProbe,
+  modes: Modes,
+  w: WorkloadRun,
+  ops: number,
+  samples: number,
+): Promise<WorkloadFootprint> {
+  modes.to("small");
+  await timed(w, Math.max(1, Math.round(ops / 4)));
+  const out: FootprintSample[] = [];
+  for (let i = 0; i < samples; i++) {
+    out.push(await probe.around(() => timed(w, ops)));
+  }
+  return { mode: "small", ops, samples: out, pages: footprintPages(out) };
+}
+
 class Progress {
   readonly on = stderrIsTerminal();
   show(s: string): void {
@@ -415,6 +446,8 @@ async function main(): Promise<void> {
   // A fresh process runs file-backed; put it back there if something else
   // in it remapped, then check that both remaps work before measuring.
   restore();
+  const probe = new FootprintProbe();
+  const itlb = probe.itlb();
   progress.show("checking the mode switches…");
   for (const m of opt.modes) modes.to(m);
   modes.to("file");
@@ -432,6 +465,14 @@ async function main(): Promise<void> {
         progress.show(`${name}: warming up and calibrating`);
         const cal = await calibrate(run, opt.targetMs, opt.quick ? 150 : 500);
         const settleOps = Math.max(1, Math.round(cal.ops / 4));
+        progress.show(`${name}: measuring the footprint`);
+        const fp = await measureFootprint(
+          probe,
+          modes,
+          run,
+          cal.ops,
+          opt.quick ? 1 : FOOTPRINT_SAMPLES,
+        );
         const measurements: Measurement[] = [];
         for (let b = 0; b < blocks; b++) {
           const order = blockOrder(b, opt.modes);
@@ -475,6 +516,7 @@ async function main(): Promise<void> {
           opsPerRound: cal.ops,
           settleOps,
           calibratedMs: cal.ms,
+          footprint: fp,
           seconds: 0,
           medianUsPerOp: Object.fromEntries(
             opt.modes.map((m) => [m, median(times(m))]),
@@ -488,7 +530,7 @@ async function main(): Promise<void> {
         result.seconds = (performance.now() - w0) / 1000;
         results.push(result);
         progress.done(
-          `${name}: ${
+          `${name}: ${fp.pages} pages, ${
             opt.modes.filter((m): m is OtherMode => m !== "huge").map((m) =>
               `${m}/huge ${result[comparisonKey(m)]!.median.toFixed(3)}`
             ).join(", ")
@@ -507,6 +549,7 @@ async function main(): Promise<void> {
     schema: SCHEMA,
     runtime: { name: runtimeName, version: runtimeVersion, engine },
     machine,
+    itlb,
     date: started.toISOString().slice(0, 10),
     started: started.toISOString(),
     finished: finished.toISOString(),
@@ -535,7 +578,10 @@ async function main(): Promise<void> {
   };
   const paths = writeReports(result, opt.out);
   console.log(renderMarkdown(result));
-  console.log(`wrote ${paths.json}\nwrote ${paths.md}\nwrote ${paths.svg}`);
+  console.log(
+    [paths.json, paths.md, paths.svg, paths.gain].map((p) => `wrote ${p}`)
+      .join("\n"),
+  );
 }
 
 if (import.meta.main) {
