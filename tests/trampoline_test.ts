@@ -31,6 +31,7 @@ const SOURCES = [
   "primer.c",
   "perf_map.c",
   "cpuid.c",
+  "calibrate.c",
   "primer.h",
   "registry.h",
   "arch_x86_64.h",
@@ -74,6 +75,7 @@ test("the trampoline is a self-contained x86_64 shared object exporting pp_run a
   const defined = dyn.filter((s) => s.shndx !== 0).map((s) => s.name).sort();
   assert.deepEqual(defined, [
     "pp_abi",
+    "pp_calibrate",
     "pp_cpuid",
     "pp_lock",
     "pp_perf_map",

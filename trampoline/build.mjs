@@ -18,13 +18,14 @@ export const SOURCES = [
   "primer.c",
   "perf_map.c",
   "cpuid.c",
+  "calibrate.c",
   "primer.h",
   "registry.h",
   "arch_x86_64.h",
   "linux_abi.h",
 ];
 /** The translation units, linked into one primer.so. */
-export const UNITS = ["primer.c", "perf_map.c", "cpuid.c"];
+export const UNITS = ["primer.c", "perf_map.c", "cpuid.c", "calibrate.c"];
 export const CFLAGS = [
   "-std=gnu11",
   "-O2",

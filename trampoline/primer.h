@@ -1,5 +1,6 @@
 /* The plan ABI shared with src/remap/trampoline.ts: operations, flags, steps and
- * the region record; the perf map request (perf_map.c); pp_cpuid (cpuid.c). Change PP_ABI_VERSION when any of it changes. */
+ * the region record; the perf map request (perf_map.c); pp_cpuid (cpuid.c); the
+ * calibration request (calibrate.c). Change PP_ABI_VERSION when any of it changes. */
 #ifndef PP_PRIMER_H
 #define PP_PRIMER_H
 
@@ -132,6 +133,45 @@ struct pp_perf_map {
 	uint64_t symbols;     /* lines written */
 	uint64_t covered;     /* bytes of the ranges inside a written line */
 	uint64_t written;     /* bytes appended to the map */
+};
+
+/* The calibration driver (calibrate.c): operations of a request. */
+#define PP_CAL_MAP 1   /* map the image on 2 MiB or 4 KiB pages, read+exec */
+#define PP_CAL_RUN 2   /* calls through the table */
+#define PP_CAL_UNMAP 3 /* unmap an area PP_CAL_MAP returned */
+
+/* Flags of a calibration request. */
+#define PP_CAL_F_HUGE 0x1    /* PP_CAL_MAP: MADV_HUGEPAGE + MADV_COLLAPSE
+				(else MADV_NOHUGEPAGE) */
+#define PP_CAL_F_SYSCALL 0x2 /* PP_CAL_RUN: one gettid() after each call */
+
+/* Steps of the calibration driver, reported in `step` when one fails. */
+enum pp_cal_step {
+	PP_CAL_OK = 0,
+	PP_CAL_STEP_CHECK = 1,   /* a bad request: EINVAL */
+	PP_CAL_STEP_MAP = 2,     /* mmap of the area */
+	PP_CAL_STEP_TRIM = 3,    /* munmap of the alignment slack */
+	PP_CAL_STEP_ADVISE = 4,  /* MADV_HUGEPAGE / MADV_NOHUGEPAGE */
+	PP_CAL_STEP_PROTECT = 5, /* mprotect read+exec */
+	PP_CAL_STEP_UNMAP = 6,   /* munmap of the area */
+};
+
+/* One calibration request; every field is 64 bits. */
+struct pp_calibrate {
+	uint64_t op;           /* PP_CAL_* */
+	uint64_t flags;        /* PP_CAL_F_* */
+	uint64_t start;        /* MAP: result; RUN, UNMAP: the area */
+	uint64_t len;          /* bytes of the area, a multiple of 2 MiB */
+	uint64_t image;        /* MAP: the code, copied to start */
+	uint64_t image_len;    /*   bytes, <= len */
+	uint64_t table;        /* RUN: uint32_t offsets of functions from start */
+	uint64_t table_len;    /*   entries, cycled through */
+	uint64_t calls;        /* RUN: calls to make */
+	uint64_t x;            /* RUN: first argument; out: last return value */
+	/* results */
+	uint64_t step;         /* enum pp_cal_step that failed, 0 when ok */
+	uint64_t err;          /* its errno */
+	uint64_t collapse_err; /* MAP with PP_CAL_F_HUGE: errno of MADV_COLLAPSE */
 };
 
 #endif

@@ -28,6 +28,7 @@ const SYMBOLS = {
   pp_unlock: { args: [], returns: "void" },
   pp_perf_map: { args: ["u64"], returns: "u64" },
   pp_cpuid: { args: ["u64", "u64", "u64"], returns: "u64" },
+  pp_calibrate: { args: ["u64"], returns: "u64" },
 } as const;
 
 /** How long a thread waits for another that holds page-primer's lock. */
