@@ -525,7 +525,9 @@ export const GAIN_SVG = "ab-gain-vs-footprint.svg";
 
 /**
  * The base name of a run's files: `ab-<runtime>`, with `-<backend>` for a
- * `--backend` other than auto.
+ * `--backend` other than `auto` and `thp` (what `auto` picks when no
+ * hugetlb pool is reserved; `--backend thp` pins it, which the split mode
+ * needs).
  *
  * @example
  * ```ts no-eval
@@ -535,7 +537,9 @@ export const GAIN_SVG = "ab-gain-vs-footprint.svg";
  */
 export function resultBase(r: AbResult): string {
   const backend = r.options.backend ?? "auto";
-  return `ab-${r.runtime.name}${backend === "auto" ? "" : `-${backend}`}`;
+  return `ab-${r.runtime.name}${
+    backend === "auto" || backend === "thp" ? "" : `-${backend}`
+  }`;
 }
 
 /**

@@ -68,7 +68,9 @@ ab-<runtime>.json/.md, ab-ratios.svg and ab-gain-vs-footprint.svg.
   --backend B       where the huge mode's pages come from: auto (default),
                     thp, hugetlb (size the pool first: see README), memfd,
                     or shared (remap({ share: true })); results of a backend
-                    other than auto are written as ab-<runtime>-<B>.*
+                    other than auto and thp are written as ab-<runtime>-<B>.*;
+                    the split mode needs thp pages: give --backend thp when a
+                    hugetlb pool may be reserved (auto would take it)
   --out DIR         results directory (default bench/results)
   --target-ms MS    time of one timed batch (default 60, quick 25)
   --seed N          bootstrap PRNG seed (default 1)
