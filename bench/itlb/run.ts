@@ -15,6 +15,7 @@ import { execFileSync } from "node:child_process";
 import {
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   writeFileSync,
@@ -30,11 +31,45 @@ import { compare, median, type RatioSummary } from "../ab/stats.ts";
 /** Identifies the JSON format. */
 const ITLB_SCHEMA = "page-primer/bench-itlb/1";
 
-/** The variants of itlb.c, in the order they run. */
-const VARIANTS = ["call", "syscall", "pingpong", "shootdown"] as const;
+/** The variants of itlb.c, in the order they run when all are asked for. */
+const VARIANTS = [
+  "call",
+  "syscall",
+  "pingpong",
+  "shootdown",
+  "vdso",
+  "sysread",
+  "cpuid",
+  "sysonly",
+  "pages",
+  "syspages",
+  "vdsopages",
+  "readpages",
+  "cpuidpages",
+  "hop",
+  "syshop",
+  "data",
+  "datasys",
+  "datapacked",
+  "datapages",
+  "datasyspages",
+  "datahop",
+  "datasyshop",
+] as const;
 
-/** What happens once per call besides the call (see itlb.c). */
+/** What one iteration does (see itlb.c). */
 type Variant = typeof VARIANTS[number];
+
+/** The variants run when `--variants` is not given. */
+const DEFAULT_VARIANTS: readonly Variant[] = [
+  "call",
+  "syscall",
+  "pingpong",
+  "shootdown",
+];
+
+/** Variants whose size is in 2 MiB steps: one item per 2 MiB. */
+const PER_2M: readonly Variant[] = ["hop", "syshop", "datahop", "datasyshop"];
 
 const DESCRIPTIONS: Record<Variant, string> = {
   call: "the call only (instruction fetch from the spread code)",
@@ -43,6 +78,37 @@ const DESCRIPTIONS: Record<Variant, string> = {
     "a futex round trip per call with a second thread, which also calls a function of the spread code",
   shootdown:
     "the call only, while a second thread maps, touches and unmaps a page in a loop (TLB shootdowns)",
+  vdso:
+    "one clock_gettime() through the vDSO per call (user code only, no kernel entry)",
+  sysread:
+    "one read() of 4 KiB from /dev/zero per call (a system call that does work)",
+  cpuid:
+    "one CPUID instruction per call (in a VM: an exit to the hypervisor, no guest kernel entry; x86-64)",
+  sysonly:
+    "no call: getppid() system calls in a loop that is itself code on the region's first page (x86-64)",
+  pages:
+    "per iteration, one call into every function of the spread (N distinct 4 KiB pages, within one 2 MiB page up to 2 MiB)",
+  syspages:
+    "pages, then one getppid(): N distinct 4 KiB pages of code between two kernel entries",
+  vdsopages: "pages, then one clock_gettime() through the vDSO",
+  readpages: "pages, then one read() of 4 KiB from /dev/zero",
+  cpuidpages: "pages, then one CPUID (VM exit, no guest kernel entry; x86-64)",
+  hop:
+    "per iteration, one call into each of K = spread/2 functions, one per 2 MiB of the spread",
+  syshop:
+    "hop, then one getppid(): K distinct 2 MiB pages of code between two kernel entries",
+  data:
+    "one load per iteration, chasing pointers placed one per 4 KiB page in a random order (data instead of code)",
+  datasys: "data, then one getppid()",
+  datapacked:
+    "data with the same number of pointers packed 128 bytes apart (32 per 4 KiB page)",
+  datapages:
+    "per iteration, one load from every 4 KiB page of the spread (N loads)",
+  datasyspages:
+    "datapages, then one getppid(): N distinct 4 KiB pages of data between two kernel entries",
+  datahop: "per iteration, K = spread/2 loads, one pointer per 2 MiB",
+  datasyshop:
+    "datahop, then one getppid(): K distinct 2 MiB pages of data between two kernel entries",
 };
 
 const DEFAULT_SIZES = [1, 2, 4, 8, 16, 64, 256];
@@ -57,7 +123,11 @@ itlb.json and itlb.md.
   --sizes a,b       code sizes in MiB, fractions too: 0.25 (default ${
   DEFAULT_SIZES.join(",")
 })
-  --variants a,b    ${VARIANTS.join(",")} (default all)
+  --variants a,b    which variants, or "all" (default ${
+  DEFAULT_VARIANTS.join(",")
+});
+                    all: ${VARIANTS.join(",")}
+  --sample-ms N     length of one timed sample, ms (default 20)
   --out DIR         results directory (default bench/results/latest)
   --seed N          bootstrap PRNG seed (default 1)
   --resamples N     bootstrap resamples (default 10000)
@@ -68,6 +138,8 @@ interface RawSize {
   mib: number;
   pages: number;
   calls: number;
+  /** Bytes mapped per region (absent in output of older itlb.c). */
+  mappedBytes?: number;
   hugeAnonHugeKiB: number;
   smallAnonHugeKiB: number;
   hugeAnonHugeKiBAfter: number;
@@ -91,38 +163,111 @@ export interface SizeResult {
   hugeNs: number;
   /** Median ns per call on 4 KiB pages. */
   smallNs: number;
+  /** Median of the paired differences, ns per call: 2 MiB minus 4 KiB. */
+  hugeMinusSmallNs: number;
   /** small / huge, paired per repetition, with its interval. */
   smallOverHuge: RatioSummary & { ratios: number[] };
   /** Every sample, ns per call. */
   samples: RawSize["samples"];
 }
 
+/** The machine, with what bears on TLBs and kernel entries. */
+export interface Machine {
+  cpu: string;
+  cpus: number;
+  kernel: string;
+  thp: string;
+  /** `cpu family`, `model`, `stepping` and `microcode` of /proc/cpuinfo. */
+  cpuId: string;
+  /** `TLB size` of /proc/cpuinfo (AMD), or "unknown". */
+  tlb: string;
+  /** Whether the CPU flags include `hypervisor` (running in a VM). */
+  hypervisor: boolean;
+  /** Which of the flags in {@linkcode FLAGS_OF_INTEREST} are present. */
+  flags: string[];
+  /** /sys/devices/system/cpu/vulnerabilities: file name to its text. */
+  vulnerabilities: Record<string, string>;
+  /** The kernel command line's `mitigations=` and related options. */
+  cmdline: string[];
+}
+
+/** CPU flags that bear on TLBs, page walks and kernel entry costs. */
+const FLAGS_OF_INTEREST = [
+  "hypervisor",
+  "pge",
+  "pse",
+  "pdpe1gb",
+  "pcid",
+  "invpcid",
+  "invlpgb",
+  "svm",
+  "npt",
+  "vmx",
+  "ept",
+  "smep",
+  "smap",
+  "la57",
+  "ibrs",
+  "ibpb",
+  "stibp",
+  "ibrs_enhanced",
+  "auto_ibrs",
+  "pti",
+] as const;
+
 /** The whole result. */
 export interface ItlbResult {
   schema: string;
-  machine: { cpu: string; cpus: number; kernel: string; thp: string };
+  machine: Machine;
   compiler: string;
   started: string;
   seconds: number;
-  options: { reps: number; sizes: number[]; seed: number; resamples: number };
+  options: {
+    reps: number;
+    sizes: number[];
+    seed: number;
+    resamples: number;
+    sampleMs: number;
+  };
   variants: { name: Variant; description: string; sizes: SizeResult[] }[];
 }
 
-function listOf<T extends string>(
-  v: string | undefined,
-  all: readonly T[],
-  what: string,
-): T[] {
-  if (v === undefined) return [...all];
-  const xs = v.split(",").map((s) => s.trim()).filter((s) => s !== "");
-  for (const x of xs) {
-    if (!all.includes(x as T)) {
+/** One variant to run and its code spreads, MiB. */
+interface Plan {
+  name: Variant;
+  sizes: number[];
+}
+
+/**
+ * Parses `--variants`: names separated by commas, each optionally with its
+ * own sizes after `@` separated by `/` (`syspages@0.0625/1`), or `all`.
+ */
+function plans(v: string | undefined, sizes: number[]): Plan[] {
+  if (v === undefined) return DEFAULT_VARIANTS.map((name) => ({ name, sizes }));
+  if (v.trim() === "all") return VARIANTS.map((name) => ({ name, sizes }));
+  const out: Plan[] = [];
+  for (const item of v.split(",").map((s) => s.trim()).filter((s) => s)) {
+    const [name, own] = item.split("@");
+    if (!(VARIANTS as readonly string[]).includes(name)) {
       throw new RangeError(
-        `--${what}: unknown ${JSON.stringify(x)}; known: ${all.join(", ")}`,
+        `--variants: unknown ${JSON.stringify(name)}; known: ${
+          VARIANTS.join(", ")
+        }`,
       );
     }
+    out.push({
+      name: name as Variant,
+      sizes: own === undefined
+        ? sizes
+        : own.split("/").map((s) => sizeMiB(s.trim())),
+    });
   }
-  return xs as T[];
+  return out;
+}
+
+/** The sizes a variant can run: one item per 2 MiB needs at least 2 MiB. */
+function usableSizes(p: Plan): number[] {
+  return PER_2M.includes(p.name) ? p.sizes.filter((s) => s >= 2) : p.sizes;
 }
 
 function positive(v: string | undefined, dflt: number, what: string): number {
@@ -155,14 +300,44 @@ function readOr(path: string, dflt: string): string {
   }
 }
 
-function machine(): ItlbResult["machine"] {
+function cpuinfoField(cpuinfo: string, name: string): string | undefined {
+  return new RegExp(`^${name}\\s*:\\s*(.*)$`, "m").exec(cpuinfo)?.[1].trim();
+}
+
+function vulnerabilities(): Record<string, string> {
+  const dir = "/sys/devices/system/cpu/vulnerabilities";
+  const out: Record<string, string> = {};
+  try {
+    for (const name of readdirSync(dir).sort()) {
+      out[name] = readOr(join(dir, name), "").trim();
+    }
+  } catch {
+    // no sysfs: leave empty
+  }
+  return out;
+}
+
+function machine(): Machine {
   const cpuinfo = readOr("/proc/cpuinfo", "");
+  const flags = new Set((cpuinfoField(cpuinfo, "flags") ?? "").split(/\s+/));
+  const id = ["cpu family", "model", "stepping", "microcode"]
+    .map((f) => `${f} ${cpuinfoField(cpuinfo, f) ?? "?"}`).join(", ");
+  const cmdline = readOr("/proc/cmdline", "").split(/\s+/).filter((w) =>
+    /^(mitigations|nopti|pti|spectre|retbleed|spec_rstack|srso|nospec|transparent_hugepage|nested)/
+      .test(w)
+  );
   return {
-    cpu: /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1].trim() ?? "unknown",
+    cpu: cpuinfoField(cpuinfo, "model name") ?? "unknown",
     cpus: (cpuinfo.match(/^processor\s*:/gm) ?? []).length,
     kernel: readOr("/proc/sys/kernel/osrelease", "unknown").trim(),
     thp: readOr("/sys/kernel/mm/transparent_hugepage/enabled", "unknown")
       .trim(),
+    cpuId: id,
+    tlb: cpuinfoField(cpuinfo, "TLB size") ?? "unknown",
+    hypervisor: flags.has("hypervisor"),
+    flags: FLAGS_OF_INTEREST.filter((f) => flags.has(f)),
+    vulnerabilities: vulnerabilities(),
+    cmdline,
   };
 }
 
@@ -171,7 +346,8 @@ function summarise(
   raw: RawSize,
   boot: { seed: number; resamples: number },
 ): SizeResult {
-  const mapped = Math.ceil(raw.pages / 512) * 2 * 1024 * 1024;
+  const mapped = raw.mappedBytes ??
+    Math.ceil(raw.pages / 512) * 2 * 1024 * 1024;
   const hugeOn2M: [number, number] = [
     raw.hugeAnonHugeKiB * 1024,
     raw.hugeAnonHugeKiBAfter * 1024,
@@ -200,6 +376,7 @@ function summarise(
     smallOn2M,
     hugeNs: median(huge),
     smallNs: median(small),
+    hugeMinusSmallNs: median(huge.map((h, i) => h - small[i])),
     smallOverHuge: compare(small, huge, { ...boot, confidence: 0.95 }),
     samples: raw.samples,
   };
@@ -216,17 +393,25 @@ function renderItlb(r: ItlbResult): string {
     `# Code on 2 MiB vs 4 KiB pages: ns per call, ${r.started.slice(0, 10)}`,
     "",
     `- machine: ${m.cpu}, ${m.cpus} CPUs, Linux ${m.kernel}, THP ${m.thp}; ${r.compiler}`,
-    `- ${r.options.reps} paired repetitions per size (huge and small alternate first); median ns per call; small/huge = median paired ratio [95% percentile-bootstrap interval] (above 1: 2 MiB pages faster)`,
+    `- ${m.cpuId}; TLB ${m.tlb}; ${
+      m.hypervisor ? "in a VM (hypervisor flag)" : "no hypervisor flag"
+    }; flags: ${m.flags.join(" ")}`,
+    `- vulnerabilities: ${
+      Object.entries(m.vulnerabilities)
+        .filter(([, t]) => t !== "Not affected")
+        .map(([k, t]) => `${k}: ${t}`).join("; ") || "none reported"
+    }${m.cmdline.length ? `; cmdline: ${m.cmdline.join(" ")}` : ""}`,
+    `- ${r.options.reps} paired repetitions per size (huge and small alternate first), samples of ${r.options.sampleMs} ms; median ns per call (per iteration, for the variants that do more than one call); 2M-4K = median paired difference; small/huge = median paired ratio [95% percentile-bootstrap interval] (above 1: 2 MiB pages faster)`,
     "",
-    "| variant | code spread | 2 MiB pages ns/call | 4 KiB pages ns/call | small/huge [95% CI] | verdict |",
-    "| --- | ---: | ---: | ---: | --- | --- |",
+    "| variant | code spread | 2 MiB pages ns/call | 4 KiB pages ns/call | 2M-4K ns | small/huge [95% CI] | verdict |",
+    "| --- | ---: | ---: | ---: | ---: | --- | --- |",
   ];
   for (const v of r.variants) {
     for (const s of v.sizes) {
       lines.push(
         `| ${v.name} | ${s.mib} MiB | ${ns(s.hugeNs)} | ${ns(s.smallNs)} | ${
-          formatRatio(s.smallOverHuge)
-        } | ${s.smallOverHuge.verdict} |`,
+          s.hugeMinusSmallNs.toFixed(1)
+        } | ${formatRatio(s.smallOverHuge)} | ${s.smallOverHuge.verdict} |`,
       );
     }
   }
@@ -248,6 +433,7 @@ function main(): void {
       out: { type: "string" },
       seed: { type: "string" },
       resamples: { type: "string" },
+      "sample-ms": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -261,7 +447,8 @@ function main(): void {
   const sizes = v.sizes === undefined
     ? DEFAULT_SIZES
     : v.sizes.split(",").map((s) => sizeMiB(s.trim()));
-  const variants = listOf(v.variants, VARIANTS, "variants");
+  const todo = plans(v.variants, sizes);
+  const sampleMs = positive(v["sample-ms"], 20, "sample-ms");
   const boot = {
     seed: positive(v.seed, 1, "seed"),
     resamples: positive(v.resamples, 10000, "resamples"),
@@ -277,7 +464,7 @@ function main(): void {
     compiler: "",
     started: started.toISOString(),
     seconds: 0,
-    options: { reps, sizes, ...boot },
+    options: { reps, sizes, ...boot, sampleMs },
     variants: [],
   };
   try {
@@ -297,21 +484,29 @@ function main(): void {
         }`,
       );
     }
-    for (const name of variants) {
-      process.stderr.write(`itlb: ${name} over ${sizes.join(", ")} MiB…\n`);
+    for (const p of todo) {
+      const use = usableSizes(p);
+      if (use.length === 0) {
+        process.stderr.write(
+          `itlb: ${p.name} skipped: it needs sizes of at least 2 MiB\n`,
+        );
+        continue;
+      }
+      process.stderr.write(`itlb: ${p.name} over ${use.join(", ")} MiB…\n`);
       const text = execFileSync(
         exe,
-        [name, String(reps), ...sizes.map(String)],
+        [p.name, String(reps), ...use.map(String)],
         {
           encoding: "utf8",
           maxBuffer: 64 << 20,
           stdio: ["ignore", "pipe", "inherit"],
+          env: { ...process.env, ITLB_SAMPLE_MS: String(sampleMs) },
         },
       );
       const raw = JSON.parse(text) as { sizes: RawSize[] };
       result.variants.push({
-        name,
-        description: DESCRIPTIONS[name],
+        name: p.name,
+        description: DESCRIPTIONS[p.name],
         sizes: raw.sizes.map((s) => summarise(s, boot)),
       });
     }
