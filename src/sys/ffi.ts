@@ -101,8 +101,48 @@ interface NodeLikeProcess {
   arch?: string;
 }
 
+/** A `Deno.dlopen` symbol definition. */
+interface DenoForeignFunction {
+  parameters: string[];
+  result: string;
+  optional?: boolean;
+}
+
+/**
+ * The part of the `Deno` namespace this module calls, declared here so that
+ * the package type-checks without Deno's types (e.g. `tsc` with
+ * `bun-types`): no other module of page-primer names `Deno`.
+ */
+interface DenoApi {
+  version: { deno: string };
+  build: { os: string; arch: string };
+  dlopen?(
+    path: string,
+    symbols: Record<string, DenoForeignFunction>,
+  ): {
+    symbols: Record<string, ((...a: unknown[]) => unknown) | null>;
+    close(): void;
+  };
+  permissions: {
+    querySync(desc: { name: string; variable?: string }): { state: string };
+  };
+  env: { get(name: string): string | undefined };
+  UnsafePointer: {
+    of(view: ArrayBufferView): unknown;
+    value(pointer: unknown): number | bigint;
+    create(value: bigint): unknown;
+  };
+  UnsafePointerView: {
+    getArrayBuffer(pointer: unknown, length: number): ArrayBuffer;
+  };
+  UnsafeCallback: new (
+    def: { parameters: string[]; result: string },
+    fn: (...a: unknown[]) => unknown,
+  ) => { pointer: unknown; close(): void };
+}
+
 const g = globalThis as unknown as {
-  Deno?: typeof Deno;
+  Deno?: DenoApi;
   Bun?: BunGlobal;
   process?: NodeLikeProcess;
 };
@@ -242,19 +282,19 @@ function bindDeno<T extends SymbolTable>(
   table: T,
 ): NativeLibrary<T> {
   const d = g.Deno!;
-  const defs: Record<string, Deno.ForeignFunction> = {};
+  const defs: Record<string, DenoForeignFunction> = {};
   for (const [name, f] of Object.entries(table)) {
     defs[name] = {
-      parameters: [...f.args] as Deno.NativeType[],
-      result: f.returns as Deno.NativeResultType,
+      parameters: [...f.args],
+      result: f.returns,
       optional: f.optional === true,
     };
   }
   let lastError: unknown;
   for (const path of names) {
-    let lib: Deno.DynamicLibrary<Record<string, Deno.ForeignFunction>>;
+    let lib: ReturnType<NonNullable<DenoApi["dlopen"]>>;
     try {
-      lib = d.dlopen(path, defs);
+      lib = d.dlopen!(path, defs);
     } catch (e) {
       if (
         e instanceof Error && /ffi/i.test(e.message) &&
@@ -406,7 +446,7 @@ export function addressOf(view: ArrayBufferView): number {
     throw new RangeError("addressOf() needs a non-empty buffer");
   }
   if (isBun()) return bunFfi().ptr(view);
-  const p = g.Deno!.UnsafePointer.of(view as Uint8Array<ArrayBuffer>);
+  const p = g.Deno!.UnsafePointer.of(view);
   return toNumber(g.Deno!.UnsafePointer.value(p));
 }
 
@@ -494,10 +534,10 @@ export function callback(
   const d = g.Deno!;
   const cb = new d.UnsafeCallback(
     {
-      parameters: [...def.args] as Deno.NativeType[],
-      result: def.returns as Deno.NativeResultType,
-    } as const,
-    wrapped as unknown as Deno.UnsafeCallbackFunction,
+      parameters: [...def.args],
+      result: def.returns,
+    },
+    wrapped,
   );
   return {
     address: toNumber(d.UnsafePointer.value(cb.pointer)),
