@@ -512,7 +512,7 @@ int main(int argc, char **argv) {
         if (huge) th_ns = t;
         else ts_ns = t;
       }
-      printf("%s{\"hugeNs\":%.1f,\"smallNs\":%.1f,\"hugeFirst\":%s}",
+      printf("%s{\"hugeNs\":%.3f,\"smallNs\":%.3f,\"hugeFirst\":%s}",
              r ? "," : "", th_ns / calls, ts_ns / calls,
              r % 2 == 0 ? "true" : "false");
     }
