@@ -27,15 +27,14 @@ export {
   restore,
   type ShareOptions,
 } from "./src/prime.ts";
+export type { Backend, HugetlbPool } from "./src/remap/backend.ts";
 export type {
-  Backend,
   Coverage,
-  HugetlbPool,
   RegionReport,
   RemapReport,
   RestoreReport,
   ShareReport,
-} from "./src/remap/execute.ts";
+} from "./src/remap/report.ts";
 export type { ThpStatus } from "./src/sys/thp.ts";
 export type { PerfMapObject, PerfMapReport } from "./src/remap/perf_map.ts";
 export type { Alignment, Gap, SkippedRegion } from "./src/remap/plan.ts";

@@ -2,38 +2,47 @@
  * Pure configuration of the zero-code entry point (`auto.ts`): turns the
  * `PAGE_PRIMER*` environment variables into a plan of builder calls, or into
  * errors that name the variable, the value and what is allowed. No syscalls
- * and no environment access here: the caller passes the variables in.
+ * and no environment access here: the caller passes the variables in. This
+ * module is the one place that parses them; `run()` reads `PAGE_PRIMER`
+ * through {@linkcode parsePagePrimer} too.
  *
- * | variable               | values                                                        | unset              |
- * | ---------------------- | ------------------------------------------------------------- | ------------------ |
- * | `PAGE_PRIMER`          | comma list of `mlock`, `populate`, `remap`; `on`; `off`       | `remap`            |
- * | `PAGE_PRIMER_BACKEND`  | `auto`, `thp`, `hugetlb`, `memfd`                             | `auto`             |
- * | `PAGE_PRIMER_ALIGN`    | `aggressive`, `conservative`                                  | `aggressive`       |
- * | `PAGE_PRIMER_OBJECTS`  | `main`, `all`, or a comma list of path substrings (`libc.so`) | `main`             |
- * | `PAGE_PRIMER_LOG`      | `text`, `json`, `none`                                        | `text` (to stderr) |
- * | `PAGE_PRIMER_STRICT`   | `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`               | `0`                |
- * | `PAGE_PRIMER_PERF_MAP` | `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`               | `0`                |
+ * | variable               | values                                                    | unset   |
+ * | ---------------------- | --------------------------------------------------------- | ------- |
+ * | `PAGE_PRIMER`          | `on`; `off`; or a comma list of `remap`, `mlock`, `populate` | `on` |
+ * | `PAGE_PRIMER_BACKEND`  | `auto`, `thp`, `hugetlb`, `memfd`                         | `auto`  |
+ * | `PAGE_PRIMER_ALIGN`    | `aggressive`, `conservative`                              | `aggressive` |
+ * | `PAGE_PRIMER_OBJECTS`  | `main`, `all`, or a comma list of path substrings (`libc.so`) | `main` |
+ * | `PAGE_PRIMER_LOG`      | `line` (one line), `table`, `json` (one line), `none`     | `line` (to stderr) |
+ * | `PAGE_PRIMER_STRICT`   | `1` (exit with code 1 on a bad value or a failed outcome) or `0` | `0` |
+ * | `PAGE_PRIMER_PERF_MAP` | `1` (append to `/tmp/perf-<pid>.map`, kept after exit) or `0` | `0` |
  *
- * `PAGE_PRIMER_PERF_MAP=1` makes the remap write `/tmp/perf-<pid>.map`
- * (`remap({ perfMap: true })`), which stays after the process exits.
+ * `on` (and unset) locks the runtime's code and read-only data in memory
+ * (`mlock`) when `RLIMIT_MEMLOCK` allows it, and prefaults it (`populate`)
+ * when it does not: the effect measured to pay everywhere (no major fault
+ * after memory pressure). The remap onto 2 MiB pages is an opt-in
+ * (`PAGE_PRIMER=remap` or `remap,mlock`): on the machines measured so far it
+ * made no workload measurably faster and loopback HTTP about 3% slower;
+ * `cli.ts doctor` says whether it pays on yours.
  *
- * `PAGE_PRIMER=off` (or `0`, `false`, `no`, `none`) turns page-primer off,
- * the same values `run()` itself honours.
+ * Values are exact (trimmed, lower case): `0`, `true`, `yes`, `REMAP` and
+ * the like are rejected with the value meant.
  *
  * @module
  */
 
 import { type Alignment, ALIGNMENTS, BACKEND_CHOICES } from "./remap/plan.ts";
-import type { Backend } from "./remap/execute.ts";
 
 /** An action `PAGE_PRIMER` can ask for. */
 export type AutoAction = "mlock" | "populate" | "remap";
 /** A `PAGE_PRIMER_BACKEND` value: a `remap({ backend })` value. */
-export type AutoBackend = "auto" | Backend;
+export type AutoBackend = "auto" | "thp" | "hugetlb" | "memfd";
 /** A `PAGE_PRIMER_ALIGN` value: a `remap({ align })` value. */
 export type AutoAlign = Alignment;
-/** A `PAGE_PRIMER_LOG` value. */
-export type AutoLog = "text" | "json" | "none";
+/**
+ * A `PAGE_PRIMER_LOG` value: `"line"` one line on stderr, `"table"` the
+ * whole report, `"json"` one JSON line, `"none"` nothing.
+ */
+export type AutoLog = "line" | "table" | "json" | "none";
 
 /** The environment variables the entry point reads, in the order it reports them. */
 export const AUTO_VARIABLES: readonly string[] = [
@@ -56,22 +65,31 @@ export const AUTO_ACTIONS: readonly AutoAction[] = [
 export const AUTO_BACKENDS: readonly AutoBackend[] = BACKEND_CHOICES;
 /** Values of `PAGE_PRIMER_ALIGN`. */
 export const AUTO_ALIGNS: readonly AutoAlign[] = ALIGNMENTS;
-/** Values of `PAGE_PRIMER_LOG`. */
-export const AUTO_LOGS: readonly AutoLog[] = ["text", "json", "none"];
+/** Values of `PAGE_PRIMER_LOG`; the first is the default. */
+export const AUTO_LOGS: readonly AutoLog[] = ["line", "table", "json", "none"];
 
 /**
- * What an unset (or empty) `PAGE_PRIMER` means: remap only. It needs no
- * privilege and no `RLIMIT_MEMLOCK` change (a remap of Deno or Bun works as
- * any user where THP is `madvise` or `always`), and the copies are
- * anonymous memory, which the kernel reclaims only by swapping. `mlock`
- * pins about 100 MiB, more than the 8 MiB lock limit most users have, so as
- * a default it would fail on most machines: ask for it with
- * `PAGE_PRIMER=remap,mlock`.
+ * What `PAGE_PRIMER=on` (and unset) does: `mlock` when the lock limit allows
+ * it, else this fallback, `populate` (see {@linkcode resolveDefault}).
  */
-export const AUTO_DEFAULT_ACTIONS: readonly AutoAction[] = ["remap"];
+export const AUTO_DEFAULT_ACTIONS: readonly AutoAction[] = ["mlock"];
+/** What `PAGE_PRIMER=on` does instead of `mlock` when it cannot lock. */
+export const AUTO_DEFAULT_FALLBACK: AutoAction = "populate";
 
-const OFF = /^(off|0|false|no|none)$/i;
-const ON = /^(on|1|true|yes)$/i;
+/** Spellings people use for `off` and `on`, for the hint in a rejection. */
+const MEANT: Readonly<Record<string, string>> = {
+  "0": "off",
+  false: "off",
+  no: "off",
+  none: "off",
+  disable: "off",
+  disabled: "off",
+  "1": "on",
+  true: "on",
+  yes: "on",
+  enable: "on",
+  enabled: "on",
+};
 
 /** The `remap()` options the environment can set. */
 export interface AutoRemapOptions {
@@ -107,13 +125,17 @@ export interface AutoIssue {
 export interface AutoPlan {
   /** True when `PAGE_PRIMER` turns page-primer off: nothing is to be done. */
   off: boolean;
-  /** True when `PAGE_PRIMER` was unset or empty, so the default actions apply. */
+  /**
+   * True when `PAGE_PRIMER` was unset, empty or `on`: the default, `mlock`,
+   * which {@linkcode resolveDefault} turns into `populate` where the lock
+   * limit does not allow it.
+   */
   defaulted: boolean;
   /** The actions, in builder order. */
   actions: AutoAction[];
   /** Builder calls to make, in order; empty when off or when there are errors. */
   calls: AutoCall[];
-  /** Where the report goes (`"text"` when `PAGE_PRIMER_LOG` is invalid). */
+  /** Where the report goes (`"line"` when `PAGE_PRIMER_LOG` is invalid). */
   log: AutoLog;
   /** `PAGE_PRIMER_STRICT`: config errors and a failed outcome exit with code 1. */
   strict: boolean;
@@ -129,26 +151,34 @@ export type AutoEnv = Readonly<Record<string, string | undefined>>;
 function distance(a: string, b: string): number {
   const row = Array.from({ length: b.length + 1 }, (_, i) => i);
   for (let i = 1; i <= a.length; i++) {
-    let diag = row[0];
+    let diag = row[0]!;
     row[0] = i;
     for (let j = 1; j <= b.length; j++) {
-      const up = row[j];
+      const up = row[j]!;
       row[j] = Math.min(
-        row[j] + 1,
-        row[j - 1] + 1,
+        row[j]! + 1,
+        row[j - 1]! + 1,
         diag + (a[i - 1] === b[j - 1] ? 0 : 1),
       );
       diag = up;
     }
   }
-  return row[b.length];
+  return row[b.length]!;
 }
 
 function suggest(value: string, allowed: readonly string[]): string {
+  const lower = value.toLowerCase();
+  const meant = MEANT[lower];
+  if (meant !== undefined && allowed.includes(meant)) {
+    return ` (did you mean "${meant}"?)`;
+  }
+  if (lower !== value && allowed.includes(lower)) {
+    return ` (did you mean "${lower}"? values are lower case)`;
+  }
   let best: string | undefined;
   let bestD = 3;
   for (const a of allowed) {
-    const d = distance(value, a);
+    const d = distance(lower, a);
     if (d < bestD) {
       best = a;
       bestD = d;
@@ -164,7 +194,7 @@ function oneOf<T extends string>(
   errors: AutoIssue[],
 ): T | undefined {
   if (raw === undefined || raw.trim() === "") return undefined;
-  const v = raw.trim().toLowerCase();
+  const v = raw.trim();
   if ((allowed as readonly string[]).includes(v)) return v as T;
   errors.push({
     variable,
@@ -176,52 +206,85 @@ function oneOf<T extends string>(
   return undefined;
 }
 
-/**
- * A switch: true for `1`/`true`/`yes`/`on`, false for `0`/`false`/`no`/
- * `off` or unset; anything else is an issue (and false).
- */
+/** What a switch does when `1`, for its error message. */
+const SWITCH_ON: Readonly<Record<string, string>> = {
+  PAGE_PRIMER_STRICT: "exit with code 1 on a bad value or a failed outcome",
+  PAGE_PRIMER_PERF_MAP: "append to /tmp/perf-<pid>.map",
+};
+
+/** A switch: `1` true, `0` or unset false; anything else is an issue (and false). */
 function onOff(
   variable: string,
   raw: string | undefined,
   errors: AutoIssue[],
 ): boolean {
   if (raw === undefined || raw.trim() === "") return false;
-  if (ON.test(raw.trim())) return true;
-  if (!OFF.test(raw.trim())) {
+  const v = raw.trim();
+  if (v === "1") return true;
+  if (v !== "0") {
+    const meant = MEANT[v.toLowerCase()];
     errors.push({
       variable,
       value: raw,
-      message: `"${raw}" is not valid; allowed: 1, true, yes, on (${
-        SWITCH_ON[variable]
-      }) or 0, false, no, off`,
+      message: `"${raw}" is not valid${
+        meant === undefined
+          ? ""
+          : ` (did you mean "${meant === "on" ? 1 : 0}"?)`
+      }; allowed: 1 (${SWITCH_ON[variable]}) or 0`,
     });
   }
   return false;
 }
 
-/** What a switch does when on, for its error message. */
-const SWITCH_ON: Readonly<Record<string, string>> = {
-  PAGE_PRIMER_STRICT: "strict",
-  PAGE_PRIMER_PERF_MAP: "write /tmp/perf-<pid>.map",
-};
+/** `PAGE_PRIMER` read by {@linkcode parsePagePrimer}. */
+export interface PagePrimerSwitch {
+  /** True for `off`: nothing is to be done. */
+  off: boolean;
+  /** True for unset, empty or `on`: the default actions. */
+  defaulted: boolean;
+  /** The actions asked for (the default ones when `defaulted`); `[]` when off or invalid. */
+  actions: AutoAction[];
+  /** Set when the value is not accepted. */
+  error?: AutoIssue;
+}
 
-function parseActions(
-  raw: string,
-  errors: AutoIssue[],
-): AutoAction[] | undefined {
-  const items = raw.split(",").map((s) => s.trim().toLowerCase()).filter((
-    s,
-  ) => s !== "");
-  const allowed = `a comma list of ${
+/**
+ * Reads a `PAGE_PRIMER` value: `on` (or unset or empty), `off`, or a comma
+ * list of actions. The one parser of this variable, for the preload and for
+ * `run()` (which does nothing for `off` and refuses a value not accepted).
+ *
+ * @example
+ * ```ts
+ * import { parsePagePrimer } from "./auto_config.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(parsePagePrimer("off").off, true);
+ * assert.deepEqual(parsePagePrimer("mlock,remap").actions, ["remap", "mlock"]);
+ * assert.match(parsePagePrimer("remap,bogus").error!.message, /"bogus"/);
+ * ```
+ *
+ * @param raw The value, `undefined` when unset.
+ * @returns What it asks for, or the error.
+ */
+export function parsePagePrimer(raw: string | undefined): PagePrimerSwitch {
+  const v = raw?.trim() ?? "";
+  if (v === "off") return { off: true, defaulted: false, actions: [] };
+  if (v === "" || v === "on") {
+    return { off: false, defaulted: true, actions: [...AUTO_DEFAULT_ACTIONS] };
+  }
+  const items = v.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  const allowed = `on (the default: ${
+    AUTO_DEFAULT_ACTIONS.join(",")
+  }, or ${AUTO_DEFAULT_FALLBACK} where the lock limit is too low), off, or a comma list of ${
     AUTO_ACTIONS.join(", ")
-  }; or on (the default, ${AUTO_DEFAULT_ACTIONS.join(",")}); or off`;
+  }`;
+  const fail = (message: string): PagePrimerSwitch => ({
+    off: false,
+    defaulted: false,
+    actions: [],
+    error: { variable: "PAGE_PRIMER", value: raw ?? "", message },
+  });
   if (items.length === 0) {
-    errors.push({
-      variable: "PAGE_PRIMER",
-      value: raw,
-      message: `"${raw}" names no action; allowed: ${allowed}`,
-    });
-    return undefined;
+    return fail(`"${raw}" names no action; allowed: ${allowed}`);
   }
   const bad = items.filter((s) => !(AUTO_ACTIONS as string[]).includes(s));
   if (bad.length > 0) {
@@ -229,17 +292,18 @@ function parseActions(
       `"${b}"${suggest(b, [...AUTO_ACTIONS, "on", "off"])}`
     ).join(", ");
     const inList = items.length > 1 &&
-      bad.some((b) => OFF.test(b) || ON.test(b));
-    errors.push({
-      variable: "PAGE_PRIMER",
-      value: raw,
-      message: `unknown action${bad.length > 1 ? "s" : ""} ${what}${
+      bad.some((b) => b === "on" || b === "off");
+    return fail(
+      `unknown action${bad.length > 1 ? "s" : ""} ${what}${
         inList ? " (on and off stand alone, not in a list)" : ""
       }; allowed: ${allowed}`,
-    });
-    return undefined;
+    );
   }
-  return AUTO_ACTIONS.filter((a) => items.includes(a));
+  return {
+    off: false,
+    defaulted: false,
+    actions: AUTO_ACTIONS.filter((a) => items.includes(a)),
+  };
 }
 
 function parseObjects(
@@ -260,27 +324,7 @@ function parseObjects(
   return [...new Set(items)];
 }
 
-/**
- * Reads the `PAGE_PRIMER*` variables (see the module doc) into a plan.
- * Never throws for a bad value: each one becomes an {@linkcode AutoIssue}
- * and the plan has no calls. Values are trimmed; keywords are
- * case-insensitive, path substrings are not.
- *
- * @example
- * ```ts
- * import { parseAutoConfig } from "./auto_config.ts";
- * const plan = parseAutoConfig({
- *   PAGE_PRIMER: "mlock,remap",
- *   PAGE_PRIMER_BACKEND: "thp",
- * });
- * console.log(plan.calls);
- * // [{ method: "remap", arg: { backend: "thp" } }, { method: "mlock", arg: true }]
- * ```
- *
- * @param env The variables, e.g. `{ PAGE_PRIMER: "remap" }`.
- * @returns The plan: calls to make, or errors.
- */
-export function parseAutoConfig(env: AutoEnv): AutoPlan {
+function checkEnv(env: AutoEnv): void {
   if (typeof env !== "object" || env === null || Array.isArray(env)) {
     throw new TypeError(
       `parseAutoConfig() needs an object of environment variables; got ${
@@ -296,15 +340,85 @@ export function parseAutoConfig(env: AutoEnv): AutoPlan {
       );
     }
   }
+}
+
+/** The remap variables set while the actions do not include remap. */
+function remapOnlyWarnings(
+  env: AutoEnv,
+  set: { backend?: string; align?: string; perfMap: boolean },
+): string[] {
+  const what = env.PAGE_PRIMER === undefined || env.PAGE_PRIMER.trim() === ""
+    ? "PAGE_PRIMER (unset, so on)"
+    : `PAGE_PRIMER=${env.PAGE_PRIMER.trim()}`;
+  const out: string[] = [];
+  for (
+    const [name, v] of [
+      ["PAGE_PRIMER_BACKEND", set.backend],
+      ["PAGE_PRIMER_ALIGN", set.align],
+      ["PAGE_PRIMER_PERF_MAP", set.perfMap ? "1" : undefined],
+    ] as const
+  ) {
+    if (v !== undefined) {
+      out.push(
+        `${name}=${v} has no effect: ${what} does not include remap`,
+      );
+    }
+  }
+  return out;
+}
+
+function callsOf(
+  actions: readonly AutoAction[],
+  remap: AutoRemapOptions,
+  objects: string[] | undefined,
+): AutoCall[] {
+  const calls: AutoCall[] = [];
+  for (const a of actions) {
+    if (a === "remap") {
+      calls.push({
+        method: "remap",
+        arg: Object.keys(remap).length ? { ...remap } : true,
+      });
+    } else {
+      calls.push({ method: a, arg: true });
+    }
+  }
+  if (objects) calls.push({ method: "objects", arg: objects });
+  return calls;
+}
+
+/**
+ * Reads the `PAGE_PRIMER*` variables (see the module doc) into a plan.
+ * Never throws for a bad value: each one becomes an {@linkcode AutoIssue}
+ * and the plan has no calls. Values are trimmed and exact; path substrings
+ * keep their case.
+ *
+ * @example
+ * ```ts
+ * import { parseAutoConfig } from "./auto_config.ts";
+ * import assert from "node:assert/strict";
+ * const plan = parseAutoConfig({
+ *   PAGE_PRIMER: "mlock,remap",
+ *   PAGE_PRIMER_BACKEND: "thp",
+ * });
+ * assert.deepEqual(plan.calls, [
+ *   { method: "remap", arg: { backend: "thp" } },
+ *   { method: "mlock", arg: true },
+ * ]);
+ * ```
+ *
+ * @param env The variables, e.g. `{ PAGE_PRIMER: "remap" }`.
+ * @returns The plan: calls to make, or errors.
+ */
+export function parseAutoConfig(env: AutoEnv): AutoPlan {
+  checkEnv(env);
   const errors: AutoIssue[] = [];
-  const warnings: string[] = [];
   const log =
     oneOf("PAGE_PRIMER_LOG", env.PAGE_PRIMER_LOG, AUTO_LOGS, errors) ??
-      "text";
+      AUTO_LOGS[0]!;
   const strict = onOff("PAGE_PRIMER_STRICT", env.PAGE_PRIMER_STRICT, errors);
-  const raw = env.PAGE_PRIMER;
-  const defaulted = raw === undefined || raw.trim() === "";
-  if (!defaulted && OFF.test(raw.trim())) {
+  const sw = parsePagePrimer(env.PAGE_PRIMER);
+  if (sw.off) {
     // Off means off: nothing else is read or reported.
     return {
       off: true,
@@ -317,9 +431,8 @@ export function parseAutoConfig(env: AutoEnv): AutoPlan {
       warnings: [],
     };
   }
-  const actions = defaulted || ON.test(raw.trim())
-    ? [...AUTO_DEFAULT_ACTIONS]
-    : parseActions(raw, errors);
+  if (sw.error) errors.push(sw.error);
+  const remap: AutoRemapOptions = {};
   const backend = oneOf(
     "PAGE_PRIMER_BACKEND",
     env.PAGE_PRIMER_BACKEND,
@@ -338,51 +451,52 @@ export function parseAutoConfig(env: AutoEnv): AutoPlan {
     env.PAGE_PRIMER_PERF_MAP,
     errors,
   );
-  if (actions && !actions.includes("remap")) {
-    for (
-      const [name, v] of [
-        ["PAGE_PRIMER_BACKEND", backend],
-        ["PAGE_PRIMER_ALIGN", align],
-        [
-          "PAGE_PRIMER_PERF_MAP",
-          perfMap ? env.PAGE_PRIMER_PERF_MAP : undefined,
-        ],
-      ] as const
-    ) {
-      if (v !== undefined) {
-        warnings.push(
-          `${name}=${v} has no effect: PAGE_PRIMER (${raw}) does not include remap`,
-        );
-      }
-    }
-  }
-  const calls: AutoCall[] = [];
-  if (errors.length === 0 && actions) {
-    for (const a of actions) {
-      if (a === "remap") {
-        const opts: AutoRemapOptions = {};
-        if (backend !== undefined) opts.backend = backend;
-        if (align !== undefined) opts.align = align;
-        if (perfMap) opts.perfMap = true;
-        calls.push({
-          method: "remap",
-          arg: Object.keys(opts).length ? opts : true,
-        });
-      } else {
-        calls.push({ method: a, arg: true });
-      }
-    }
-    if (objects) calls.push({ method: "objects", arg: objects });
-  }
+  if (backend !== undefined) remap.backend = backend;
+  if (align !== undefined) remap.align = align;
+  if (perfMap) remap.perfMap = true;
+  const warnings = sw.error || sw.actions.includes("remap")
+    ? []
+    : remapOnlyWarnings(env, { backend, align, perfMap });
+  const ok = errors.length === 0;
   return {
     off: false,
-    defaulted,
-    actions: errors.length === 0 && actions ? actions : [],
-    calls,
+    defaulted: sw.defaulted,
+    actions: ok ? sw.actions : [],
+    calls: ok ? callsOf(sw.actions, remap, objects) : [],
     log,
     strict,
     errors,
     warnings,
+  };
+}
+
+/**
+ * The default plan (`PAGE_PRIMER` unset or `on`) made concrete: as it is
+ * when the lock fits, else with `mlock` replaced by `populate`. Other plans
+ * are returned unchanged.
+ *
+ * @example
+ * ```ts
+ * import { parseAutoConfig, resolveDefault } from "./auto_config.ts";
+ * import assert from "node:assert/strict";
+ * const plan = resolveDefault(parseAutoConfig({}), false);
+ * assert.deepEqual(plan.actions, ["populate"]);
+ * ```
+ *
+ * @param plan A plan from {@linkcode parseAutoConfig}.
+ * @param lockFits Whether `mlock` of the selected objects fits the lock
+ *   limit (after raising the soft limit to the hard one), or CAP_IPC_LOCK.
+ * @returns The plan to apply.
+ */
+export function resolveDefault(plan: AutoPlan, lockFits: boolean): AutoPlan {
+  if (!plan.defaulted || lockFits || plan.errors.length > 0) return plan;
+  const swap = (a: AutoAction) => a === "mlock" ? AUTO_DEFAULT_FALLBACK : a;
+  return {
+    ...plan,
+    actions: plan.actions.map(swap),
+    calls: plan.calls.map((c): AutoCall =>
+      c.method === "mlock" ? { method: AUTO_DEFAULT_FALLBACK, arg: true } : c
+    ),
   };
 }
 
@@ -432,8 +546,11 @@ export function applyAutoPlan<T extends AutoBuilder>(
  * @example
  * ```ts
  * import { formatAutoCalls, parseAutoConfig } from "./auto_config.ts";
- * console.log(formatAutoCalls(parseAutoConfig({ PAGE_PRIMER: "remap,mlock" })));
- * // prime().remap(true).mlock(true).run()
+ * import assert from "node:assert/strict";
+ * assert.equal(
+ *   formatAutoCalls(parseAutoConfig({ PAGE_PRIMER: "remap,mlock" })),
+ *   "prime().remap(true).mlock(true).run()",
+ * );
  * ```
  *
  * @param plan A plan from {@linkcode parseAutoConfig}.
@@ -455,36 +572,34 @@ export function formatAutoCalls(plan: AutoPlan): string {
 }
 
 /**
- * The plan's errors and warnings as lines for stderr, each starting with
- * `page-primer:`; errors say whether the program goes on unprimed or exits.
+ * The plan's errors as one line for stderr, starting with `page-primer:`
+ * and saying whether the program goes on unprimed or exits; `undefined`
+ * when there is none.
  *
  * @example
  * ```ts
- * import { formatAutoIssues, parseAutoConfig } from "./auto_config.ts";
- * const plan = parseAutoConfig({ PAGE_PRIMER_BACKEND: "huge" });
- * for (const line of formatAutoIssues(plan)) console.error(line);
- * // page-primer: PAGE_PRIMER_BACKEND="huge" is not valid; allowed: auto, thp, hugetlb, memfd
- * // page-primer: the program runs unprimed (PAGE_PRIMER_STRICT=1 would make this exit with code 1)
+ * import { formatAutoErrors, parseAutoConfig } from "./auto_config.ts";
+ * import assert from "node:assert/strict";
+ * const line = formatAutoErrors(parseAutoConfig({ PAGE_PRIMER_BACKEND: "huge" }));
+ * assert.match(line!, /^page-primer: PAGE_PRIMER_BACKEND="huge" is not valid/);
+ * assert.match(line!, /the program runs unprimed/);
  * ```
  *
  * @param plan A plan from {@linkcode parseAutoConfig}.
- * @returns Lines, none when the plan has neither errors nor warnings.
+ * @returns One line, or `undefined`.
  */
-export function formatAutoIssues(plan: AutoPlan): string[] {
-  const lines = plan.errors.map((e) =>
-    `page-primer: ${e.variable}=${
+export function formatAutoErrors(plan: AutoPlan): string | undefined {
+  if (plan.errors.length === 0) return undefined;
+  const what = plan.errors.map((e) =>
+    `${e.variable}=${
       e.message.startsWith(`"${e.value}"`)
         ? e.message
         : `"${e.value}": ${e.message}`
     }`
-  );
-  if (plan.errors.length > 0) {
-    lines.push(
-      plan.strict
-        ? "page-primer: exiting with code 1 because PAGE_PRIMER_STRICT is set"
-        : "page-primer: the program runs unprimed (PAGE_PRIMER_STRICT=1 would make this exit with code 1)",
-    );
-  }
-  for (const w of plan.warnings) lines.push(`page-primer: ${w}`);
-  return lines;
+  ).join("; ");
+  return `page-primer: ${what}; ${
+    plan.strict
+      ? "exiting with code 1 because PAGE_PRIMER_STRICT=1"
+      : "the program runs unprimed (PAGE_PRIMER_STRICT=1 exits instead)"
+  }`;
 }

@@ -13,7 +13,7 @@ import {
   formatTable,
 } from "./sys/format.ts";
 import { describePerfMap } from "./remap/perf_map.ts";
-import type { RemapReport, RestoreReport } from "./remap/execute.ts";
+import type { RemapReport, RestoreReport } from "./remap/report.ts";
 import type { SegmentKind } from "./sys/segments.ts";
 
 import type { StepError } from "./sys/libc.ts";
@@ -136,8 +136,14 @@ export interface PrimeOutcomeData {
 
 /** Options of {@linkcode PrimeOutcome.log}. */
 export interface LogOptions {
-  /** `"text"` (default): a table; `"json"`: one JSON line. */
-  format?: "text" | "json";
+  /**
+   * `"text"` (default): the table ({@linkcode PrimeOutcome.format});
+   * `"line"`: one line ({@linkcode PrimeOutcome.summary}); `"json"`: one
+   * JSON line.
+   *
+   * @default {"text"}
+   */
+  format?: "text" | "line" | "json";
   /** Where to write; default `console.error`. */
   write?: (text: string) => void;
 }
@@ -172,10 +178,20 @@ export function totalsOf(segments: readonly SegmentReport[]): Totals {
   return t;
 }
 
-function statusText(s: SegmentReport): string {
+/** Whether a remapped region of `r` overlaps the segment. */
+function remapped(s: SegmentReport, r: RemapReport | undefined): boolean {
+  return (r?.regions ?? []).some((x) =>
+    x.status === "remapped" && x.start < s.end && s.start < x.end
+  );
+}
+
+function statusText(s: SegmentReport, r: RemapReport | undefined): string {
   if (s.status === "failed") return `FAILED ${s.error?.step}: ${s.error?.code}`;
   if (s.status === "inspected") return "-";
-  return s.actions.join("+");
+  // A segment the remap left alone (writable data, V8's builtins alias)
+  // shows only the actions that did apply.
+  const done = s.actions.filter((a) => a !== "remap" || remapped(s, r));
+  return done.length > 0 ? done.join("+") : "not remapped";
 }
 
 /**
@@ -276,13 +292,68 @@ export class PrimeOutcome implements PrimeOutcomeData {
     return this.#restore();
   }
 
+  /**
+   * The outcome in one line, for a log: what is on 2 MiB pages, locked or
+   * resident, and the time; or why it is not ok.
+   *
+   * @example
+   * ```ts
+   * import { prime } from "../mod.ts";
+   * import assert from "node:assert/strict";
+   * const line = prime().populate(true).run().summary();
+   * // e.g. "page-primer: populate ok, resident 93.5 MiB (100.0%), 12 ms"
+   * assert.match(line, /^page-primer: populate /);
+   * ```
+   *
+   * @returns One line starting with `page-primer:`.
+   */
+  summary(): string {
+    if (this.disabled) {
+      return `page-primer: off (${this.reason ?? "PAGE_PRIMER=off"})`;
+    }
+    const what = this.requested.length ? this.requested.join(" + ") : "inspect";
+    if (!this.ok) {
+      const first = this.segments.find((s) => s.error)?.error?.message ??
+        this.remap?.regions.find((x) => x.error)?.error?.message;
+      const why = [this.reason, first].filter((x) => x !== undefined);
+      return `page-primer: ${what} NOT OK: ${
+        why.length ? why.join(": ") : "see the report"
+      }`;
+    }
+    const t = this.totals;
+    const parts: string[] = [];
+    const r = this.remap;
+    if (r !== undefined) {
+      parts.push(
+        `text ${formatPercent(r.text.huge, r.text.bytes)} on 2 MiB pages`,
+        `rodata ${formatPercent(r.rodata.huge, r.rodata.bytes)}`,
+      );
+    }
+    if (this.requested.some((a) => a.startsWith("mlock"))) {
+      parts.push(`locked ${formatBytes(t.locked)}`);
+    } else if (this.requested.includes("populate")) {
+      parts.push(
+        `resident ${formatBytes(t.resident)} (${
+          formatPercent(t.resident, t.bytes)
+        })`,
+      );
+    }
+    parts.push(`${this.durations.totalMs.toFixed(0)} ms`);
+    return `page-primer: ${what} ok, ${parts.join(", ")}`;
+  }
+
   /** The readable report: a table of segments, totals, time, warnings and errors. */
   format(): string {
     const head = `page-primer: ${this.runtime}, pid ${this.pid}` +
       (this.kernel ? `, Linux ${this.kernel}` : "") +
-      `: ${this.requested.length ? this.requested.join(" + ") : "inspect"}` +
-      ` ${this.ok ? "ok" : "NOT OK"}`;
+      (this.disabled
+        ? `: nothing done (${this.reason ?? "PAGE_PRIMER=off"})`
+        : `: ${
+          this.requested.length ? this.requested.join(" + ") : "inspect"
+        }` +
+          ` ${this.ok ? "ok" : "NOT OK"}`);
     const lines = [head];
+    if (this.disabled) return head;
     if (this.reason !== undefined) lines.push(`  reason: ${this.reason}`);
     if (this.segments.length > 0) {
       const rows = this.segments.map((s) => [
@@ -295,7 +366,7 @@ export class PrimeOutcome implements PrimeOutcomeData {
         formatMiB(s.resident),
         formatMiB(s.locked),
         formatMiB(s.huge),
-        statusText(s),
+        statusText(s, this.remap),
       ]);
       const t = this.totals;
       rows.push([
@@ -383,7 +454,11 @@ export class PrimeOutcome implements PrimeOutcomeData {
   log(options: LogOptions = {}): void {
     const write = options.write ?? ((t: string) => console.error(t));
     write(
-      options.format === "json" ? JSON.stringify(this) : this.format(),
+      options.format === "json"
+        ? JSON.stringify(this)
+        : options.format === "line"
+        ? this.summary()
+        : this.format(),
     );
   }
 }
@@ -397,7 +472,7 @@ function formatRemap(r: RemapReport): string[] {
         ? "2 MiB pages from the hugetlb pool"
         : r.backend === "memfd"
         ? r.share ? "a shared shmem copy" : "a memfd copy (shmem)"
-        : "2 MiB pages from THP"
+        : "2 MiB pages, anonymous copy (THP backend)"
     }, ${r.align}): ${
       r.regions.filter((x) => x.status === "remapped").length
     } of ${r.regions.length} region(s) in ${r.ms.toFixed(1)} ms`,

@@ -33,14 +33,14 @@ import { PerfMapError, writePerfMap } from "./remap/perf_map.ts";
 import { populateRanges } from "./populate.ts";
 import { ALIGNMENTS, BACKEND_CHOICES } from "./remap/plan.ts";
 import { clearSharedCopies, type ShareOptions } from "./remap/share.ts";
+import { remapObjects } from "./remap/execute.ts";
 import {
   emptyRestoreReport,
-  remapObjects,
   type RemapOptions,
   type RemapReport,
-  restoreRemapped,
   type RestoreReport,
-} from "./remap/execute.ts";
+} from "./remap/report.ts";
+import { restoreRemapped } from "./remap/restore.ts";
 import {
   aliasRanges,
   byPriority,
@@ -53,7 +53,7 @@ import {
 } from "./sys/segments.ts";
 
 export type { MlockOptions } from "./mlock.ts";
-export type { RemapOptions } from "./remap/execute.ts";
+export type { RemapOptions } from "./remap/report.ts";
 export type { ShareOptions } from "./remap/share.ts";
 export type { ObjectSelector } from "./sys/segments.ts";
 

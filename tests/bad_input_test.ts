@@ -8,7 +8,7 @@ import { spawnSync } from "node:child_process";
 import { readFileSync, readlinkSync } from "node:fs";
 import process from "node:process";
 import { prime } from "../mod.ts";
-import { emptyRestoreReport } from "../src/remap/execute.ts";
+import { emptyRestoreReport } from "../src/remap/report.ts";
 import { ERRNO, errnoName } from "../src/sys/libc.ts";
 import type { SmapsVma } from "../src/sys/maps.ts";
 import { SANDBOX_SKIP, withSandbox } from "./fixtures/sandbox.ts";

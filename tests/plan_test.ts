@@ -26,7 +26,8 @@ import {
   planRemap,
 } from "../src/remap/plan.ts";
 import { thpVerdict } from "../src/sys/thp.ts";
-import { chooseBackend, devString } from "../src/remap/execute.ts";
+import { chooseBackend } from "../src/remap/backend.ts";
+import { devString } from "../src/remap/record.ts";
 
 const MiB = 1024 * 1024;
 

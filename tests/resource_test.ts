@@ -14,7 +14,7 @@ import {
 } from "node:fs";
 import process from "node:process";
 import type { PrimeOutcomeData } from "../mod.ts";
-import { memcgProblem } from "../src/remap/execute.ts";
+import { memcgProblem } from "../src/sys/limits.ts";
 import {
   isRoot,
   type RemapChildReport,

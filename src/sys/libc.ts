@@ -112,6 +112,9 @@ export const PROT_EXEC = 4;
 export const MAP_PRIVATE = 0x02;
 /** `mmap` flag: anonymous mapping. */
 export const MAP_ANONYMOUS = 0x20;
+/** `memfd_create` flag: the descriptor is closed on exec. */
+export const MFD_CLOEXEC = 1;
+
 /** `mmap` flag: at exactly this address, failing with EEXIST if taken (4.17+). */
 export const MAP_FIXED_NOREPLACE = 0x100000;
 /** `prctl`: is THP disabled for this process? */

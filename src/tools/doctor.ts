@@ -8,7 +8,9 @@
  * comes with the command that enables it.
  *
  * {@linkcode gatherDoctor} makes the syscalls; {@linkcode predictCoverage},
- * {@linkcode diagnose} and {@linkcode formatDoctor} are pure.
+ * {@linkcode diagnose} and {@linkcode formatDoctor} are pure. On request,
+ * {@linkcode doctor} also calibrates: whether code on 2 MiB pages runs
+ * faster than on 4 KiB pages on this machine (`./calibrate.ts`).
  *
  * @module
  */
@@ -26,15 +28,13 @@ import {
 } from "../remap/plan.ts";
 import {
   type Backend,
-  type Coverage,
   decideRemap,
-  MAPS_PER_REGION,
-  measureCoverage,
-  poolCommand,
-  readPoolState,
   shmemEnabled,
   shmemThpOn,
-} from "../remap/execute.ts";
+} from "../remap/backend.ts";
+import { MAPS_PER_REGION } from "../remap/execute.ts";
+import { type Coverage, measureCoverage } from "../remap/report.ts";
+import { poolCommand, readPoolState } from "../sys/hugetlb.ts";
 import {
   aliasRanges,
   type LoadedObject,
@@ -45,6 +45,12 @@ import {
   segmentRanges,
 } from "../sys/segments.ts";
 import { kernelVersion, type ThpStatus, thpStatus } from "../sys/thp.ts";
+import {
+  calibrate,
+  type CalibrateOptions,
+  type Calibration,
+  formatCalibration,
+} from "./calibrate.ts";
 
 const THP_DIR = "/sys/kernel/mm/transparent_hugepage";
 const THP_ON = `echo madvise > ${THP_DIR}/enabled`;
@@ -149,6 +155,8 @@ export interface DoctorInput {
   objects: LoadedObject[];
   /** Their ranges, as `prime()` builds them (LOAD segments and aliases). */
   ranges: SegmentRange[];
+  /** The 2 MiB calibration, when one was made ({@linkcode doctor}'s `calibrate`). */
+  calibration?: Calibration;
 }
 
 /** The coverage one alignment strategy would reach. */
@@ -227,6 +235,11 @@ export interface DoctorReport {
   routes: HugePageRoute[];
   /** Findings, blockers first. */
   findings: Finding[];
+  /**
+   * Whether code on 2 MiB pages pays on this machine (at the footprint
+   * given), measured in this process; present when asked for.
+   */
+  calibration?: Calibration;
 }
 
 const nullIfInfinite = (n: number) => (n === Infinity ? null : n);
@@ -794,6 +807,20 @@ export function diagnose(input: DoctorInput): DoctorReport {
       } of the read-only data on 2 MiB pages`,
     );
   }
+  if (input.calibration !== undefined) {
+    const cal = input.calibration;
+    add(
+      "calibration",
+      cal.verdict === "pays"
+        ? "ok"
+        : cal.verdict === "loses"
+        ? "advice"
+        : "note",
+      cal.verdict === "loses"
+        ? `${cal.summary}. A remap is likely to slow such a workload on this machine: leave it off, or measure the workload itself`
+        : cal.summary,
+    );
+  }
   const rank: Record<FindingStatus, number> = {
     blocker: 0,
     advice: 1,
@@ -813,21 +840,41 @@ export function diagnose(input: DoctorInput): DoctorReport {
     predictions,
     routes,
     findings: ordered,
+    ...(input.calibration !== undefined
+      ? { calibration: input.calibration }
+      : {}),
   };
 }
 
+/** Options of {@linkcode doctor}. */
+export interface DoctorOptions {
+  /**
+   * Also measure whether 2 MiB code pages pay on this machine
+   * (`calibrate()` of `./calibrate.ts`, about 1.5 s): `true` or its
+   * options (e.g. `{ footprintPages }`). Default: no.
+   */
+  calibrate?: boolean | CalibrateOptions;
+}
+
 /**
- * Gathers and diagnoses in one call.
+ * Gathers and diagnoses in one call; with `calibrate`, measures 2 MiB
+ * against 4 KiB code pages too.
  *
  * @example
  * ```ts no-eval
  * import { libc } from "../sys/libc.ts";
  * import { doctor, formatDoctor } from "./doctor.ts";
  * console.log(formatDoctor(doctor(libc())));
+ * const withCalibration = doctor(libc(), { calibrate: { footprintPages: 800 } });
+ * console.log(withCalibration.calibration?.verdict); // e.g. "loses"
  * ```
  */
-export function doctor(c: Libc): DoctorReport {
-  return diagnose(gatherDoctor(c));
+export function doctor(c: Libc, options: DoctorOptions = {}): DoctorReport {
+  const input = gatherDoctor(c);
+  const o = options.calibrate;
+  if (o === undefined || o === false) return diagnose(input);
+  const calibration = calibrate(c, o === true ? {} : o);
+  return diagnose({ ...input, calibration });
 }
 
 function cov(c: Coverage): string {
@@ -946,8 +993,17 @@ export function formatDoctor(report: DoctorReport): string {
       }: ${r.why}${r.command !== undefined ? `; $ ${r.command}` : ""}`
     ),
     "",
-    "findings:",
   );
+  if (report.calibration !== undefined) {
+    lines.push(
+      "2 MiB against 4 KiB code pages, measured in this process:",
+      ...formatCalibration(report.calibration).split("\n").map((l) =>
+        `  ${l}`.trimEnd()
+      ),
+      "",
+    );
+  }
+  lines.push("findings:");
   for (const x of report.findings) {
     lines.push(`  ${x.status.padEnd(7)} ${x.message}`);
     if (x.command !== undefined) lines.push(`          $ ${x.command}`);

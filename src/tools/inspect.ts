@@ -40,7 +40,7 @@ import {
 } from "../sys/libc.ts";
 import { parseSmaps, type SmapsVma, sumIn } from "../sys/maps.ts";
 import { NAME_PREFIX } from "../remap/plan.ts";
-import { devString } from "../remap/execute.ts";
+import { devString } from "../remap/record.ts";
 import {
   aliasRanges,
   type LoadedObject,

@@ -1,0 +1,89 @@
+/**
+ * What the kernel lets this process have: room under the memory cgroup's
+ * limit and under `vm.max_map_count`, checked before a remap makes anything.
+ *
+ * @module
+ */
+
+import { formatBytes } from "./format.ts";
+import type { Libc } from "./libc.ts";
+
+/** Room left for the runtime's own allocations besides the copies. */
+const MEMCG_MARGIN = 16 * 1024 * 1024;
+
+/**
+ * Why the memory cgroup of this process (or one above it) cannot take
+ * copies of `need` bytes, or `undefined`. The kernel's answer to a charge
+ * over the limit is the OOM killer, so this is checked before anything is
+ * made. Reads cgroup v1 (`memory.limit_in_bytes`, `memory.usage_in_bytes`)
+ * and v2 (`memory.max`, `memory.current`) through `read`. Pure.
+ *
+ * @example
+ * ```ts
+ * import { memcgProblem } from "./limits.ts";
+ * const files: Record<string, string> = {
+ *   "/sys/fs/cgroup/app/memory.max": "209715200\n",
+ *   "/sys/fs/cgroup/app/memory.current": "157286400\n",
+ * };
+ * console.log(memcgProblem("0::/app\n", (f) => files[f], 92 << 20));
+ * ```
+ */
+export function memcgProblem(
+  procCgroup: string,
+  read: (path: string) => string | undefined,
+  need: number,
+): string | undefined {
+  let base: string | undefined;
+  let v2 = false;
+  for (const line of procCgroup.split("\n")) {
+    const [, controllers, path] = line.split(":");
+    if (path === undefined) continue;
+    if (controllers.split(",").includes("memory")) {
+      base = `/sys/fs/cgroup/memory${path === "/" ? "" : path}`;
+      v2 = false;
+      break;
+    }
+    if (line.startsWith("0::")) {
+      base = `/sys/fs/cgroup${path === "/" ? "" : path}`;
+      v2 = true;
+    }
+  }
+  if (base === undefined) return undefined;
+  const root = v2 ? "/sys/fs/cgroup" : "/sys/fs/cgroup/memory";
+  for (let dir = base; dir.length >= root.length;) {
+    const limitText = read(
+      `${dir}/${v2 ? "memory.max" : "memory.limit_in_bytes"}`,
+    )?.trim();
+    const usageText = read(
+      `${dir}/${v2 ? "memory.current" : "memory.usage_in_bytes"}`,
+    )?.trim();
+    const limit = Number(limitText);
+    const usage = Number(usageText);
+    if (
+      limitText !== undefined && limitText !== "max" &&
+      usageText !== undefined &&
+      Number.isFinite(limit) && Number.isFinite(usage) && limit < 2 ** 52
+    ) {
+      const room = limit - usage;
+      if (room < need + MEMCG_MARGIN) {
+        return `the memory cgroup ${dir} allows ${
+          formatBytes(Math.max(0, room))
+        } more (limit ${formatBytes(limit)}, in use ${
+          formatBytes(usage)
+        }); the copies need ${formatBytes(need)} plus ${
+          formatBytes(MEMCG_MARGIN)
+        } of room, and a charge over the limit ends in the OOM killer: nothing remapped; raise ${
+          v2 ? "memory.max" : "memory.limit_in_bytes"
+        }, or use backend "hugetlb" (not charged to the memory controller) or share: true`;
+      }
+    }
+    if (dir === root) break;
+    dir = dir.slice(0, dir.lastIndexOf("/"));
+  }
+  return undefined;
+}
+
+export function maxMapHeadroom(c: Libc, current: number): number {
+  const max = parseInt(c.tryReadText("/proc/sys/vm/max_map_count") ?? "", 10);
+  return Number.isNaN(max) ? Infinity : max - current;
+}
