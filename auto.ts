@@ -1,28 +1,34 @@
 /**
  * Zero-code entry point: importing this module primes the process as the
  * `PAGE_PRIMER*` environment variables say, before the program's own code
- * runs when it is preloaded.
+ * runs when it is preloaded, and prints one line on stderr.
  *
  * ```sh
  * deno run --allow-ffi --preload jsr:@x/page-primer/auto main.ts
- * bun --preload ./page-primer/auto.ts main.ts   # or in bunfig.toml: preload = ["./page-primer/auto.ts"]
- * PAGE_PRIMER=remap,mlock PAGE_PRIMER_LOG=json bun --preload ./page-primer/auto.ts main.ts
+ * bun --preload page-primer/auto main.ts   # or in bunfig.toml: preload = ["page-primer/auto"]
+ * PAGE_PRIMER=remap,mlock PAGE_PRIMER_LOG=table bun --preload page-primer/auto main.ts
  * ```
  *
- * | variable              | values                                                   | unset        |
- * | --------------------- | -------------------------------------------------------- | ------------ |
- * | `PAGE_PRIMER`         | comma list of `mlock`, `populate`, `remap`; `on`; `off`  | `remap`      |
- * | `PAGE_PRIMER_BACKEND` | `auto`, `thp`, `hugetlb`, `memfd`                        | `auto`       |
- * | `PAGE_PRIMER_ALIGN`   | `aggressive`, `conservative`                             | `aggressive` |
- * | `PAGE_PRIMER_OBJECTS` | `main`, `all`, or a comma list of path substrings        | `main`       |
- * | `PAGE_PRIMER_LOG`     | `text` (table on stderr), `json` (one line), `none`      | `text`       |
- * | `PAGE_PRIMER_STRICT`  | `1` to exit with code 1 on a bad value or failed outcome | `0`          |
- * | `PAGE_PRIMER_PERF_MAP` | `1` appends the remapped functions to `/tmp/perf-<pid>.map` (kept after exit) | `0` |
+ * | variable               | values                                                            | unset        |
+ * | ---------------------- | ----------------------------------------------------------------- | ------------ |
+ * | `PAGE_PRIMER`          | `on`; `off`; or a comma list of `remap`, `mlock`, `populate`      | `on`         |
+ * | `PAGE_PRIMER_BACKEND`  | `auto`, `thp`, `hugetlb`, `memfd`                                 | `auto`       |
+ * | `PAGE_PRIMER_ALIGN`    | `aggressive`, `conservative`                                      | `aggressive` |
+ * | `PAGE_PRIMER_OBJECTS`  | `main`, `all`, or a comma list of path substrings                 | `main`       |
+ * | `PAGE_PRIMER_LOG`      | `line` (one line), `table` (the report), `json` (one line), `none` | `line`      |
+ * | `PAGE_PRIMER_STRICT`   | `1` exits with code 1 on a bad value or an outcome not ok; `0`    | `0`          |
+ * | `PAGE_PRIMER_PERF_MAP` | `1` appends the remapped functions to `/tmp/perf-<pid>.map`; `0`  | `0`          |
+ *
+ * `on` locks the runtime's code and read-only data in memory (`mlock`)
+ * where `RLIMIT_MEMLOCK` allows it and prefaults it (`populate`) where it
+ * does not. The remap onto 2 MiB pages is opt-in (`PAGE_PRIMER=remap`, or
+ * `remap,mlock`): it has not made a measured workload faster yet, and made
+ * loopback HTTP about 3% slower; `cli.ts doctor` says whether it pays here.
  *
  * A preload never stops the program on its own: a value it does not accept
- * is reported on stderr (even with `PAGE_PRIMER_LOG=none`) and the program
- * runs unprimed; a priming that is not ok is reported and the program runs.
- * Only `PAGE_PRIMER_STRICT=1` turns either into exit code 1.
+ * is reported on stderr in one line (even with `PAGE_PRIMER_LOG=none`) and
+ * the program runs unprimed; a priming that is not ok is reported and the
+ * program runs. Only `PAGE_PRIMER_STRICT=1` turns either into exit code 1.
  * `PAGE_PRIMER=off` does nothing and prints nothing.
  *
  * Deno needs `--allow-ffi` only: the variables are read through libc
@@ -40,11 +46,14 @@ import {
   type AutoEnv,
   type AutoPlan,
   formatAutoCalls,
-  formatAutoIssues,
+  formatAutoErrors,
   parseAutoConfig,
+  resolveDefault,
 } from "./src/auto_config.ts";
 import { ffiAvailability, runtimeEnv } from "./src/sys/ffi.ts";
-import { libc } from "./src/sys/libc.ts";
+import { libc, RLIMIT_MEMLOCK } from "./src/sys/libc.ts";
+import { readStatus } from "./src/sys/objects.ts";
+import { lockBudget } from "./src/mlock.ts";
 
 export type {
   AutoAction,
@@ -56,6 +65,7 @@ export type {
   AutoPlan,
   AutoRemapOptions,
 } from "./src/auto_config.ts";
+export type { PrimeOutcome } from "./mod.ts";
 
 function readEnv(): AutoEnv {
   let get: (name: string) => string | undefined = runtimeEnv;
@@ -76,23 +86,96 @@ function say(line: string): void {
   console.error(line);
 }
 
-function primeNow(p: AutoPlan): PrimeOutcome | undefined {
-  if (p.off) return undefined;
-  if (p.errors.length > 0) {
-    const lines = formatAutoIssues(p);
-    if (p.log === "json") {
-      // One line, like an outcome that is not ok.
-      say(JSON.stringify({
-        ok: false,
-        disabled: false,
-        reason: lines.map((l) => l.replace(/^page-primer: /, "")).join("; "),
-        errors: p.errors,
-        warnings: p.warnings,
-      }));
-    } else for (const line of lines) say(line);
-    if (p.strict) process.exit(1);
-    return undefined;
+/**
+ * The default (`on`) made concrete: `mlock` when the selected objects fit
+ * the lock limit (raised to the hard limit if need be) or CAP_IPC_LOCK,
+ * else `populate`, with the reason.
+ */
+function concrete(p: AutoPlan): { plan: AutoPlan; note?: string } {
+  if (!p.defaulted || p.errors.length > 0) return { plan: p };
+  try {
+    const c = libc();
+    const objects = p.calls.find((x) => x.method === "objects");
+    const look = prime();
+    if (objects?.method === "objects") look.objects(...objects.arg);
+    const seen = look.run();
+    const status = readStatus(c);
+    const needed = seen.totals.bytes - seen.totals.locked;
+    const rlimit = c.getrlimit(RLIMIT_MEMLOCK);
+    const b = lockBudget(needed, status.vmLck, rlimit, status.capIpcLock);
+    if (b.fits) return { plan: resolveDefault(p, true) };
+    const limit = rlimit.max === Infinity
+      ? "unlimited"
+      : `${(rlimit.max / 2 ** 20).toFixed(1)} MiB`;
+    return {
+      plan: resolveDefault(p, false),
+      note: `not locked: mlock needs ${
+        (needed / 2 ** 20).toFixed(1)
+      } MiB, the hard RLIMIT_MEMLOCK is ${limit} (ulimit -l unlimited, or LimitMEMLOCK=infinity, to lock)`,
+    };
+  } catch {
+    // The run below meets the same problem and reports it.
+    return { plan: p };
   }
+}
+
+function report(p: AutoPlan, out: PrimeOutcome, note?: string): void {
+  if (p.log === "json") {
+    const data = out.toJSON();
+    say(
+      JSON.stringify({
+        ...data,
+        warnings: [...p.warnings, ...(note ? [note] : []), ...data.warnings],
+      }),
+    );
+  } else if (p.log === "table") {
+    for (const w of p.warnings) say(`page-primer: ${w}`);
+    if (note) say(`page-primer: ${note}`);
+    out.log();
+  } else if (p.log === "line") {
+    const extra = [...(note ? [note] : []), ...p.warnings];
+    say(
+      out.summary() + (extra.length ? `; ${extra.join("; ")}` : "") +
+        (out.ok ? "" : " (PAGE_PRIMER_LOG=table for the report)"),
+    );
+  }
+}
+
+function configErrors(p: AutoPlan): undefined {
+  const line = formatAutoErrors(p)!;
+  if (p.log === "json") {
+    say(JSON.stringify({
+      ok: false,
+      disabled: false,
+      reason: line.replace(/^page-primer: /, ""),
+      errors: p.errors,
+      warnings: p.warnings,
+    }));
+  } else say(line);
+  if (p.strict) process.exit(1);
+  return undefined;
+}
+
+function noFfi(p: AutoPlan, why: string): undefined {
+  if (p.log !== "none") {
+    say(
+      `page-primer: ${why}; ${
+        p.strict
+          ? "exiting with code 1 because PAGE_PRIMER_STRICT=1"
+          : "the program runs unprimed"
+      }`,
+    );
+  }
+  if (p.strict) process.exit(1);
+  return undefined;
+}
+
+function primeNow(parsed: AutoPlan): PrimeOutcome | undefined {
+  if (parsed.off) return undefined;
+  if (parsed.errors.length > 0) return configErrors(parsed);
+  const why = ffiAvailability();
+  if (why !== undefined) return noFfi(parsed, why);
+  const { plan: p, note } = concrete(parsed);
   let out: PrimeOutcome;
   try {
     out = applyAutoPlan(p, prime()).run();
@@ -107,20 +190,12 @@ function primeNow(p: AutoPlan): PrimeOutcome | undefined {
     if (p.strict) process.exit(1);
     return undefined;
   }
-  if (p.log === "json") {
-    const data = out.toJSON();
-    say(
-      JSON.stringify({ ...data, warnings: [...p.warnings, ...data.warnings] }),
-    );
-  } else if (p.log === "text") {
-    for (const line of formatAutoIssues(p)) say(line);
-    out.log();
-  }
+  report(p, out, note);
   if (p.strict && !out.ok) {
     say(
       `page-primer: ${
         out.reason ?? "priming failed"
-      }; exiting with code 1 because PAGE_PRIMER_STRICT is set`,
+      }; exiting with code 1 because PAGE_PRIMER_STRICT=1`,
     );
     process.exit(1);
   }
@@ -134,20 +209,20 @@ function primeNow(p: AutoPlan): PrimeOutcome | undefined {
  * @example
  * ```ts no-eval
  * import { plan } from "jsr:@x/page-primer/auto";
- * console.log(plan.actions); // e.g. ["remap"] when PAGE_PRIMER is unset
+ * console.log(plan.actions); // ["mlock"] when PAGE_PRIMER is unset
  * ```
  */
 export const plan: AutoPlan = parseAutoConfig(readEnv());
 
 /**
  * The outcome of the priming this module did when it was first evaluated;
- * `undefined` when `PAGE_PRIMER=off` or a variable had a value it does not
- * accept.
+ * `undefined` when `PAGE_PRIMER=off`, when a variable had a value it does
+ * not accept, or when Deno runs without `--allow-ffi`.
  *
  * @example
  * ```ts no-eval
  * import { outcome } from "jsr:@x/page-primer/auto";
- * console.log(outcome?.ok, outcome?.remap?.text.huge);
+ * console.log(outcome?.ok, outcome?.totals.locked);
  * ```
  */
 export const outcome: PrimeOutcome | undefined = primeNow(plan);

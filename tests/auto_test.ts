@@ -10,8 +10,10 @@ import {
   type AutoBuilder,
   type AutoEnv,
   formatAutoCalls,
-  formatAutoIssues,
+  formatAutoErrors,
   parseAutoConfig,
+  parsePagePrimer,
+  resolveDefault,
 } from "../src/auto_config.ts";
 import { prime } from "../mod.ts";
 import { isRoot, lockedIn, ROOT, runtimePath, RUNTIMES } from "./helpers.ts";
@@ -30,53 +32,82 @@ const MAIN = `${ROOT}tests/fixtures/auto_main.ts`;
 // ---------------------------------------------------------------------------
 // Parsing (pure)
 
-test("unset or empty PAGE_PRIMER: the default, remap only, text log", () => {
-  for (const env of [{}, { PAGE_PRIMER: "" }, { PAGE_PRIMER: "  " }]) {
+test("unset, empty or on PAGE_PRIMER: the default, mlock (populate where it cannot lock), one line", () => {
+  for (
+    const env of [{}, { PAGE_PRIMER: "" }, { PAGE_PRIMER: "  " }, {
+      PAGE_PRIMER: " on ",
+    }]
+  ) {
     const p = parseAutoConfig(env);
     assert.deepEqual(p, {
       off: false,
       defaulted: true,
-      actions: ["remap"],
-      calls: [{ method: "remap", arg: true }],
-      log: "text",
+      actions: ["mlock"],
+      calls: [{ method: "mlock", arg: true }],
+      log: "line",
       strict: false,
       errors: [],
       warnings: [],
     });
+    assert.deepEqual(resolveDefault(p, true), p);
+    const fallback = resolveDefault(p, false);
+    assert.deepEqual(fallback.actions, ["populate"]);
+    assert.deepEqual(fallback.calls, [{ method: "populate", arg: true }]);
   }
+  // Explicit actions are never changed by the lock limit.
+  const m = parseAutoConfig({ PAGE_PRIMER: "mlock" });
+  assert.deepEqual(resolveDefault(m, false), m);
+  // The remap is an opt-in: the default never includes it.
+  assert.ok(!parseAutoConfig({}).actions.includes("remap"));
 });
 
-test("PAGE_PRIMER=off (and 0, false, no, none) turns everything off, other variables unread", () => {
-  for (const v of ["off", "OFF", " 0 ", "false", "no", "None"]) {
-    const p = parseAutoConfig({
-      PAGE_PRIMER: v,
-      PAGE_PRIMER_BACKEND: "bogus",
-      PAGE_PRIMER_OBJECTS: ",",
-    });
-    assert.equal(p.off, true, v);
-    assert.deepEqual(p.calls, []);
-    assert.deepEqual(p.errors, []);
-  }
+test("PAGE_PRIMER=off turns everything off, other variables unread", () => {
+  const p = parseAutoConfig({
+    PAGE_PRIMER: " off ",
+    PAGE_PRIMER_BACKEND: "bogus",
+    PAGE_PRIMER_OBJECTS: ",",
+  });
+  assert.equal(p.off, true);
+  assert.deepEqual(p.calls, []);
+  assert.deepEqual(p.errors, []);
+  assert.equal(parsePagePrimer("off").off, true);
 });
 
-test("PAGE_PRIMER=on (and 1, true, yes) means the default actions", () => {
-  for (const v of ["on", "1", "TRUE", "yes"]) {
+test("one spelling per value: 0, false, no, none, 1, true, yes, OFF, REMAP are rejected with the value meant", () => {
+  const cases: [string, string][] = [
+    ["0", "off"],
+    ["false", "off"],
+    ["no", "off"],
+    ["None", "off"],
+    ["1", "on"],
+    ["true", "on"],
+    ["yes", "on"],
+    ["OFF", "off"],
+    ["REMAP", "remap"],
+    ["Mlock,remap", "mlock"],
+  ];
+  for (const [v, meant] of cases) {
+    const sw = parsePagePrimer(v);
+    assert.equal(sw.off, false, v);
+    assert.deepEqual(sw.actions, [], v);
+    assert.match(sw.error!.message, new RegExp(`did you mean "${meant}"`), v);
     const p = parseAutoConfig({ PAGE_PRIMER: v });
-    assert.equal(p.defaulted, false);
-    assert.deepEqual(p.actions, ["remap"], v);
+    assert.deepEqual(p.calls, [], v);
+    assert.equal(p.errors[0]!.variable, "PAGE_PRIMER");
   }
 });
 
-test("action lists: any order, case, spaces, repeats and trailing commas; calls in builder order", () => {
+test("action lists: any order, spaces, repeats and trailing commas; calls in builder order", () => {
   const cases: [string, string[]][] = [
     ["mlock,remap", ["remap", "mlock"]],
-    [" Remap , MLOCK ,", ["remap", "mlock"]],
+    [" remap , mlock ,", ["remap", "mlock"]],
     ["populate", ["populate"]],
     ["populate,mlock,remap,remap", ["remap", "mlock", "populate"]],
   ];
   for (const [v, want] of cases) {
     const p = parseAutoConfig({ PAGE_PRIMER: v });
     assert.deepEqual(p.errors, [], v);
+    assert.equal(p.defaulted, false);
     assert.deepEqual(p.actions, want, v);
     assert.deepEqual(p.calls.map((c) => c.method), want, v);
   }
@@ -85,7 +116,7 @@ test("action lists: any order, case, spaces, repeats and trailing commas; calls 
 test("backend and align become remap options; objects keep their case", () => {
   const p = parseAutoConfig({
     PAGE_PRIMER: "remap,mlock",
-    PAGE_PRIMER_BACKEND: " THP ",
+    PAGE_PRIMER_BACKEND: " thp ",
     PAGE_PRIMER_ALIGN: "conservative",
     PAGE_PRIMER_OBJECTS: "main, libFoo.so ,main",
   });
@@ -104,21 +135,23 @@ test("backend and align become remap options; objects keep their case", () => {
   );
   for (const b of ["auto", "thp", "hugetlb", "memfd"]) {
     assert.deepEqual(
-      parseAutoConfig({ PAGE_PRIMER_BACKEND: b }).calls[0],
+      parseAutoConfig({ PAGE_PRIMER: "remap", PAGE_PRIMER_BACKEND: b })
+        .calls[0],
       { method: "remap", arg: { backend: b } },
     );
   }
 });
 
-test("PAGE_PRIMER_PERF_MAP turns the perf map on as a remap option; off or unset leaves it off", () => {
-  for (const v of ["1", "true", "YES", " on "]) {
-    const p = parseAutoConfig({ PAGE_PRIMER_PERF_MAP: v });
-    assert.deepEqual(p.errors, [], v);
-    assert.deepEqual(p.calls, [{ method: "remap", arg: { perfMap: true } }]);
-  }
-  for (const v of ["0", "false", "no", "off", "", undefined]) {
+test("PAGE_PRIMER_PERF_MAP=1 turns the perf map on as a remap option; 0 or unset leaves it off", () => {
+  const p1 = parseAutoConfig({
+    PAGE_PRIMER: "remap",
+    PAGE_PRIMER_PERF_MAP: " 1 ",
+  });
+  assert.deepEqual(p1.errors, []);
+  assert.deepEqual(p1.calls, [{ method: "remap", arg: { perfMap: true } }]);
+  for (const v of ["0", "", undefined]) {
     assert.deepEqual(
-      parseAutoConfig({ PAGE_PRIMER_PERF_MAP: v }).calls,
+      parseAutoConfig({ PAGE_PRIMER: "remap", PAGE_PRIMER_PERF_MAP: v }).calls,
       [{ method: "remap", arg: true }],
       String(v),
     );
@@ -139,17 +172,13 @@ test("PAGE_PRIMER_PERF_MAP turns the perf map on as a remap option; off or unset
 });
 
 test("log and strict values", () => {
-  for (const l of ["text", "json", "none", "JSON"]) {
-    assert.equal(
-      parseAutoConfig({ PAGE_PRIMER_LOG: l }).log,
-      l.toLowerCase(),
-    );
+  for (const l of ["line", "table", "json", "none"]) {
+    assert.equal(parseAutoConfig({ PAGE_PRIMER_LOG: l }).log, l);
   }
-  for (const s of ["1", "true", "yes", "on"]) {
-    assert.equal(parseAutoConfig({ PAGE_PRIMER_STRICT: s }).strict, true, s);
-  }
-  for (const s of ["0", "false", "no", "off", ""]) {
-    assert.equal(parseAutoConfig({ PAGE_PRIMER_STRICT: s }).strict, false, s);
+  assert.equal(parseAutoConfig({}).log, "line");
+  assert.equal(parseAutoConfig({ PAGE_PRIMER_STRICT: "1" }).strict, true);
+  for (const s of ["0", "", undefined]) {
+    assert.equal(parseAutoConfig({ PAGE_PRIMER_STRICT: s }).strict, false);
   }
 });
 
@@ -158,7 +187,7 @@ test("every bad value is one issue naming the variable, the value and what is al
     [
       { PAGE_PRIMER: "mlcok,remap" },
       "PAGE_PRIMER",
-      /"mlcok" \(did you mean "mlock"\?\).*mlock, populate/,
+      /"mlcok" \(did you mean "mlock"\?\).*remap, mlock, populate$/,
     ],
     [{ PAGE_PRIMER: "," }, "PAGE_PRIMER", /names no action/],
     [{ PAGE_PRIMER: "remap,off" }, "PAGE_PRIMER", /on and off stand alone/],
@@ -178,32 +207,37 @@ test("every bad value is one issue naming the variable, the value and what is al
       /empty item.*main, all, or a comma list of path substrings/,
     ],
     [
-      { PAGE_PRIMER_LOG: "yaml" },
+      { PAGE_PRIMER_LOG: "text" },
       "PAGE_PRIMER_LOG",
-      /allowed: text, json, none$/,
+      /allowed: line, table, json, none$/,
     ],
     [
-      { PAGE_PRIMER_STRICT: "maybe" },
+      { PAGE_PRIMER_LOG: "JSON" },
+      "PAGE_PRIMER_LOG",
+      /did you mean "json"\? values are lower case/,
+    ],
+    [
+      { PAGE_PRIMER_STRICT: "yes" },
       "PAGE_PRIMER_STRICT",
-      /allowed: 1, true, yes, on/,
+      /"yes" is not valid \(did you mean "1"\?\); allowed: 1 \(exit with code 1/,
     ],
     [
       { PAGE_PRIMER_PERF_MAP: "perf" },
       "PAGE_PRIMER_PERF_MAP",
-      /"perf" is not valid; allowed: 1, true, yes, on \(write \/tmp\/perf-<pid>\.map\) or 0, false, no, off$/,
+      /"perf" is not valid; allowed: 1 \(append to \/tmp\/perf-<pid>\.map\) or 0$/,
     ],
   ];
   for (const [env, variable, re] of cases) {
     const p = parseAutoConfig(env);
     assert.equal(p.errors.length, 1, JSON.stringify(env));
-    assert.equal(p.errors[0].variable, variable);
-    assert.equal(p.errors[0].value, Object.values(env)[0]);
-    assert.match(p.errors[0].message, re);
+    assert.equal(p.errors[0]!.variable, variable);
+    assert.equal(p.errors[0]!.value, Object.values(env)[0]);
+    assert.match(p.errors[0]!.message, re);
     assert.deepEqual(p.calls, []);
     assert.deepEqual(p.actions, []);
   }
-  // A bad log value falls back to text, so the error is seen.
-  assert.equal(parseAutoConfig({ PAGE_PRIMER_LOG: "yaml" }).log, "text");
+  // A bad log value falls back to the default, so the error is seen.
+  assert.equal(parseAutoConfig({ PAGE_PRIMER_LOG: "yaml" }).log, "line");
   // Several bad values are all reported.
   const many = parseAutoConfig({
     PAGE_PRIMER: "lock",
@@ -227,28 +261,32 @@ test("backend, align or perf map without remap is a warning, not an error", () =
   assert.deepEqual(p.errors, []);
   assert.deepEqual(p.calls, [{ method: "mlock", arg: true }]);
   assert.equal(p.warnings.length, 3);
-  assert.match(p.warnings[0], /PAGE_PRIMER_BACKEND=thp has no effect/);
-  assert.match(p.warnings[2], /PAGE_PRIMER_PERF_MAP=1 has no effect/);
-  assert.deepEqual(
-    formatAutoIssues(p),
-    p.warnings.map((w) => `page-primer: ${w}`),
+  assert.match(p.warnings[0]!, /PAGE_PRIMER_BACKEND=thp has no effect/);
+  assert.match(p.warnings[2]!, /PAGE_PRIMER_PERF_MAP=1 has no effect/);
+  assert.equal(formatAutoErrors(p), undefined);
+  assert.match(
+    parseAutoConfig({ PAGE_PRIMER_BACKEND: "thp" }).warnings[0]!,
+    /PAGE_PRIMER \(unset, so on\) does not include remap/,
   );
 });
 
-test("formatAutoIssues: one line per error, then whether the program runs or exits", () => {
+test("formatAutoErrors: all errors in one line, then whether the program runs or exits", () => {
   const p = parseAutoConfig({ PAGE_PRIMER_BACKEND: "huge" });
-  assert.deepEqual(formatAutoIssues(p), [
-    'page-primer: PAGE_PRIMER_BACKEND="huge" is not valid; allowed: auto, thp, hugetlb, memfd',
-    "page-primer: the program runs unprimed (PAGE_PRIMER_STRICT=1 would make this exit with code 1)",
-  ]);
-  const s = parseAutoConfig({ PAGE_PRIMER: "x", PAGE_PRIMER_STRICT: "1" });
-  const lines = formatAutoIssues(s);
-  assert.match(lines[0], /^page-primer: PAGE_PRIMER="x": unknown action "x"/);
   assert.equal(
-    lines[1],
-    "page-primer: exiting with code 1 because PAGE_PRIMER_STRICT is set",
+    formatAutoErrors(p),
+    'page-primer: PAGE_PRIMER_BACKEND="huge" is not valid; allowed: auto, thp, hugetlb, memfd; the program runs unprimed (PAGE_PRIMER_STRICT=1 exits instead)',
   );
-  assert.deepEqual(formatAutoIssues(parseAutoConfig({})), []);
+  const s = parseAutoConfig({
+    PAGE_PRIMER: "x",
+    PAGE_PRIMER_ALIGN: "y",
+    PAGE_PRIMER_STRICT: "1",
+  });
+  const line = formatAutoErrors(s)!;
+  assert.doesNotMatch(line, /\n/);
+  assert.match(line, /^page-primer: PAGE_PRIMER="x": unknown action "x"/);
+  assert.match(line, /PAGE_PRIMER_ALIGN="y" is not valid/);
+  assert.match(line, /; exiting with code 1 because PAGE_PRIMER_STRICT=1$/);
+  assert.equal(formatAutoErrors(parseAutoConfig({})), undefined);
 });
 
 test("parseAutoConfig rejects what is not an environment with TypeError", () => {
@@ -329,6 +367,10 @@ function preloaded(
 const LOW_MEMLOCK = isRoot()
   ? "ulimit -l 1024; exec setpriv --inh-caps=-ipc_lock --bounding-set=-ipc_lock --"
   : "ulimit -l 1024; exec";
+// The same with the hard limit at 1 MiB too (the soft limit cannot be raised).
+const LOW_MEMLOCK_HARD = isRoot()
+  ? "ulimit -S -l 1024; ulimit -H -l 1024; exec setpriv --inh-caps=-ipc_lock --bounding-set=-ipc_lock --"
+  : "ulimit -S -l 1024; ulimit -H -l 1024; exec";
 
 async function finish(p: ReturnType<typeof startProc>) {
   p.closeStdin();
@@ -366,7 +408,7 @@ for (const rt of RUNTIMES) {
     }
   });
 
-  test(`${rt}: preloaded with no PAGE_PRIMER*: remap, reported as a text table on stderr`, async () => {
+  test(`${rt}: preloaded with no PAGE_PRIMER*: mlock (or populate where the limit is too low), no remap, one line on stderr`, async () => {
     const p = startProc(preloaded(rt, MAIN), {
       env: {
         PAGE_PRIMER: undefined,
@@ -376,19 +418,67 @@ for (const rt of RUNTIMES) {
     });
     try {
       const pid = Number((await p.waitFor(/^MAIN (\d+)$/m))[1]);
-      assert.match(
-        p.stderr(),
-        new RegExp(`^page-primer: ${rt} [^,]+, pid ${pid}, .*: remap ok$`, "m"),
+      const lines = p.stderr().trimEnd().split("\n");
+      assert.equal(lines.length, 1, p.stderr());
+      const m = /^page-primer: (mlock|populate) ok, /.exec(lines[0]!);
+      assert.ok(m, lines[0]);
+      // The remap is opt-in: the text stays on the file, on 4 KiB pages.
+      const ft = fileText(pid);
+      assert.ok(ft.bytes > 50 * MiB, `file-backed text ${ft.bytes}`);
+      assert.equal(ft.huge, 0);
+      const exe = smapsOf(pid).filter((v) =>
+        v.perms === "r-xp" && v.inode !== 0 && v.size > 20 * MiB
       );
-      assert.match(p.stderr(), /on 2 MiB pages: text /);
-      assert.equal(jsonLines(p.stderr()).length, 0);
-      assert.ok(fileText(pid).bytes < 8 * MiB, "text still file-backed");
-      // The perf map is opt-in: nothing is left in /tmp.
+      assert.equal(exe.length, 1);
+      if (m![1] === "mlock") {
+        assert.match(lines[0]!, /locked \d/);
+        assert.ok(exe[0]!.vmFlags.includes("lo"), "text not locked");
+      } else {
+        assert.match(lines[0]!, /not locked: mlock needs/);
+        assert.ok(exe[0]!.rss >= 0.99 * exe[0]!.size, "text not resident");
+      }
       assert.equal(existsSync(`/tmp/perf-${pid}.map`), false);
     } finally {
       const end = await finish(p);
       assert.equal(end.code, 0, end.stderr);
     }
+  });
+
+  test(`${rt}: no PAGE_PRIMER and a lock limit too low: populate, and the line says why not mlock`, async () => {
+    const p = startProc(preloaded(rt, MAIN), {
+      env: { PAGE_PRIMER: undefined, PAGE_PRIMER_LOG: undefined },
+      shellPrefix: LOW_MEMLOCK_HARD,
+    });
+    try {
+      const pid = Number((await p.waitFor(/^MAIN (\d+)$/m))[1]);
+      const lines = p.stderr().trimEnd().split("\n");
+      assert.equal(lines.length, 1, p.stderr());
+      assert.match(
+        lines[0]!,
+        /^page-primer: populate ok, resident .*; not locked: mlock needs [\d.]+ MiB, the hard RLIMIT_MEMLOCK is 1\.0 MiB/,
+      );
+      assert.equal(
+        smapsOf(pid).filter((v) => v.vmFlags.includes("lo")).length,
+        0,
+      );
+    } finally {
+      const end = await finish(p);
+      assert.equal(end.code, 0, end.stderr);
+    }
+  });
+
+  test(`${rt}: PAGE_PRIMER_LOG=table prints the report as a table`, async () => {
+    const p = startProc(preloaded(rt, MAIN), {
+      env: { PAGE_PRIMER: "populate", PAGE_PRIMER_LOG: "table" },
+    });
+    const end = await finish(p);
+    assert.equal(end.code, 0, end.stderr);
+    assert.match(
+      end.stderr,
+      new RegExp(`^page-primer: ${rt} [^,]+, pid \\d+, .*: populate ok$`, "m"),
+    );
+    assert.match(end.stderr, /^ {2}object +seg +perm +kind/m);
+    assert.match(end.stderr, /^ {2}time: /m);
   });
 
   test(`${rt}: PAGE_PRIMER_PERF_MAP=1 writes /tmp/perf-<pid>.map, timed apart`, async () => {
@@ -440,7 +530,7 @@ for (const rt of RUNTIMES) {
     }
   });
 
-  test(`${rt}: a bad value is reported with the allowed values and the program runs unprimed`, async () => {
+  test(`${rt}: a bad value is reported in one line with the allowed values and the program runs unprimed`, async () => {
     const p = startProc(preloaded(rt, MAIN), {
       env: { PAGE_PRIMER: "remap", PAGE_PRIMER_BACKEND: "hugepages" },
     });
@@ -452,8 +542,7 @@ for (const rt of RUNTIMES) {
       assert.equal(end.code, 0);
       assert.equal(
         end.stderr,
-        'page-primer: PAGE_PRIMER_BACKEND="hugepages" is not valid; allowed: auto, thp, hugetlb, memfd\n' +
-          "page-primer: the program runs unprimed (PAGE_PRIMER_STRICT=1 would make this exit with code 1)\n",
+        'page-primer: PAGE_PRIMER_BACKEND="hugepages" is not valid; allowed: auto, thp, hugetlb, memfd; the program runs unprimed (PAGE_PRIMER_STRICT=1 exits instead)\n',
       );
       assert.match(end.stdout, /^ALIVE \d+$/m);
     }
@@ -592,18 +681,28 @@ for (const rt of RUNTIMES) {
   });
 }
 
-test("deno without --allow-ffi: the program runs and the reason names the flag", async () => {
-  const p = startProc(preloaded("deno", MAIN, []), {
-    env: { PAGE_PRIMER: "remap" },
-  });
-  const end = await finish(p);
-  assert.equal(end.code, 0);
-  assert.match(end.stdout, /^MAIN \d+$/m);
-  assert.match(end.stderr, /remap NOT OK/);
-  assert.match(end.stderr, /--allow-ffi/);
+test("deno without --allow-ffi: the program runs, and one line names the flag", async () => {
+  for (const env of [{ PAGE_PRIMER: "remap" }, { PAGE_PRIMER: "off" }, {}]) {
+    const p = startProc(preloaded("deno", MAIN, []), { env });
+    const end = await finish(p);
+    assert.equal(end.code, 0);
+    assert.match(end.stdout, /^MAIN \d+$/m);
+    // PAGE_PRIMER cannot be read without FFI (libc getenv) or --allow-env.
+    assert.equal(
+      end.stderr,
+      "page-primer: FFI is not permitted: run deno with --allow-ffi (page-primer needs no other permission); the program runs unprimed\n",
+    );
+  }
 });
 
-test("deno without --allow-ffi but with env access to PAGE_PRIMER_STRICT: strict exits 1", async () => {
+test("deno without --allow-ffi but with env access: PAGE_PRIMER=off is silent, strict exits 1", async () => {
+  const off = await finish(
+    startProc(preloaded("deno", MAIN, ["--allow-env"]), {
+      env: { PAGE_PRIMER: "off" },
+    }),
+  );
+  assert.equal(off.code, 0);
+  assert.equal(off.stderr, "");
   const p = startProc(
     preloaded("deno", MAIN, ["--allow-env=PAGE_PRIMER,PAGE_PRIMER_STRICT"]),
     { env: { PAGE_PRIMER: "remap", PAGE_PRIMER_STRICT: "1" } },
@@ -612,4 +711,29 @@ test("deno without --allow-ffi but with env access to PAGE_PRIMER_STRICT: strict
   assert.equal(end.code, 1);
   assert.doesNotMatch(end.stdout, /MAIN/);
   assert.match(end.stderr, /--allow-ffi.*exiting with code 1/);
+});
+
+test("deno with --allow-ffi alone reads every switch: off is silent, a bad value under strict exits 1 naming it", async () => {
+  const off = await finish(
+    startProc(preloaded("deno", MAIN), { env: { PAGE_PRIMER: "off" } }),
+  );
+  assert.equal(off.code, 0);
+  assert.equal(off.stderr, "");
+  assert.match(off.stdout, /^ALIVE \d+$/m);
+  const bad = await finish(
+    startProc(preloaded("deno", MAIN), {
+      env: { PAGE_PRIMER: "remap,bogus", PAGE_PRIMER_STRICT: "1" },
+    }),
+  );
+  assert.equal(bad.code, 1);
+  assert.doesNotMatch(bad.stdout, /MAIN/);
+  assert.equal(bad.stderr.trimEnd().split("\n").length, 1, bad.stderr);
+  assert.match(bad.stderr, /unknown action "bogus"/);
+  const json = await finish(
+    startProc(preloaded("deno", MAIN), {
+      env: { PAGE_PRIMER: "populate", PAGE_PRIMER_LOG: "json" },
+    }),
+  );
+  assert.equal(json.code, 0, json.stderr);
+  assert.equal(jsonLines(json.stderr)[0]!.ok, true);
 });
