@@ -75,8 +75,8 @@ ${EXIT_CODES}`,
   doctor: `page-primer doctor: what this machine and this runtime allow.
 
 Usage:
-  ${RUN[0]} doctor [--json]
-  ${RUN[1]} doctor [--json]
+  ${RUN[0]} doctor [--json] [--footprint-pages N] [--no-calibrate]
+  ${RUN[1]} doctor [--json] [--footprint-pages N] [--no-calibrate]
 
 Reads the kernel version, THP enabled/defrag/shmem_enabled, PR_GET_THP_DISABLE,
 the 2 MiB hugetlb pool and hugetlbfs mounts, RLIMIT_MEMLOCK against what
@@ -86,9 +86,21 @@ read-only data that remap({ align }) puts on 2 MiB pages, for "aggressive" and
 "conservative", as remap plans it. Each thing that is off comes with the
 command that enables it. Deno needs --allow-ffi.
 
+Then, in about 1.5 s, it calibrates: the same small functions, one per 4 KiB
+page spread over 1, 4 and 16 MiB (and over the footprint given), mapped once
+on 2 MiB and once on 4 KiB pages in this process and called in a fixed random
+order, with nothing else ("call") and with one system call per call
+("syscall"), in paired, interleaved repetitions timed in thread CPU time. It
+says whether 2 MiB code pages pay on this machine: "pays", "loses", "no
+difference measured", or "cannot measure" and why (THP disabled...).
+
 Options:
-  --json      print one JSON object instead of text
-  -h, --help  this help
+  --json               print one JSON object instead of text
+  --footprint-pages N  the workload's hot-code footprint in 4 KiB pages (the
+                       steady total of "footprint"): the calibration's verdict
+                       is given for it
+  --no-calibrate       skip the calibration
+  -h, --help           this help
 
 Exit codes:
   0  nothing keeps remap or mlock from working (advice may still be listed)
@@ -239,19 +251,38 @@ function progressTo(io: Io): (message: string) => void {
 }
 
 function runDoctor(args: string[], io: Io): number {
-  const { values } = parse("doctor", args, { json: { type: "boolean" } });
+  const { values } = parse("doctor", args, {
+    json: { type: "boolean" },
+    "footprint-pages": { type: "string" },
+    "no-calibrate": { type: "boolean" },
+  });
   if (values.help) {
     io.out(HELP.doctor + "\n");
     return EXIT_OK;
   }
+  const footprint = values["footprint-pages"];
+  if (footprint !== undefined && values["no-calibrate"]) {
+    throw new UsageError(
+      `doctor: --footprint-pages is for the calibration, which --no-calibrate skips`,
+    );
+  }
+  const footprintPages = typeof footprint === "string"
+    ? positiveInt("--footprint-pages", footprint, 1, "doctor")
+    : undefined;
   const why = ffiAvailability();
   if (why) {
     io.err(`page-primer doctor: ${why}\n`);
     return EXIT_FAILED;
   }
   const progress = progressTo(io);
-  progress("reading /proc/self/smaps and /sys/kernel/mm");
-  const report = doctor(libc());
+  progress(
+    values["no-calibrate"]
+      ? "reading /proc/self/smaps and /sys/kernel/mm"
+      : "reading /proc/self/smaps and /sys/kernel/mm; calibrating 2 MiB against 4 KiB code pages (about 1.5 s)",
+  );
+  const report = doctor(libc(), {
+    calibrate: values["no-calibrate"] ? false : { footprintPages },
+  });
   progress("");
   io.out(
     (values.json ? JSON.stringify(report, null, 2) : formatDoctor(report)) +

@@ -761,6 +761,74 @@ for (const rt of RUNTIMES) {
   );
 }
 
+// The calibration in doctor: on by default, for the footprint given, in
+// the JSON and the text; --no-calibrate skips it; bad values are usage
+// errors. Which page size wins is the machine's: not asserted here.
+for (const rt of RUNTIMES) {
+  test(`doctor (${rt}) --footprint-pages: the 2 MiB calibration at that footprint, as text and JSON; --no-calibrate skips it`, async () => {
+    const json = await run(
+      cli(rt, ["doctor", "--json", "--footprint-pages", "300"]),
+    );
+    const text = await run(cli(rt, ["doctor", "--footprint-pages", "300"]));
+    const report = JSON.parse(json.stdout) as DoctorReport;
+    assert.equal(json.code, report.ok ? 0 : 1, json.stderr);
+    assert.equal(text.code, json.code, text.stderr);
+    const cal = report.calibration!;
+    assert.ok(cal, "the JSON has a calibration");
+    console.log(
+      `doctor (${rt}) calibration: ${cal.summary} (${
+        cal.seconds.toFixed(2)
+      } s)`,
+    );
+    assert.equal(cal.footprintPages, 300);
+    assert.ok(
+      ["pays", "loses", "no difference measured", "cannot measure"].includes(
+        cal.verdict!,
+      ),
+    );
+    const finding = report.findings.find((f) => f.topic === "calibration");
+    assert.ok(finding && finding.message.startsWith(cal.summary));
+    assert.match(
+      text.stdout,
+      /^2 MiB against 4 KiB code pages, measured in this process:$/m,
+    );
+    if (cal.verdict === "cannot measure") {
+      assert.match(text.stdout, /cannot measure: /);
+    } else {
+      const fp = cal.spreads.find((s) => s.footprint)!;
+      assert.equal(fp.pages, 300);
+      assert.equal(fp.verdict, cal.verdict);
+      // A second run: its verdict may differ from the JSON's.
+      assert.match(
+        text.stdout,
+        /2 MiB code pages: (pays|loses|no difference measured) on this machine at a hot-code footprint of 300 pages/,
+      );
+      assert.match(
+        text.stdout,
+        /^ +1\.17 MiB\* +call +[\d.]+ +[\d.]+ +[\d.]+ \[/m,
+      );
+    }
+    const off = await run(cli(rt, ["doctor", "--json", "--no-calibrate"]));
+    const plain = JSON.parse(off.stdout) as DoctorReport;
+    assert.equal(plain.calibration, undefined);
+    assert.ok(!plain.findings.some((f) => f.topic === "calibration"));
+    const offText = await run(cli(rt, ["doctor", "--no-calibrate"]));
+    assert.doesNotMatch(offText.stdout, /2 MiB against 4 KiB/);
+    for (
+      const args of [
+        ["--footprint-pages", "0"],
+        ["--footprint-pages", "many"],
+        ["--footprint-pages", "5", "--no-calibrate"],
+      ]
+    ) {
+      const r = await run(cli(rt, ["doctor", ...args]));
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, /^page-primer doctor: /);
+      assert.equal(r.stdout, "");
+    }
+  });
+}
+
 function which(name: string): string | undefined {
   for (const dir of (process.env.PATH ?? "").split(":")) {
     if (dir && existsSync(`${dir}/${name}`)) return `${dir}/${name}`;

@@ -13,6 +13,7 @@
 #define PP_SYS_PRCTL 157
 #define PP_SYS_NANOSLEEP 35
 #define PP_SYS_GETTID 186
+#define PP_SYS_CLOCK_GETTIME 228
 
 static inline long pp_syscall6(long nr, long a, long b, long c, long d,
                                long e, long f)

@@ -172,6 +172,8 @@ struct pp_calibrate {
 	uint64_t step;         /* enum pp_cal_step that failed, 0 when ok */
 	uint64_t err;          /* its errno */
 	uint64_t collapse_err; /* MAP with PP_CAL_F_HUGE: errno of MADV_COLLAPSE */
+	uint64_t cpu_ns;       /* RUN: this thread's CPU time over the calls,
+				  ns (CLOCK_THREAD_CPUTIME_ID); 0: no clock */
 };
 
 #endif

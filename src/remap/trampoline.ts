@@ -182,7 +182,25 @@ export interface Trampoline {
    * ECX = `subleaf`; returns `[eax, ebx, ecx, edx]` (unsigned).
    */
   cpuid(leaf: number, subleaf: number): CpuidRegisters;
+  /**
+   * One request of the calibration driver (`trampoline/calibrate.c`): the
+   * {@linkcode CALIBRATE_WORDS} words of `struct pp_calibrate`, read and
+   * written in place. Returns 0, or 1 when it failed (words 10 and 11: the
+   * step and its errno).
+   */
+  calibrate(request: BigUint64Array): number;
 }
+
+/**
+ * Words (64 bits) of `struct pp_calibrate` (`trampoline/primer.h`).
+ *
+ * @example
+ * ```ts
+ * import { CALIBRATE_WORDS } from "./trampoline.ts";
+ * const request = new BigUint64Array(CALIBRATE_WORDS);
+ * ```
+ */
+export const CALIBRATE_WORDS = 14;
 
 /** The four registers CPUID returns: `[eax, ebx, ecx, edx]`, unsigned 32-bit. */
 export type CpuidRegisters = [number, number, number, number];
@@ -310,6 +328,7 @@ function bind(lib: NativeLibrary<typeof SYMBOLS>, path: string): Trampoline {
   const runFn = lib.symbols.pp_run!;
   const perfMapFn = lib.symbols.pp_perf_map!;
   const cpuidFn = lib.symbols.pp_cpuid!;
+  const calibrateFn = lib.symbols.pp_calibrate!;
   const area = Number(lib.symbols.pp_registry!());
   const areaSize = Number(lib.symbols.pp_registry_size!());
   let depth = 0;
@@ -359,6 +378,14 @@ function bind(lib: NativeLibrary<typeof SYMBOLS>, path: string): Trampoline {
       const out = new Uint32Array(4);
       cpuidFn(leaf, subleaf, addressOf(out));
       return [out[0]!, out[1]!, out[2]!, out[3]!];
+    },
+    calibrate(request) {
+      if (request.length !== CALIBRATE_WORDS) {
+        throw new RangeError(
+          `calibrate: the request must have ${CALIBRATE_WORDS} words; got ${request.length}`,
+        );
+      }
+      return Number(calibrateFn(addressOf(request)));
     },
     perfMap(request, scratch) {
       const words = perfMapWords(request, scratch);
