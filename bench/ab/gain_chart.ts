@@ -15,6 +15,12 @@ const SERIES = [
   { key: "fileOverHuge", label: "file/huge (file mapping)", colour: "#d2591e" },
 ] as const;
 
+/**
+ * The y range is clipped to this: a bar that reaches past it ends in an
+ * arrow at the edge (its figures are in the tooltip and the Markdown).
+ */
+const Y_CLIP: readonly [number, number] = [0.8, 1.25];
+
 /** The gain the issue asks about: 3%. */
 const GAIN_LINE = 1.03;
 
@@ -100,8 +106,11 @@ export function renderGainChart(results: readonly AbResult[]): string {
   const xs = [...all.map((p) => p.pages), ...marks.map((m) => m.pages)];
   const xLo = Math.max(1, Math.min(100, ...xs) / 1.6);
   const xHi = Math.max(1000, ...xs) * 1.6;
-  let yLo = Math.min(0.97, ...all.map((p) => p.c.lo));
-  let yHi = Math.max(GAIN_LINE + 0.01, ...all.map((p) => p.c.hi));
+  let yLo = Math.max(Y_CLIP[0], Math.min(0.97, ...all.map((p) => p.c.lo)));
+  let yHi = Math.min(
+    Y_CLIP[1],
+    Math.max(GAIN_LINE + 0.01, ...all.map((p) => p.c.hi)),
+  );
   const pad = (yHi - yLo) * 0.06;
   yLo -= pad;
   yHi += pad;
@@ -156,7 +165,17 @@ function panel(
   step: number,
 ): void {
   const bottom = top + PANEL_H;
-  const y = (v: number) => bottom - (v - yLo) / (yHi - yLo) * PANEL_H;
+  const y = (v: number) =>
+    bottom - (Math.min(yHi, Math.max(yLo, v)) - yLo) / (yHi - yLo) * PANEL_H;
+  /** An arrow head at the edge for a value past the range. */
+  const arrow = (px: number, v: number, colour: string): string => {
+    if (v >= yLo && v <= yHi) return "";
+    const e = y(v);
+    const d = v > yHi ? -1 : 1;
+    return `<path d="M${f(px - 4)} ${f(e - d * 6)} L${f(px)} ${f(e)} L${
+      f(px + 4)
+    } ${f(e - d * 6)}" fill="none" stroke="${colour}" stroke-width="1.5"/>`;
+  };
   out.push(
     `<text x="${LEFT}" y="${top - 8}" font-weight="600">${
       esc(`${r.runtime.name} ${r.runtime.version}`)
@@ -216,7 +235,7 @@ function panel(
         f(x(m.pages))
       }" y2="${bottom}" stroke="#6a3d9a" stroke-dasharray="5 3"/>`,
       `<text x="${f(x(m.pages) + 4)}" y="${
-        top + 12
+        bottom - 6
       }" fill="#6a3d9a" font-size="10">${esc(m.label)}</text>`,
     );
   }
@@ -241,6 +260,8 @@ function panel(
         `<line x1="${f(px)}" y1="${f(y(p.c.lo))}" x2="${f(px)}" y2="${
           f(y(p.c.hi))
         }" stroke="${p.series.colour}" stroke-width="2.5" opacity="0.6"/>`,
+        arrow(px, p.c.lo, p.series.colour),
+        arrow(px, p.c.hi, p.series.colour),
         `<circle cx="${f(px)}" cy="${
           f(y(p.c.median))
         }" r="4" fill="${p.series.colour}"${
