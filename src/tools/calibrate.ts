@@ -600,20 +600,23 @@ function thpBlocker(c: Libc): string | undefined {
 }
 
 function sizes(o: CalibrateOptions): { pages: number; footprint: boolean }[] {
-  const out = (o.spreadsMiB ?? DEFAULT_SPREADS_MIB).map((m) => ({
-    pages: Math.round(m * 256),
-    footprint: false,
-  }));
+  const pages = new Set(
+    (o.spreadsMiB ?? DEFAULT_SPREADS_MIB).map((m) => Math.round(m * 256)),
+  );
+  const out = [...pages].map((p) => ({ pages: p, footprint: false }));
   if (o.footprintPages !== undefined) {
-    const pages = Math.min(o.footprintPages, MAX_FOOTPRINT_PAGES);
-    const same = out.find((s) => s.pages === pages);
+    const fp = Math.min(o.footprintPages, MAX_FOOTPRINT_PAGES);
+    const same = out.find((s) => s.pages === fp);
     if (same) same.footprint = true;
-    else out.push({ pages, footprint: true });
+    else out.push({ pages: fp, footprint: true });
   }
   return out.sort((a, b) => a.pages - b.pages);
 }
 
-/** Maps both areas of every spread; on failure unmaps what it mapped. */
+/**
+ * Maps both areas of every spread, each added to `areas` as soon as it is
+ * mapped (the caller unmaps them all, whatever happens).
+ */
 function setUp(
   t: Trampoline,
   code: FunctionCode,
