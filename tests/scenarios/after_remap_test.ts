@@ -3,7 +3,7 @@
 // Worker started after the swap runs correct code.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { RUNTIMES, startChild } from "./helpers.ts";
+import { RUNTIMES, startChild } from "../helpers.ts";
 
 for (const rt of RUNTIMES) {
   test(`${rt}: after a remap, subprocesses, a re-exec of the runtime and a new Worker work`, async () => {

@@ -21,7 +21,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import process from "node:process";
-import type { PrimeOutcomeData } from "../src/outcome.ts";
+import type { PrimeOutcomeData } from "../../src/outcome.ts";
 import {
   isRoot,
   raiseHugetlbPool,
@@ -30,7 +30,7 @@ import {
   runtimePath,
   RUNTIMES,
   startChild,
-} from "./helpers.ts";
+} from "../helpers.ts";
 
 /** The syscalls traced, and so judged. */
 const TRACED = ["mmap", "mprotect", "pkey_mprotect", "mremap", "munmap"];
@@ -426,7 +426,7 @@ test("audit judges the trampoline and the LOAD segments, and only counts the run
 // maps its builtins a second time at the top of it; then three remap/restore
 // cycles (THP, memfd, shared). Every call of the trampoline, every call on the
 // LOAD segments, the alias and the code range is kept; the rest is left out.
-const RECORDED = new URL("./fixtures/audit/", import.meta.url);
+const RECORDED = new URL("../fixtures/audit/", import.meta.url);
 const recorded = {
   log: readFileSync(new URL("deno_no_pku.strace", RECORDED), "utf8"),
   layout: JSON.parse(

@@ -7,11 +7,11 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { readFileSync, readlinkSync } from "node:fs";
 import process from "node:process";
-import { prime } from "../mod.ts";
-import { emptyRestoreReport } from "../src/remap/report.ts";
-import { ERRNO, errnoName } from "../src/sys/libc.ts";
-import type { SmapsVma } from "../src/sys/maps.ts";
-import { SANDBOX_SKIP, withSandbox } from "./fixtures/sandbox.ts";
+import { prime } from "../../mod.ts";
+import { emptyRestoreReport } from "../../src/remap/report.ts";
+import { ERRNO, errnoName } from "../../src/sys/libc.ts";
+import type { SmapsVma } from "../../src/sys/maps.ts";
+import { SANDBOX_SKIP, withSandbox } from "../fixtures/sandbox.ts";
 import {
   isRoot,
   ROOT,
@@ -21,7 +21,7 @@ import {
   RUNTIMES,
   shellQuote,
   startChild,
-} from "./helpers.ts";
+} from "../helpers.ts";
 
 test("remap() options: wrong types and values are refused with what is accepted", () => {
   // deno-lint-ignore no-explicit-any

@@ -18,9 +18,9 @@ import {
   runtimePath,
   RUNTIMES,
   startChild,
-} from "./helpers.ts";
-import { buildRelroLibrary } from "./fixtures/relro/build.ts";
-import { parseMaps } from "../src/sys/maps.ts";
+} from "../helpers.ts";
+import { buildRelroLibrary } from "../fixtures/relro/build.ts";
+import { parseMaps } from "../../src/sys/maps.ts";
 
 /** Child processes per runtime, each doing CYCLES remap/restore cycles. */
 const RUNS = 20;

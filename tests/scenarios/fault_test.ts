@@ -13,7 +13,7 @@ import {
   removeLeftovers,
   RUNTIMES,
   startChild,
-} from "./helpers.ts";
+} from "../helpers.ts";
 
 interface Walk {
   swaps: {

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { accessSync, constants } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
-import { ROOT, run, runtimeCommand, RUNTIMES } from "./helpers.ts";
+import { ROOT, run, runtimeCommand, RUNTIMES } from "../helpers.ts";
 
 /** How long gdb may take; before the fix it never finished. */
 const GDB_TIMEOUT_MS = 120_000;

@@ -12,11 +12,11 @@ import {
   type RemapChildReport,
   RUNTIMES,
   startChild,
-} from "./helpers.ts";
-import { type SmapsVma, sumIn } from "../src/sys/maps.ts";
-import type { PrimeOutcomeData } from "../src/outcome.ts";
-import { inspectProcess } from "../src/tools/inspect.ts";
-import { libc } from "../src/sys/libc.ts";
+} from "../helpers.ts";
+import { type SmapsVma, sumIn } from "../../src/sys/maps.ts";
+import type { PrimeOutcomeData } from "../../src/outcome.ts";
+import { inspectProcess } from "../../src/tools/inspect.ts";
+import { libc } from "../../src/sys/libc.ts";
 
 type Pick = (v: SmapsVma) => number;
 

@@ -6,7 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import process from "node:process";
-import { ROOT, runtimePath, RUNTIMES } from "./helpers.ts";
+import { ROOT, runtimePath, RUNTIMES } from "../helpers.ts";
 
 const SECONDS = Number(process.env.PAGE_PRIMER_LOAD_SECONDS ?? 30);
 const NO_WRK = spawnSync("wrk", ["--version"]).error

@@ -3,14 +3,14 @@
 // picks it when THP is off for the process but shmem THP is on.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { selected } from "../src/sys/thp.ts";
+import { selected } from "../../src/sys/thp.ts";
 import { readFileSync, writeFileSync } from "node:fs";
 import {
   isRoot,
   type RemapChildReport,
   RUNTIMES,
   startChild,
-} from "./helpers.ts";
+} from "../helpers.ts";
 
 const SHMEM = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
 const ROOT_SKIP = isRoot() ? false : "needs root to change shmem_enabled";

@@ -11,8 +11,8 @@ import {
   type RemapChildReport,
   RUNTIMES,
   startChild,
-} from "./helpers.ts";
-import { sumIn } from "../src/sys/maps.ts";
+} from "../helpers.ts";
+import { sumIn } from "../../src/sys/maps.ts";
 
 const SHMEM = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
 const SKIP = isRoot() ? false : "needs root to write shmem_enabled";

@@ -16,9 +16,9 @@ import {
   readMem,
   RUNTIMES,
   startChild,
-} from "./helpers.ts";
-import { buildRelroLibrary } from "./fixtures/relro/build.ts";
-import { parseMaps } from "../src/sys/maps.ts";
+} from "../helpers.ts";
+import { buildRelroLibrary } from "../fixtures/relro/build.ts";
+import { parseMaps } from "../../src/sys/maps.ts";
 
 const built = buildRelroLibrary();
 after(() => rmSync(built.dir, { recursive: true, force: true }));

@@ -18,9 +18,9 @@ import {
   runtimePath,
   RUNTIMES,
   startChild,
-} from "./helpers.ts";
-import { hugeBytes, type SmapsVma, sumIn } from "../src/sys/maps.ts";
-import type { PrimeOutcomeData, SegmentReport } from "../src/outcome.ts";
+} from "../helpers.ts";
+import { hugeBytes, type SmapsVma, sumIn } from "../../src/sys/maps.ts";
+import type { PrimeOutcomeData, SegmentReport } from "../../src/outcome.ts";
 
 // THP forced: on a machine with a reserved hugetlb pool, "auto" picks
 // hugetlb, and these tests check the THP path.

@@ -2,7 +2,7 @@
 // the staging copy, and a memory cgroup limit below the copy size. Each ends
 // with a clean, explained outcome, the code equal to the file, and the
 // process running. (The hugetlb pool and a hugetlb cgroup limit:
-// tests/hugetlb_test.ts; THP disabled for the process: tests/remap_test.ts.)
+// tests/scenarios/hugetlb_test.ts; THP disabled for the process: tests/scenarios/remap_test.ts.)
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
@@ -13,14 +13,14 @@ import {
   writeFileSync,
 } from "node:fs";
 import process from "node:process";
-import type { PrimeOutcomeData } from "../mod.ts";
-import { memcgProblem } from "../src/sys/limits.ts";
+import type { PrimeOutcomeData } from "../../mod.ts";
+import { memcgProblem } from "../../src/sys/limits.ts";
 import {
   isRoot,
   type RemapChildReport,
   RUNTIMES,
   startChild,
-} from "./helpers.ts";
+} from "../helpers.ts";
 
 const MiB = 1024 * 1024;
 

@@ -4,7 +4,7 @@
 // copy → restore. Zero crashes, zero failed cycles, zero wrong results.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ROOT, run, runtimePath } from "./helpers.ts";
+import { ROOT, run, runtimePath } from "../helpers.ts";
 
 const CYCLES = 200;
 // The stress takes minutes: each test runner stresses its own runtime, so

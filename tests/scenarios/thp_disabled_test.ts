@@ -8,10 +8,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
-import { isRoot, RUNTIMES, startChild } from "./helpers.ts";
-import { type SmapsVma, sumIn } from "../src/sys/maps.ts";
-import type { HugePageRoute } from "../src/tools/doctor.ts";
-import type { PrimeOutcomeData } from "../src/outcome.ts";
+import { isRoot, RUNTIMES, startChild } from "../helpers.ts";
+import { type SmapsVma, sumIn } from "../../src/sys/maps.ts";
+import type { HugePageRoute } from "../../src/tools/doctor.ts";
+import type { PrimeOutcomeData } from "../../src/outcome.ts";
 
 const NR = "/proc/sys/vm/nr_hugepages";
 const HUGE = 2 * 1024 * 1024;

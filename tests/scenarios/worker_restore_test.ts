@@ -17,15 +17,15 @@ import {
   runtimePath,
   RUNTIMES,
   startChild,
-} from "./helpers.ts";
+} from "../helpers.ts";
 import {
   bytesSource,
   parseElfHeader,
   PF_X,
   PT_LOAD,
   readProgramHeaders,
-} from "../src/sys/elf.ts";
-import { parseMaps, type SmapsVma } from "../src/sys/maps.ts";
+} from "../../src/sys/elf.ts";
+import { parseMaps, type SmapsVma } from "../../src/sys/maps.ts";
 
 /** Fresh child processes per runtime, each going through every case. */
 const ROUNDS = 5;
