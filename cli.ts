@@ -10,9 +10,14 @@
  * - `bench`: the quick benchmark pass of the repository's `bench/`.
  *
  * ```sh
- * deno run --allow-ffi --allow-read --allow-env --allow-run cli.ts doctor
+ * deno run --allow-ffi cli.ts doctor
  * bun cli.ts inspect --pid 1234
+ * bunx page-primer doctor          # from the npm package
+ * deno run --allow-ffi jsr:@x/page-primer/cli doctor
  * ```
+ *
+ * Deno needs `--allow-ffi` and nothing else (`bench` also `--allow-read
+ * --allow-run`, to find and start `bench/quick.sh`); Bun needs no flag.
  *
  * Exit codes: 0 ok, 1 the thing checked is not as wanted or the command
  * failed, 2 bad usage.
@@ -43,7 +48,7 @@ export const EXIT_FAILED = 1;
 export const EXIT_USAGE = 2;
 
 const RUN = [
-  "deno run --allow-ffi --allow-read --allow-env --allow-run cli.ts",
+  "deno run --allow-ffi cli.ts",
   "bun cli.ts",
 ];
 
@@ -68,8 +73,12 @@ Commands:
             object, against the CPU's instruction TLB: will 2 MiB pages pay?
   bench     the quick benchmark pass (bench/quick.sh of the repository)
 
+Permissions: Deno needs --allow-ffi and nothing else (bench also
+--allow-read --allow-run, to find and start bench/quick.sh); Bun needs none.
+
 Options:
   -h, --help  this help; "<command> --help" for a command's
+  --debug     on a failure, print the stack trace too (any command)
 
 ${EXIT_CODES}`,
   doctor: `page-primer doctor: what this machine and this runtime allow.
@@ -160,7 +169,7 @@ The only disturbance: the process's referenced bits are cleared (page
 reclaim sees its pages as not recently used) and its TLB is flushed, once
 per window. A page touched on a 2 MiB mapping counts 512: measure before
 remapping. Needs the same user id as the process, or root. Deno needs
---allow-ffi --allow-read --allow-env.
+--allow-ffi, and nothing else.
 
 Options:
   --pid N        the process (default: this one, which is idle)
@@ -182,7 +191,8 @@ Usage:
 Runs "sh bench/quick.sh" of the repository next to cli.ts (about 15 s per
 runtime; writes bench/results/quick/). It needs a clone of the repository
 with deno and bun installed by "npm run bench" or scripts/setup.sh; from a
-package without bench/ it says how to get it. Deno needs --allow-run.
+package without bench/ it says how to get it. Deno needs --allow-read
+--allow-run besides --allow-ffi.
 
 Options:
   -h, --help  this help
@@ -205,9 +215,33 @@ export interface Io {
   errTty: boolean;
 }
 
+/** True for the error of a write to a pipe whose reader is gone (`| head`). */
+function isEpipe(e: unknown): boolean {
+  return (e as { code?: unknown } | null)?.code === "EPIPE";
+}
+
+/**
+ * Writes to a standard stream. When the reader went away (`cli.ts inspect
+ * --watch | head`), the command has nothing left to do: it stops at once
+ * with exit code 0 and no message, as `yes | head` does.
+ */
+function writeTo(stream: NodeJS.WriteStream, text: string): void {
+  try {
+    stream.write(text);
+  } catch (e) {
+    if (isEpipe(e)) process.exit(EXIT_OK);
+    throw e;
+  }
+}
+
+function onStreamError(e: Error): void {
+  if (isEpipe(e)) process.exit(EXIT_OK);
+  process.exit(EXIT_FAILED);
+}
+
 const processIo = (): Io => ({
-  out: (t) => void process.stdout.write(t),
-  err: (t) => void process.stderr.write(t),
+  out: (t) => writeTo(process.stdout, t),
+  err: (t) => writeTo(process.stderr, t),
   outTty: process.stdout.isTTY === true,
   errTty: process.stderr.isTTY === true,
 });
@@ -463,7 +497,7 @@ async function runBench(args: string[], io: Io): Promise<number> {
       io.err(
         `page-primer bench: cannot start sh ${script}: ${
           e instanceof Error ? e.message : e
-        } (deno: run cli.ts with --allow-run)\n`,
+        } (deno: run cli.ts with --allow-read --allow-run)\n`,
       );
       resolve(EXIT_FAILED);
       return;
@@ -506,7 +540,8 @@ export async function main(
   args: string[],
   io: Io = processIo(),
 ): Promise<number> {
-  const [command, ...rest] = args;
+  const debug = args.includes("--debug");
+  const [command, ...rest] = args.filter((a) => a !== "--debug");
   try {
     if (command === undefined) {
       io.err(HELP[""] + "\n");
@@ -536,12 +571,17 @@ export async function main(
       return EXIT_USAGE;
     }
     io.err(
-      `page-primer ${command}: failed: ${e instanceof Error ? e.message : e}\n`,
+      `page-primer ${command}: failed: ${
+        e instanceof Error ? (debug && e.stack) || e.message : e
+      }${debug ? "" : " (--debug prints the stack trace)"}\n`,
     );
     return EXIT_FAILED;
   }
 }
 
 if (import.meta.main) {
+  // A write to a closed pipe can also fail later, as an 'error' event.
+  process.stdout.on("error", onStreamError);
+  process.stderr.on("error", onStreamError);
   process.exitCode = await main(process.argv.slice(2));
 }

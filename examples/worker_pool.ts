@@ -19,19 +19,34 @@ import { parseArgs } from "node:util";
 import process from "node:process";
 import { prime } from "../mod.ts";
 
-const { values } = parseArgs({
-  args: process.argv.slice(2),
-  options: {
-    workers: { type: "string" },
-    limit: { type: "string", default: "10000000" },
-    json: { type: "boolean", default: false },
-    "no-remap": { type: "boolean", default: false },
-    help: { type: "boolean", short: "h", default: false },
-  },
-});
+const USAGE =
+  "usage: worker_pool.ts [--workers N] [--limit N] [--json] [--no-remap]";
+
+function options() {
+  try {
+    return parseArgs({
+      args: process.argv.slice(2),
+      options: {
+        workers: { type: "string" },
+        limit: { type: "string", default: "10000000" },
+        json: { type: "boolean", default: false },
+        "no-remap": { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    }).values;
+  } catch (e) {
+    // A bad option: one line and exit code 2, not a stack trace.
+    console.error(
+      `worker_pool.ts: ${e instanceof Error ? e.message : e}; ${USAGE}`,
+    );
+    process.exit(2);
+  }
+}
+
+const values = options();
 if (values.help) {
   console.log(
-    "usage: worker_pool.ts [--workers N] [--limit N] [--json] [--no-remap]\n" +
+    USAGE + "\n" +
       "  Remaps the runtime's code onto 2 MiB pages, then counts the primes\n" +
       "  below N (default 10000000) in a pool of Workers, each of which\n" +
       "  reports the code it sees on 2 MiB pages. --no-remap: skip the remap,\n" +
