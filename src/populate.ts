@@ -16,6 +16,17 @@ import {
 import type { LockRange } from "./mlock.ts";
 import type { StepError } from "./sys/libc.ts";
 
+/**
+ * Options of `Primer.populate`. Reserved for future use; no keys yet.
+ *
+ * @example
+ * ```ts
+ * import type { PopulateOptions } from "./populate.ts";
+ * const none: PopulateOptions = {};
+ * ```
+ */
+export type PopulateOptions = Record<never, never>;
+
 /** How a range was populated. */
 export type PopulateMethod = "populate-read" | "willneed-touch";
 

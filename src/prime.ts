@@ -10,7 +10,14 @@ import {
   runtimeEnv,
   runtimeInfo,
 } from "./sys/ffi.ts";
-import { explainFailure, type Libc, libc, SyscallError } from "./sys/libc.ts";
+import {
+  ERRNO,
+  explainFailure,
+  type Libc,
+  libc,
+  type StepError,
+  SyscallError,
+} from "./sys/libc.ts";
 import { basename } from "./sys/format.ts";
 import { lockRanges, type MlockOptions } from "./mlock.ts";
 import {
@@ -25,13 +32,18 @@ import {
   type PrimeOutcomeData,
   type SegmentAction,
   type SegmentReport,
-  type StepError,
   totalsOf,
 } from "./outcome.ts";
 import type { SmapsVma } from "./sys/maps.ts";
 import { PerfMapError, writePerfMap } from "./remap/perf_map.ts";
-import { populateRanges } from "./populate.ts";
-import { ALIGNMENTS, BACKEND_CHOICES } from "./remap/plan.ts";
+import { type PopulateOptions, populateRanges } from "./populate.ts";
+import {
+  checkMlockOptions,
+  checkObjectSelectors,
+  checkPopulateOptions,
+  checkRemapOptions,
+  checkStrict,
+} from "./options.ts";
 import { clearSharedCopies, type ShareOptions } from "./remap/share.ts";
 import { remapObjects } from "./remap/execute.ts";
 import {
@@ -57,8 +69,7 @@ export type { RemapOptions } from "./remap/report.ts";
 export type { ShareOptions } from "./remap/share.ts";
 export type { ObjectSelector } from "./sys/segments.ts";
 
-/** Options of {@linkcode Primer.populate}. Reserved for future use; no keys yet. */
-export type PopulateOptions = Record<never, never>;
+export type { PopulateOptions } from "./populate.ts";
 
 /** A domain failure of `run()` in strict mode: the outcome says what went wrong. */
 export class PrimeError extends Error {
@@ -78,44 +89,6 @@ export class PrimeError extends Error {
 }
 
 const SUPPORTED_ARCH = ["x86_64", "aarch64"];
-
-function describe(v: unknown): string {
-  if (typeof v === "string") return `string ${JSON.stringify(v)}`;
-  if (v === null) return "null";
-  if (Array.isArray(v)) return "an array";
-  return `${typeof v} ${String(v)}`;
-}
-
-function checkKeys(
-  method: string,
-  value: Record<string, unknown>,
-  allowed: readonly string[],
-): void {
-  for (const key of Object.keys(value)) {
-    if (!allowed.includes(key)) {
-      throw new TypeError(
-        `${method}(): unknown option "${key}"; accepted: ${
-          allowed.length ? allowed.join(", ") : "none"
-        }`,
-      );
-    }
-  }
-}
-
-function checkFlag<T extends object>(
-  method: string,
-  value: unknown,
-  allowed: readonly string[],
-  usage: string,
-): false | T {
-  if (value === true) return {} as T;
-  if (value === false) return false;
-  if (typeof value === "object" && value !== null && !Array.isArray(value)) {
-    checkKeys(method, value as Record<string, unknown>, allowed);
-    return value as T;
-  }
-  throw new TypeError(`${method}() accepts ${usage}; got ${describe(value)}`);
-}
 
 /**
  * Builds and runs a priming of the running executable's pages. Each method
@@ -146,18 +119,7 @@ export class Primer {
    * ```
    */
   mlock(enable: boolean | MlockOptions): this {
-    const v = checkFlag<MlockOptions>(
-      "mlock",
-      enable,
-      ["onFault"],
-      "true, false or { onFault?: boolean }",
-    );
-    if (v && v.onFault !== undefined && typeof v.onFault !== "boolean") {
-      throw new TypeError(
-        `mlock(): onFault must be a boolean; got ${describe(v.onFault)}`,
-      );
-    }
-    this.#mlock = v === false ? false : { ...v };
+    this.#mlock = checkMlockOptions(enable);
     return this;
   }
 
@@ -172,13 +134,7 @@ export class Primer {
    * ```
    */
   populate(enable: boolean | PopulateOptions): this {
-    const v = checkFlag<PopulateOptions>(
-      "populate",
-      enable,
-      [],
-      "true or false",
-    );
-    this.#populate = v;
+    this.#populate = checkPopulateOptions(enable);
     return this;
   }
 
@@ -197,71 +153,7 @@ export class Primer {
    * ```
    */
   remap(enable: boolean | RemapOptions): this {
-    const v = checkFlag<RemapOptions>(
-      "remap",
-      enable,
-      ["align", "pageSize", "backend", "share", "perfMap"],
-      'true, false or { align?: "aggressive" | "conservative", pageSize?: "2m" | "4k", backend?: "auto" | "thp" | "hugetlb" | "memfd", share?: boolean | { dir?: string }, perfMap?: boolean }',
-    );
-    if (v && v.perfMap !== undefined && typeof v.perfMap !== "boolean") {
-      throw new TypeError(
-        `remap(): perfMap must be true or false; got ${describe(v.perfMap)}`,
-      );
-    }
-    if (v && v.share !== undefined && typeof v.share !== "boolean") {
-      const sh = v.share as unknown;
-      if (typeof sh !== "object" || sh === null || Array.isArray(sh)) {
-        throw new TypeError(
-          `remap(): share must be true, false or { dir?: string }; got ${
-            describe(sh)
-          }`,
-        );
-      }
-      checkKeys("remap", sh as Record<string, unknown>, ["dir"]);
-      const dir = (sh as { dir?: unknown }).dir;
-      if (
-        dir !== undefined && (typeof dir !== "string" || !dir.startsWith("/"))
-      ) {
-        throw new TypeError(
-          `remap(): share.dir must be an absolute path; got ${describe(dir)}`,
-        );
-      }
-    }
-    if (
-      v && v.share &&
-      (v.pageSize === "4k" ||
-        (v.backend !== undefined && v.backend !== "auto" &&
-          v.backend !== "memfd"))
-    ) {
-      throw new TypeError(
-        `remap(): share uses shmem copies (the memfd backend) on 2 MiB pages; it cannot be combined with ${
-          v.pageSize === "4k" ? 'pageSize: "4k"' : `backend: "${v.backend}"`
-        }`,
-      );
-    }
-    if (v && v.backend !== undefined && !BACKEND_CHOICES.includes(v.backend)) {
-      throw new RangeError(
-        `remap(): backend must be "auto", "thp", "hugetlb" or "memfd"; got ${
-          describe(v.backend)
-        }`,
-      );
-    }
-    if (v && v.align !== undefined && !ALIGNMENTS.includes(v.align)) {
-      throw new RangeError(
-        `remap(): align must be "aggressive" or "conservative"; got ${
-          describe(v.align)
-        }`,
-      );
-    }
-    if (
-      v && v.pageSize !== undefined && v.pageSize !== "2m" &&
-      v.pageSize !== "4k"
-    ) {
-      throw new RangeError(
-        `remap(): pageSize must be "2m" or "4k"; got ${describe(v.pageSize)}`,
-      );
-    }
-    this.#remap = v === false ? false : { ...v };
+    this.#remap = checkRemapOptions(enable);
     return this;
   }
 
@@ -277,23 +169,7 @@ export class Primer {
    * ```
    */
   objects(...selectors: ObjectSelector[]): this {
-    if (selectors.length === 0) {
-      throw new RangeError(
-        'objects() needs at least one selector: "main", "all", a path substring, a RegExp or a predicate',
-      );
-    }
-    for (const s of selectors) {
-      const ok = typeof s === "string" ? s.length > 0 : s instanceof RegExp ||
-        typeof s === "function";
-      if (!ok) {
-        throw new TypeError(
-          `objects() accepts "main", "all", a non-empty path substring, a RegExp or a predicate; got ${
-            describe(s)
-          }`,
-        );
-      }
-    }
-    this.#objects = [...selectors];
+    this.#objects = checkObjectSelectors(selectors);
     return this;
   }
 
@@ -312,12 +188,7 @@ export class Primer {
    * ```
    */
   strict(enable: boolean): this {
-    if (typeof enable !== "boolean") {
-      throw new TypeError(
-        `strict() accepts true or false; got ${describe(enable)}`,
-      );
-    }
-    this.#strict = enable;
+    this.#strict = checkStrict(enable);
     return this;
   }
 
@@ -361,74 +232,20 @@ export class Primer {
   #run(): PrimeOutcome {
     const t0 = performance.now();
     const info = runtimeInfo();
-    const requested = this.#requested();
-    const base: PrimeOutcomeData = {
-      ok: false,
-      disabled: false,
-      runtime: `${info.name} ${info.version}`.trim(),
-      pid: 0,
-      kernel: "",
-      requested,
-      segments: [],
-      totals: totalsOf([]),
-      durations: {
-        inspectMs: 0,
-        mlockMs: 0,
-        populateMs: 0,
-        remapMs: 0,
-        perfMapMs: 0,
-        totalMs: 0,
-      },
-      warnings: [],
-    };
+    const base = initialData(
+      `${info.name} ${info.version}`.trim(),
+      this.#requested(),
+    );
     const stop = (reason: string, ok = false, disabled = false) => {
       base.durations.totalMs = performance.now() - t0;
       return new PrimeOutcome({ ...base, ok, reason, disabled });
     };
-    if (info.os !== "linux") {
-      return stop(`page-primer works on Linux only; this is ${info.os}`);
-    }
-    if (!SUPPORTED_ARCH.includes(info.arch)) {
-      return stop(
-        `unsupported CPU architecture ${info.arch}; page-primer supports ${
-          SUPPORTED_ARCH.join(" and ")
-        }`,
-      );
-    }
-    const envOff = (v: string | undefined) =>
-      v !== undefined && /^(off|0|false|no|none)$/i.test(v.trim());
-    const why = ffiAvailability();
-    if (why !== undefined) {
-      if (envOff(runtimeEnv("PAGE_PRIMER"))) {
-        return stop(
-          "PAGE_PRIMER=off in the environment: nothing done",
-          true,
-          true,
-        );
-      }
-      return stop(why);
-    }
-    let c: Libc;
+    const unsupported = platformProblem(info.os, info.arch);
+    if (unsupported !== undefined) return stop(unsupported);
+    const conn = connect(base);
+    if (!("c" in conn)) return stop(conn.reason, conn.disabled, conn.disabled);
     try {
-      c = libc();
-    } catch (e) {
-      return stop(e instanceof Error ? e.message : String(e));
-    }
-    base.pid = c.getpid();
-    try {
-      base.kernel = c.kernelRelease();
-    } catch {
-      // uname cannot fail in practice; leave it empty if it does.
-    }
-    if (envOff(c.getenv("PAGE_PRIMER"))) {
-      return stop(
-        "PAGE_PRIMER=off in the environment: nothing done",
-        true,
-        true,
-      );
-    }
-    try {
-      return this.#prime(c, base, t0);
+      return this.#prime(conn.c, base, t0);
     } catch (e) {
       return stop(
         e instanceof SyscallError
@@ -460,171 +277,40 @@ export class Primer {
     }
   }
 
+  /** The steps in order: inspect, remap (+ perf map), mlock, populate, measure. */
   #primeObjects(
     c: Libc,
     base: PrimeOutcomeData,
     t0: number,
     objects: readonly LoadedObject[],
   ): PrimeOutcome {
-    const pageSize = c.pageSize();
-    const before = readSmaps(c);
-    const selected = selectObjects(objects, this.#objects);
-    const unmatched = selected.length === 0
-      ? `no loaded object matched objects(${
-        this.#objects.map((o) =>
-          typeof o === "string"
-            ? JSON.stringify(o)
-            : typeof o === "function"
-            ? "a function"
-            : String(o)
-        ).join(", ")
-      }) among the ${objects.length} loaded: ${
-        objects.slice(0, 12).map((o) => basename(o.path)).join(", ")
-      }${objects.length > 12 ? ", ..." : ""}`
+    const found = inspect(c, objects, this.#objects, base.requested);
+    if (found.unmatched && base.requested.length === 0) {
+      base.warnings.push(found.unmatched);
+    }
+    const remapped = this.#remap ? remapStep(c, found, this.#remap) : undefined;
+    const remap = remapped?.report;
+    const locked = this.#mlock
+      ? mlockStep(c, found, { options: this.#mlock, remap })
       : undefined;
-    if (unmatched && base.requested.length === 0) base.warnings.push(unmatched);
-    const ranges: SegmentRange[] = selected.flatMap((o) => {
-      const loads = segmentRanges(o, pageSize);
-      return [...loads, ...aliasRanges(o, loads, before)];
-    });
-    const errors = new Map<SegmentRange, StepError>();
-    const partlyUnmapped = new Set<SegmentRange>();
-    for (const r of ranges) {
-      if (measureRange(before, r.start, r.end).mapped < r.end - r.start) {
-        partlyUnmapped.add(r);
-      }
-    }
-    const usable = byPriority(ranges.filter((r) => !partlyUnmapped.has(r)));
-    for (const r of partlyUnmapped) {
-      if (base.requested.length > 0) {
-        errors.set(r, {
-          step: "inspect",
-          code: "ENOMEM",
-          errno: 12,
-          message:
-            "part of this segment's range is not mapped (unmapped or replaced by someone else); left untouched",
-        });
-      }
-    }
-
-    let remap: RemapReport | undefined;
-    let afterRemap: SmapsVma[] | undefined;
-    let remapMs = 0;
-    let perfMapMs = 0;
-    if (this.#remap) {
-      const done = remapObjects(c, selected, ranges, this.#remap, before);
-      const { after: _after, ...report } = done;
-      remap = report;
-      remapMs = remap.ms;
-      afterRemap = done.after;
-      if (
-        this.#remap.perfMap === true &&
-        remap.regions.some((r) => r.status === "remapped")
-      ) {
-        const t = performance.now();
-        try {
-          remap.perfMap = writePerfMap(c, remap);
-          remap.warnings.push(...remap.perfMap.warnings);
-        } catch (e) {
-          if (!(e instanceof PerfMapError)) throw e;
-          remap.warnings.push(e.message);
-        } finally {
-          perfMapMs = performance.now() - t;
-        }
-      }
-    }
-    let mlockMs = 0;
-    if (this.#mlock) {
-      const t = performance.now();
-      // A remapped copy is locked whole: locking only the segment's part
-      // would split its VMA inside a huge page and break that page up.
-      const copies = (remap?.regions ?? []).filter((r) =>
-        r.status === "remapped"
-      );
-      const lockTargets = usable.map((r) => {
-        let start = r.start;
-        let end = r.end;
-        for (const k of copies) {
-          if (k.start < end && start < k.end) {
-            start = Math.min(start, k.start);
-            end = Math.max(end, k.end);
-          }
-        }
-        return { start, end };
-      });
-      const run = lockRanges(c, lockTargets, this.#mlock, readStatus(c));
-      mlockMs = performance.now() - t;
-      base.warnings.push(...run.warnings);
-      run.results.forEach((res, i) => {
-        if (res.error) errors.set(usable[i], res.error);
-      });
-    }
-    let populateMs = 0;
-    if (this.#populate) {
-      const t = performance.now();
-      const todo = usable.filter((r) => !errors.has(r));
-      const run = populateRanges(c, todo, pageSize);
-      populateMs = performance.now() - t;
-      base.warnings.push(...run.warnings);
-      run.results.forEach((res, i) => {
-        if (res.error) errors.set(todo[i], res.error);
-      });
-    }
-
+    const populated = this.#populate ? populateStep(c, found) : undefined;
+    base.warnings.push(
+      ...locked?.warnings ?? [],
+      ...populated?.warnings ?? [],
+    );
     const after = base.requested.length === 0
-      ? before
-      : afterRemap !== undefined && !this.#mlock && !this.#populate
-      ? afterRemap
+      ? found.before
+      : remapped !== undefined && !this.#mlock && !this.#populate
+      ? remapped.after
       : readSmaps(c);
-    const segments: SegmentReport[] = ranges.map((r) => {
-      const m0 = measureRange(before, r.start, r.end);
-      const m = measureRange(after, r.start, r.end);
-      const error = errors.get(r);
-      const report: SegmentReport = {
-        object: r.object,
-        index: r.index,
-        kind: r.kind,
-        origin: r.origin,
-        perms: r.perms,
-        start: r.start,
-        end: r.end,
-        bytes: r.end - r.start,
-        mapped: m.mapped,
-        residentBefore: m0.resident,
-        resident: m.resident,
-        locked: m.locked,
-        lockedPss: m.lockedPss,
-        huge: m.huge,
-        actions: base.requested,
-        status: error ? "failed" : base.requested.length ? "ok" : "inspected",
-      };
-      if (error) report.error = error;
-      return report;
-    });
+    const segments = segmentReports(found, after, base.requested);
     const totals = totalsOf(segments);
+    const reasons = failureReasons({ found, after, remap, totals, base });
+    const mlockMs = locked?.ms ?? 0;
+    const populateMs = populated?.ms ?? 0;
+    const remapMs = remap?.ms ?? 0;
+    const perfMapMs = remapped?.perfMapMs ?? 0;
     const totalMs = performance.now() - t0;
-    const reasons: string[] = [];
-    if (unmatched && base.requested.length > 0) {
-      reasons.push(`${unmatched}: nothing was done`);
-    }
-    const short = remap && selected.length > 0
-      ? remapShortfall(remap, selected, onCopies(ranges, after))
-      : undefined;
-    if (short !== undefined) reasons.push(short);
-    if (totals.failed) {
-      reasons.push(`${totals.failed} of ${totals.segments} segment(s) failed`);
-    }
-    if (remap) {
-      const bad = remap.regions.filter((r) => r.status === "failed").length;
-      if (bad) {
-        reasons.push(
-          `${bad} of ${remap.regions.length} remap region(s) failed`,
-        );
-      }
-      if (remap.unavailable !== undefined) {
-        reasons.push(`remap got no huge pages: ${remap.unavailable}`);
-      }
-    }
     const data: PrimeOutcomeData = {
       ...base,
       ok: reasons.length === 0,
@@ -644,6 +330,313 @@ export class Primer {
     if (remap) data.remap = remap;
     return new PrimeOutcome(data, () => restoreRemapped(c));
   }
+}
+
+/** The outcome's data before anything ran: nothing done, zero durations. */
+function initialData(
+  runtime: string,
+  requested: SegmentAction[],
+): PrimeOutcomeData {
+  return {
+    ok: false,
+    disabled: false,
+    runtime,
+    pid: 0,
+    kernel: "",
+    requested,
+    segments: [],
+    totals: totalsOf([]),
+    durations: {
+      inspectMs: 0,
+      mlockMs: 0,
+      populateMs: 0,
+      remapMs: 0,
+      perfMapMs: 0,
+      totalMs: 0,
+    },
+    warnings: [],
+  };
+}
+
+/** Why this OS or CPU cannot be primed, or undefined when it can. */
+function platformProblem(os: string, arch: string): string | undefined {
+  if (os !== "linux") {
+    return `page-primer works on Linux only; this is ${os}`;
+  }
+  if (!SUPPORTED_ARCH.includes(arch)) {
+    return `unsupported CPU architecture ${arch}; page-primer supports ${
+      SUPPORTED_ARCH.join(" and ")
+    }`;
+  }
+  return undefined;
+}
+
+const OFF_REASON = "PAGE_PRIMER=off in the environment: nothing done";
+
+/** `PAGE_PRIMER` says off (`off`, `0`, `false`, `no` or `none`). */
+function envOff(v: string | undefined): boolean {
+  return v !== undefined && /^(off|0|false|no|none)$/i.test(v.trim());
+}
+
+/**
+ * libc, with the pid and kernel release written into `base`; or why the run
+ * stops before it starts (`disabled` when `PAGE_PRIMER=off`). The variable is
+ * read through the runtime when native code is unavailable, else from the
+ * process's environment (which a preload may have changed).
+ */
+function connect(
+  base: PrimeOutcomeData,
+): { c: Libc } | { reason: string; disabled: boolean } {
+  const why = ffiAvailability();
+  if (why !== undefined) {
+    return envOff(runtimeEnv("PAGE_PRIMER"))
+      ? { reason: OFF_REASON, disabled: true }
+      : { reason: why, disabled: false };
+  }
+  let c: Libc;
+  try {
+    c = libc();
+  } catch (e) {
+    return {
+      reason: e instanceof Error ? e.message : String(e),
+      disabled: false,
+    };
+  }
+  base.pid = c.getpid();
+  try {
+    base.kernel = c.kernelRelease();
+  } catch {
+    // uname cannot fail in practice; leave it empty if it does.
+  }
+  if (envOff(c.getenv("PAGE_PRIMER"))) {
+    return { reason: OFF_REASON, disabled: true };
+  }
+  return { c };
+}
+
+/** What the inspect step found: the ranges to act on and the failures so far. */
+interface Inspection {
+  /** The system page size. */
+  pageSize: number;
+  /** smaps before any action. */
+  before: SmapsVma[];
+  /** The objects the selectors matched. */
+  selected: LoadedObject[];
+  /** Why no loaded object matched the selectors, when none did. */
+  unmatched?: string;
+  /** LOAD segments and their aliases in the selected objects. */
+  ranges: SegmentRange[];
+  /** The fully mapped ranges, by priority: the ones mlock and populate act on. */
+  usable: SegmentRange[];
+  /** Each failed range's failure; the steps add theirs. */
+  errors: Map<SegmentRange, StepError>;
+}
+
+/** Reads smaps, selects the objects and their ranges, sets the unmapped aside. */
+function inspect(
+  c: Libc,
+  objects: readonly LoadedObject[],
+  selectors: readonly ObjectSelector[],
+  requested: readonly SegmentAction[],
+): Inspection {
+  const pageSize = c.pageSize();
+  const before = readSmaps(c);
+  const selected = selectObjects(objects, selectors);
+  const unmatched = selected.length === 0
+    ? unmatchedMessage(objects, selectors)
+    : undefined;
+  const ranges: SegmentRange[] = selected.flatMap((o) => {
+    const loads = segmentRanges(o, pageSize);
+    return [...loads, ...aliasRanges(o, loads, before)];
+  });
+  const errors = new Map<SegmentRange, StepError>();
+  const partlyUnmapped = new Set<SegmentRange>();
+  for (const r of ranges) {
+    if (measureRange(before, r.start, r.end).mapped < r.end - r.start) {
+      partlyUnmapped.add(r);
+    }
+  }
+  const usable = byPriority(ranges.filter((r) => !partlyUnmapped.has(r)));
+  for (const r of partlyUnmapped) {
+    if (requested.length > 0) {
+      errors.set(r, {
+        step: "inspect",
+        code: "ENOMEM",
+        errno: ERRNO.ENOMEM,
+        message:
+          "part of this segment's range is not mapped (unmapped or replaced by someone else); left untouched",
+      });
+    }
+  }
+  return { pageSize, before, selected, unmatched, ranges, usable, errors };
+}
+
+/** No loaded object matched `objects(...)`: which selectors, which objects. */
+function unmatchedMessage(
+  objects: readonly LoadedObject[],
+  selectors: readonly ObjectSelector[],
+): string {
+  return `no loaded object matched objects(${
+    selectors.map((o) =>
+      typeof o === "string"
+        ? JSON.stringify(o)
+        : typeof o === "function"
+        ? "a function"
+        : String(o)
+    ).join(", ")
+  }) among the ${objects.length} loaded: ${
+    objects.slice(0, 12).map((o) => basename(o.path)).join(", ")
+  }${objects.length > 12 ? ", ..." : ""}`;
+}
+
+/** The remap step, then the perf map of what it remapped when asked. */
+function remapStep(
+  c: Libc,
+  found: Inspection,
+  options: RemapOptions,
+): { report: RemapReport; after: SmapsVma[]; perfMapMs: number } {
+  const done = remapObjects(
+    c,
+    found.selected,
+    found.ranges,
+    options,
+    found.before,
+  );
+  const { after, ...report } = done;
+  let perfMapMs = 0;
+  if (
+    options.perfMap === true &&
+    report.regions.some((r) => r.status === "remapped")
+  ) {
+    perfMapMs = perfMapStep(c, report);
+  }
+  return { report, after, perfMapMs };
+}
+
+/** Writes the perf map of the remapped code; its failure is a warning. */
+function perfMapStep(c: Libc, remap: RemapReport): number {
+  const t = performance.now();
+  try {
+    remap.perfMap = writePerfMap(c, remap);
+    remap.warnings.push(...remap.perfMap.warnings);
+  } catch (e) {
+    if (!(e instanceof PerfMapError)) throw e;
+    remap.warnings.push(e.message);
+  }
+  return performance.now() - t;
+}
+
+/** Time and warnings of an mlock or populate step; failures go into `errors`. */
+interface StepRun {
+  ms: number;
+  warnings: string[];
+}
+
+/** Locks the usable ranges (each remapped copy whole). */
+function mlockStep(
+  c: Libc,
+  found: Inspection,
+  { options, remap }: { options: MlockOptions; remap?: RemapReport },
+): StepRun {
+  const t = performance.now();
+  // A remapped copy is locked whole: locking only the segment's part
+  // would split its VMA inside a huge page and break that page up.
+  const copies = (remap?.regions ?? []).filter((r) => r.status === "remapped");
+  const lockTargets = found.usable.map((r) => {
+    let start = r.start;
+    let end = r.end;
+    for (const k of copies) {
+      if (k.start < end && start < k.end) {
+        start = Math.min(start, k.start);
+        end = Math.max(end, k.end);
+      }
+    }
+    return { start, end };
+  });
+  const run = lockRanges(c, lockTargets, options, readStatus(c));
+  const ms = performance.now() - t;
+  run.results.forEach((res, i) => {
+    if (res.error) found.errors.set(found.usable[i], res.error);
+  });
+  return { ms, warnings: run.warnings };
+}
+
+/** Prefaults the usable ranges that have not failed. */
+function populateStep(c: Libc, found: Inspection): StepRun {
+  const t = performance.now();
+  const todo = found.usable.filter((r) => !found.errors.has(r));
+  const run = populateRanges(c, todo, found.pageSize);
+  const ms = performance.now() - t;
+  run.results.forEach((res, i) => {
+    if (res.error) found.errors.set(todo[i], res.error);
+  });
+  return { ms, warnings: run.warnings };
+}
+
+/** One report per range, measured before and after from smaps. */
+function segmentReports(
+  found: Inspection,
+  after: readonly SmapsVma[],
+  requested: SegmentAction[],
+): SegmentReport[] {
+  return found.ranges.map((r) => {
+    const m0 = measureRange(found.before, r.start, r.end);
+    const m = measureRange(after, r.start, r.end);
+    const error = found.errors.get(r);
+    const report: SegmentReport = {
+      object: r.object,
+      index: r.index,
+      kind: r.kind,
+      origin: r.origin,
+      perms: r.perms,
+      start: r.start,
+      end: r.end,
+      bytes: r.end - r.start,
+      mapped: m.mapped,
+      residentBefore: m0.resident,
+      resident: m.resident,
+      locked: m.locked,
+      lockedPss: m.lockedPss,
+      huge: m.huge,
+      actions: requested,
+      status: error ? "failed" : requested.length ? "ok" : "inspected",
+    };
+    if (error) report.error = error;
+    return report;
+  });
+}
+
+/** Why the run is not ok (empty when it is). */
+function failureReasons(
+  { found, after, remap, totals, base }: {
+    found: Inspection;
+    after: readonly SmapsVma[];
+    remap?: RemapReport;
+    totals: PrimeOutcomeData["totals"];
+    base: PrimeOutcomeData;
+  },
+): string[] {
+  const reasons: string[] = [];
+  if (found.unmatched && base.requested.length > 0) {
+    reasons.push(`${found.unmatched}: nothing was done`);
+  }
+  const short = remap && found.selected.length > 0
+    ? remapShortfall(remap, found.selected, onCopies(found.ranges, after))
+    : undefined;
+  if (short !== undefined) reasons.push(short);
+  if (totals.failed) {
+    reasons.push(`${totals.failed} of ${totals.segments} segment(s) failed`);
+  }
+  if (remap) {
+    const bad = remap.regions.filter((r) => r.status === "failed").length;
+    if (bad) {
+      reasons.push(`${bad} of ${remap.regions.length} remap region(s) failed`);
+    }
+    if (remap.unavailable !== undefined) {
+      reasons.push(`remap got no huge pages: ${remap.unavailable}`);
+    }
+  }
+  return reasons;
 }
 
 /** Some code or read-only range is mapped from elsewhere than its file. */
