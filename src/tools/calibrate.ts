@@ -452,9 +452,10 @@ export function unmapCode(t: Trampoline, area: CodeArea): void {
  * ```ts no-eval
  * import { libc } from "../sys/libc.ts";
  * import { readSmaps } from "../sys/objects.ts";
- * import { areaOnHuge, type CodeArea } from "./calibrate.ts";
- * declare const area: CodeArea;
- * console.log(areaOnHuge(readSmaps(libc()), area) === area.len);
+ * import { loadTrampoline } from "../remap/trampoline.ts";
+ * import { areaOnHuge, FUNCTION_CODE, mapCode, spreadCode } from "./calibrate.ts";
+ * const area = mapCode(loadTrampoline(libc()), spreadCode(256, FUNCTION_CODE.x86_64!), true);
+ * console.log(areaOnHuge(readSmaps(libc()), area) === area.len); // true where THP works
  * ```
  */
 export function areaOnHuge(smaps: readonly SmapsVma[], area: CodeArea): number {
