@@ -56,7 +56,9 @@ fi
 # perf to check that perf names remapped functions, gcc to build the test
 # libraries (RELRO fixture, seccomp sandbox), the kernel's errno headers
 # (linux-libc-dev) to check errno names against, gdb to run a primed
-# program under a debugger.
+# program under a debugger, the aarch64 cross compiler and its static libc
+# (gcc-aarch64-linux-gnu, libc6-dev-arm64-cross) and qemu-user-static to
+# build the aarch64 trampoline and run its tests under emulation.
 missing=""
 command -v readelf >/dev/null 2>&1 || missing="$missing binutils"
 command -v setpriv >/dev/null 2>&1 || missing="$missing util-linux"
@@ -66,6 +68,12 @@ command -v perf >/dev/null 2>&1 || missing="$missing linux-perf"
 command -v gcc >/dev/null 2>&1 || missing="$missing gcc"
 [ -f /usr/include/asm-generic/errno.h ] || missing="$missing linux-libc-dev"
 command -v gdb >/dev/null 2>&1 || missing="$missing gdb"
+command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 ||
+  missing="$missing gcc-aarch64-linux-gnu"
+[ -f /usr/aarch64-linux-gnu/lib/libc.a ] ||
+  missing="$missing libc6-dev-arm64-cross"
+command -v qemu-aarch64-static >/dev/null 2>&1 ||
+  missing="$missing qemu-user-static"
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "page-primer setup: apt-get install$missing" >&2

@@ -2,7 +2,6 @@
 // loadable from a memfd, and refusing bad records without side effects.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { execFileSync } from "node:child_process";
 import {
   existsSync,
@@ -18,7 +17,13 @@ import {
   TRAMPOLINE_SO_BASE64,
   TRAMPOLINE_SOURCE_SHA256,
 } from "../src/remap/trampoline_so.ts";
-import { bytesSource, parseElf, PT_INTERP } from "../src/sys/elf.ts";
+import {
+  bytesSource,
+  EM_AARCH64,
+  EM_X86_64,
+  parseElf,
+  PT_INTERP,
+} from "../src/sys/elf.ts";
 import { libc } from "../src/sys/libc.ts";
 import {
   loadTrampoline,
@@ -27,28 +32,11 @@ import {
 } from "../src/remap/trampoline.ts";
 import { parseMaps } from "../src/sys/maps.ts";
 
-const SOURCES = [
-  "primer.c",
-  "perf_map.c",
-  "cpuid.c",
-  "calibrate.c",
-  "primer.h",
-  "registry.h",
-  "arch_x86_64.h",
-  "linux_abi.h",
-];
+// @ts-types="./trampoline_build.d.ts"
+import { abiModule, sourceHash, SOURCES } from "../trampoline/build.mjs";
 
-function sourceHash(): string {
-  const h = createHash("sha256");
-  for (const f of SOURCES) {
-    h.update(f + "\0");
-    h.update(readFileSync(join(ROOT, "trampoline", f)));
-  }
-  return h.digest("hex");
-}
-
-function soBytes(): Uint8Array {
-  return new Uint8Array(Buffer.from(TRAMPOLINE_SO_BASE64, "base64"));
+function soBytes(arch: "x86_64" | "aarch64"): Uint8Array {
+  return new Uint8Array(Buffer.from(TRAMPOLINE_SO_BASE64[arch], "base64"));
 }
 
 test("the shipped trampoline bytes were built from the current sources", () => {
@@ -66,30 +54,45 @@ test("the shipped trampoline bytes were built from the current sources", () => {
   );
 });
 
-test("the trampoline is a self-contained x86_64 shared object exporting pp_run and pp_perf_map", () => {
-  const elf = parseElf(bytesSource(soBytes()));
-  assert.equal(elf.header.machine, 62);
-  assert.equal(elf.header.type, 3);
-  assert.ok(!elf.programHeaders.some((p) => p.type === PT_INTERP));
-  const dyn = elf.symbols(".dynsym");
-  const defined = dyn.filter((s) => s.shndx !== 0).map((s) => s.name).sort();
-  assert.deepEqual(defined, [
-    "pp_abi",
-    "pp_calibrate",
-    "pp_cpuid",
-    "pp_lock",
-    "pp_perf_map",
-    "pp_registry",
-    "pp_registry_size",
-    "pp_run",
-    "pp_unlock",
-  ]);
-  const undefinedSyms = dyn.filter((s) => s.shndx === 0 && s.name !== "");
-  assert.deepEqual(
-    undefinedSyms.map((s) => s.name),
-    [],
-    "it must not call libc",
+test("src/remap/trampoline_abi.ts is what trampoline/primer.h gives", () => {
+  assert.equal(
+    readFileSync(join(ROOT, "src", "remap", "trampoline_abi.ts"), "utf8"),
+    abiModule(),
+    "trampoline/primer.h changed but src/remap/trampoline_abi.ts was not regenerated: run `npm run build:trampoline`",
   );
+});
+
+const MACHINES = { x86_64: EM_X86_64, aarch64: EM_AARCH64 } as const;
+
+for (const arch of ["x86_64", "aarch64"] as const) {
+  test(`the ${arch} trampoline is a self-contained shared object exporting pp_run and pp_perf_map`, () => {
+    const elf = parseElf(bytesSource(soBytes(arch)));
+    assert.equal(elf.header.machine, MACHINES[arch]);
+    assert.equal(elf.header.type, 3);
+    assert.ok(!elf.programHeaders.some((p) => p.type === PT_INTERP));
+    const dyn = elf.symbols(".dynsym");
+    const defined = dyn.filter((s) => s.shndx !== 0).map((s) => s.name).sort();
+    assert.deepEqual(defined, [
+      "pp_abi",
+      "pp_calibrate",
+      "pp_cpuid",
+      "pp_lock",
+      "pp_perf_map",
+      "pp_registry",
+      "pp_registry_size",
+      "pp_run",
+      "pp_unlock",
+    ]);
+    const undefinedSyms = dyn.filter((s) => s.shndx === 0 && s.name !== "");
+    assert.deepEqual(
+      undefinedSyms.map((s) => s.name),
+      [],
+      "it must not call libc",
+    );
+  });
+}
+
+test("primer.c stays short", () => {
   const text = readFileSync(join(ROOT, "trampoline", "primer.c"), "utf8");
   assert.ok(text.split("\n").length <= 400, "primer.c grew past 400 lines");
 });
@@ -133,21 +136,6 @@ test("it loads from a memfd and rejects a bad record with EINVAL, changing nothi
     parseMaps(t).filter((v) => v.path !== "" && !v.path.startsWith("["))
       .map((v) => `${v.start}-${v.end}`).join();
   assert.equal(stable(after), stable(before));
-});
-
-test("src/remap/trampoline.ts and primer.h agree on the perf map request", () => {
-  const h = readFileSync(join(ROOT, "trampoline", "primer.h"), "utf8");
-  const words = /#define PP_PM_CAND_WORDS (\d+)/.exec(h);
-  assert.ok(words, "primer.h defines no PP_PM_CAND_WORDS");
-  assert.equal(PERF_MAP_CANDIDATE_WORDS, Number(words[1]));
-  const struct = /struct pp_perf_map \{([^}]*)\}/.exec(h);
-  assert.ok(struct, "primer.h has no struct pp_perf_map");
-  const fields = struct[1].match(/^\s*uint64_t \w+;/gm) ?? [];
-  assert.equal(
-    fields.length,
-    29,
-    "struct pp_perf_map changed: update perfMapWords() in src/remap/trampoline.ts",
-  );
 });
 
 test("pp_perf_map refuses a bad request with EINVAL, reading and writing nothing", () => {

@@ -26,8 +26,10 @@
 
 #if defined(__x86_64__)
 #include "arch_x86_64.h"
+#elif defined(__aarch64__)
+#include "arch_aarch64.h"
 #else
-#error "page-primer trampoline: only x86_64 so far"
+#error "page-primer trampoline: x86_64 and aarch64 only"
 #endif
 
 #define SYM_SIZE 24       /* sizeof(Elf64_Sym) */

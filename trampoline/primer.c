@@ -11,8 +11,10 @@
 
 #if defined(__x86_64__)
 #include "arch_x86_64.h"
+#elif defined(__aarch64__)
+#include "arch_aarch64.h"
 #else
-#error "page-primer trampoline: only x86_64 so far (aarch64 needs svc syscalls and an I-cache flush before the swap)"
+#error "page-primer trampoline: x86_64 and aarch64 only"
 #endif
 #include "registry.h"
 
@@ -214,6 +216,7 @@ static long copy_back(struct pp_region *r, uint64_t stage)
 		return ret;
 	pp_copy((void *)r->data_start,
 		(const void *)(stage + (r->data_start - r->start)), r->data_len);
+	pp_sync_icache(r->data_start, r->data_len);
 	return sys(r, PP_SYS_MPROTECT, r->data_start, r->data_len, r->prot, 0,
 		   0, 0);
 }

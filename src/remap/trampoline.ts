@@ -1,11 +1,13 @@
 /**
  * Loading and calling the C trampoline that performs the copy-and-swap.
  *
- * The shared object travels inside the package as bytes
- * (`trampoline_so.ts`): they are written into a `memfd_create` file and
- * loaded with `dlopen("/proc/self/fd/N")`, so no file on disk and no
- * compiler is needed. `PAGE_PRIMER_TRAMPOLINE=/path/to/primer.so` loads a
- * locally built one instead.
+ * The shared object travels inside the package as bytes, one for x86_64 and
+ * one for aarch64 (`trampoline_so.ts`): those of the running machine are
+ * written into a `memfd_create` file and loaded with
+ * `dlopen("/proc/self/fd/N")`, so no file on disk and no compiler is needed.
+ * `PAGE_PRIMER_TRAMPOLINE=/path/to/primer.so` loads a locally built one
+ * instead. The records' layout, flags and steps come from
+ * `trampoline_abi.ts`, generated from `trampoline/primer.h`.
  *
  * @module
  */
@@ -15,9 +17,33 @@ import {
   memory,
   type NativeLibrary,
   openLibrary,
+  runtimeInfo,
 } from "../sys/ffi.ts";
 import type { Libc } from "../sys/libc.ts";
-import { TRAMPOLINE_ABI, TRAMPOLINE_SO_BASE64 } from "./trampoline_so.ts";
+import { TRAMPOLINE_SO_BASE64 } from "./trampoline_so.ts";
+import {
+  PP_ABI_VERSION,
+  PP_CALIBRATE_WORDS,
+  PP_F_DIFFERS_FROM_FILE,
+  PP_F_FROM_FILE,
+  PP_F_HUGETLB,
+  PP_F_MEMFD,
+  PP_F_SHARED,
+  PP_F_SMALL,
+  PP_OP_RESTORE,
+  PP_OP_SWAP,
+  PP_PERF_MAP,
+  PP_PERF_MAP_WORDS,
+  PP_PM_CAND_WORDS,
+  PP_PM_COLLECT,
+  PP_PM_RANGE_WORDS,
+  PP_PM_STEP,
+  PP_PM_WRITE,
+  PP_PM_WRITE_SHARED,
+  PP_REGION,
+  PP_REGION_WORDS,
+  PP_STEP,
+} from "./trampoline_abi.ts";
 
 const SYMBOLS = {
   pp_abi: { args: [], returns: "u64" },
@@ -142,21 +168,30 @@ export function injectFault(f: { at: number; errno: number } | undefined) {
   fault = f;
 }
 
-const STEPS = [
-  "",
-  "check",
-  "stage mmap",
-  "stage trim",
-  "madvise(MADV_HUGEPAGE)",
-  "mprotect",
-  "mremap",
-  "restore mmap",
-  "munmap extension",
-  "fill",
-  "madvise(MADV_POPULATE_WRITE)",
-];
+/** How each `enum pp_step` of `trampoline/primer.h` is reported. */
+const STEP_LABELS: { [K in keyof typeof PP_STEP]: string } = {
+  PP_OK: "",
+  PP_STEP_CHECK: "check",
+  PP_STEP_STAGE: "stage mmap",
+  PP_STEP_TRIM: "stage trim",
+  PP_STEP_ADVISE: "madvise(MADV_HUGEPAGE)",
+  PP_STEP_PROTECT: "mprotect",
+  PP_STEP_SWAP: "mremap",
+  PP_STEP_RESTORE: "restore mmap",
+  PP_STEP_UNMAP_EXTENSION: "munmap extension",
+  PP_STEP_FILL: "fill",
+  PP_STEP_POPULATE: "madvise(MADV_POPULATE_WRITE)",
+};
 
-const WORDS = 20;
+/** Labels by value: a step number of an enum in its label, or `step N`. */
+function stepLabel<E extends Record<string, number>>(
+  values: E,
+  labels: { [K in keyof E]: string },
+  step: number,
+): string {
+  for (const name in values) if (values[name] === step) return labels[name];
+  return `step ${step}`;
+}
 
 /** The trampoline, loaded once per process. */
 export interface Trampoline {
@@ -200,7 +235,7 @@ export interface Trampoline {
  * const request = new BigUint64Array(CALIBRATE_WORDS);
  * ```
  */
-export const CALIBRATE_WORDS = 14;
+export const CALIBRATE_WORDS: number = PP_CALIBRATE_WORDS;
 
 /** The four registers CPUID returns: `[eax, ebx, ecx, edx]`, unsigned 32-bit. */
 export type CpuidRegisters = [number, number, number, number];
@@ -215,26 +250,27 @@ export type CpuidRegisters = [number, number, number, number];
  * const candidates = new BigUint64Array(1000 * PERF_MAP_CANDIDATE_WORDS);
  * ```
  */
-export const PERF_MAP_CANDIDATE_WORDS = 5;
+export const PERF_MAP_CANDIDATE_WORDS: number = PP_PM_CAND_WORDS;
 
-/** Words of `struct pp_perf_map` (`trampoline/primer.h`). */
-const PERF_MAP_WORDS = 29;
+/** The operations `PP_PM_*` of `trampoline/primer.h`. */
+const PERF_MAP_OPS = {
+  collect: PP_PM_COLLECT,
+  write: PP_PM_WRITE,
+  "write shared": PP_PM_WRITE_SHARED,
+} as const;
 
-/** The operations `PP_PM_*` of `trampoline/primer.h`, from 1. */
-const PERF_MAP_OPS = ["collect", "write", "write shared"] as const;
-
-/** The steps of `enum pp_pm_step`, by number. */
-const PERF_MAP_STEPS = [
-  "",
-  "check",
-  "symbol table pread",
-  "room",
-  "sort",
-  "string table pread",
-  "name",
-  "pool",
-  "write",
-];
+/** How each `enum pp_pm_step` of `trampoline/primer.h` is reported. */
+const PERF_MAP_STEP_LABELS: { [K in keyof typeof PP_PM_STEP]: string } = {
+  PP_PM_OK: "",
+  PP_PM_STEP_CHECK: "check",
+  PP_PM_STEP_SYMBOLS: "symbol table pread",
+  PP_PM_STEP_ROOM: "room",
+  PP_PM_STEP_SORT: "sort",
+  PP_PM_STEP_STRINGS: "string table pread",
+  PP_PM_STEP_NAME: "name",
+  PP_PM_STEP_POOL: "pool",
+  PP_PM_STEP_WRITE: "write",
+};
 
 /**
  * The buffers the perf map writer (`trampoline/perf_map.c`) works in: it
@@ -319,10 +355,10 @@ function decodeBase64(s: string): Uint8Array {
 
 function bind(lib: NativeLibrary<typeof SYMBOLS>, path: string): Trampoline {
   const abi = lib.symbols.pp_abi!();
-  if (abi !== TRAMPOLINE_ABI) {
+  if (abi !== PP_ABI_VERSION) {
     lib.close();
     throw new Error(
-      `the trampoline at ${path} speaks ABI ${abi}, this page-primer needs ${TRAMPOLINE_ABI}: rebuild it (npm run build:trampoline)`,
+      `the trampoline at ${path} speaks ABI ${abi}, this page-primer needs ${PP_ABI_VERSION}: rebuild it (npm run build:trampoline)`,
     );
   }
   const runFn = lib.symbols.pp_run!;
@@ -376,7 +412,11 @@ function bind(lib: NativeLibrary<typeof SYMBOLS>, path: string): Trampoline {
         );
       }
       const out = new Uint32Array(4);
-      cpuidFn(leaf, subleaf, addressOf(out));
+      if (cpuidFn(leaf, subleaf, addressOf(out)) !== 0) {
+        throw new Error(
+          `cpuid: there is no CPUID instruction on ${runtimeInfo().arch}; ask for it on x86_64 only`,
+        );
+      }
       return [out[0]!, out[1]!, out[2]!, out[3]!];
     },
     calibrate(request) {
@@ -391,63 +431,71 @@ function bind(lib: NativeLibrary<typeof SYMBOLS>, path: string): Trampoline {
       const words = perfMapWords(request, scratch);
       perfMapFn(addressOf(words));
       const at = (i: number) => Number(words[i]);
-      const step = at(20);
       return {
-        step: PERF_MAP_STEPS[step] ?? `step ${step}`,
-        errno: at(21),
-        at: at(22),
-        need: at(23),
-        count: at(24),
-        shared: at(25),
-        symbols: at(26),
-        covered: at(27),
-        written: at(28),
+        step: stepLabel(PP_PM_STEP, PERF_MAP_STEP_LABELS, at(PP_PERF_MAP.step)),
+        errno: at(PP_PERF_MAP.err),
+        at: at(PP_PERF_MAP.at),
+        need: at(PP_PERF_MAP.need),
+        count: at(PP_PERF_MAP.count),
+        shared: at(PP_PERF_MAP.shared),
+        symbols: at(PP_PERF_MAP.symbols),
+        covered: at(PP_PERF_MAP.covered),
+        written: at(PP_PERF_MAP.written),
       };
     },
     run(records) {
       if (records.length === 0) return [];
-      const words = new BigUint64Array(records.length * WORDS);
+      const words = new BigUint64Array(records.length * PP_REGION_WORDS);
       const keep: Uint8Array[] = [];
       records.forEach((r, i) => {
-        const w = i * WORDS;
         let name = 0n;
         if (r.name !== undefined) {
           const b = new TextEncoder().encode(r.name + "\0");
           keep.push(b);
           name = BigInt(addressOf(b));
         }
-        words[w + 0] = r.op === "swap" ? 1n : 2n;
-        words[w + 1] = BigInt(r.start);
-        words[w + 2] = BigInt(r.len);
-        words[w + 3] = BigInt(r.dataStart);
-        words[w + 4] = BigInt(r.dataLen);
-        words[w + 5] = BigInt(r.prot);
-        words[w + 6] = (r.small ? 1n : 0n) | (r.fromFile ? 2n : 0n) |
-          (r.hugetlb ? 4n : 0n) | (r.memfd !== undefined ? 8n : 0n) |
-          (r.shared ? 16n : 0n) | (r.equalsFile === false ? 32n : 0n);
-        words[w + 16] = BigInt(r.memfd ?? 0);
-        words[w + 17] = BigInt(fault?.at ?? 0);
-        words[w + 18] = BigInt(fault?.errno ?? 0);
-        words[w + 7] = name;
-        words[w + 8] = BigInt.asUintN(64, BigInt(r.fd));
-        words[w + 9] = BigInt(r.fileOffset);
+        regionWords(words.subarray(i * PP_REGION_WORDS), r, name);
       });
       runFn(addressOf(words), records.length);
       keep.length = 0;
       return records.map((_, i) => {
-        const w = i * WORDS;
-        const step = Number(words[w + 10]);
+        const w = words.subarray(i * PP_REGION_WORDS);
         return {
-          step: STEPS[step] ?? `step ${step}`,
-          errno: Number(words[w + 11]),
-          collapseErrno: Number(words[w + 12]),
-          nameErrno: Number(words[w + 13]),
-          recovered: words[w + 14] === 1n,
-          calls: Number(words[w + 19]),
+          step: stepLabel(PP_STEP, STEP_LABELS, Number(w[PP_REGION.step])),
+          errno: Number(w[PP_REGION.err]),
+          collapseErrno: Number(w[PP_REGION.collapseErr]),
+          nameErrno: Number(w[PP_REGION.nameErr]),
+          recovered: w[PP_REGION.recovered] === 1n,
+          calls: Number(w[PP_REGION.calls]),
         };
       });
     },
   };
+}
+
+/** The `PP_F_*` flags of a record. */
+function regionFlags(r: TrampolineRecord): number {
+  return (r.small ? PP_F_SMALL : 0) | (r.fromFile ? PP_F_FROM_FILE : 0) |
+    (r.hugetlb ? PP_F_HUGETLB : 0) | (r.memfd !== undefined ? PP_F_MEMFD : 0) |
+    (r.shared ? PP_F_SHARED : 0) |
+    (r.equalsFile === false ? PP_F_DIFFERS_FROM_FILE : 0);
+}
+
+/** Writes the input words of `struct pp_region` for `r` into `w`. */
+function regionWords(w: BigUint64Array, r: TrampolineRecord, name: bigint) {
+  w[PP_REGION.op] = BigInt(r.op === "swap" ? PP_OP_SWAP : PP_OP_RESTORE);
+  w[PP_REGION.start] = BigInt(r.start);
+  w[PP_REGION.len] = BigInt(r.len);
+  w[PP_REGION.dataStart] = BigInt(r.dataStart);
+  w[PP_REGION.dataLen] = BigInt(r.dataLen);
+  w[PP_REGION.prot] = BigInt(r.prot);
+  w[PP_REGION.flags] = BigInt(regionFlags(r));
+  w[PP_REGION.name] = name;
+  w[PP_REGION.fd] = BigInt.asUintN(64, BigInt(r.fd));
+  w[PP_REGION.fileOff] = BigInt(r.fileOffset);
+  w[PP_REGION.stageFd] = BigInt(r.memfd ?? 0);
+  w[PP_REGION.faultAt] = BigInt(fault?.at ?? 0);
+  w[PP_REGION.faultErrno] = BigInt(fault?.errno ?? 0);
 }
 
 /** `struct pp_perf_map` for a request and its buffers. */
@@ -462,30 +510,29 @@ function perfMapWords(
   );
   const address = (v: ArrayBufferView) =>
     v.byteLength === 0 ? 0n : BigInt(addressOf(v));
-  const w = new BigUint64Array(PERF_MAP_WORDS);
-  w.set([
-    BigInt(PERF_MAP_OPS.indexOf(r.op) + 1),
-    BigInt(r.fd),
-    BigInt(r.symbolOffset),
-    BigInt(r.symbolCount),
-    BigInt(r.stringOffset),
-    BigInt(r.stringSize),
-    BigInt.asUintN(64, BigInt(r.bias)),
-    address(s.ranges),
-    BigInt(Math.floor(s.ranges.length / 3)),
-    address(s.io),
-    BigInt(s.io.byteLength),
-    address(s.out),
-    BigInt(s.out.byteLength),
-    address(s.candidates),
-    address(s.order),
-    address(s.orderTmp),
-    BigInt(cap),
-    address(s.pool),
-    BigInt(s.pool.byteLength),
-    BigInt.asUintN(64, BigInt(r.mapFd ?? -1)),
-  ]);
-  w[24] = BigInt(r.count ?? 0);
+  const w = new BigUint64Array(PP_PERF_MAP_WORDS);
+  const f = PP_PERF_MAP;
+  w[f.op] = BigInt(PERF_MAP_OPS[r.op] ?? 0); // 0: refused at the check
+  w[f.fileFd] = BigInt(r.fd);
+  w[f.symOff] = BigInt(r.symbolOffset);
+  w[f.symCount] = BigInt(r.symbolCount);
+  w[f.strOff] = BigInt(r.stringOffset);
+  w[f.strSize] = BigInt(r.stringSize);
+  w[f.bias] = BigInt.asUintN(64, BigInt(r.bias));
+  w[f.ranges] = address(s.ranges);
+  w[f.rangeCount] = BigInt(Math.floor(s.ranges.length / PP_PM_RANGE_WORDS));
+  w[f.io] = address(s.io);
+  w[f.ioLen] = BigInt(s.io.byteLength);
+  w[f.out] = address(s.out);
+  w[f.outLen] = BigInt(s.out.byteLength);
+  w[f.cand] = address(s.candidates);
+  w[f.order] = address(s.order);
+  w[f.orderTmp] = address(s.orderTmp);
+  w[f.candCap] = BigInt(cap);
+  w[f.pool] = address(s.pool);
+  w[f.poolLen] = BigInt(s.pool.byteLength);
+  w[f.mapFd] = BigInt.asUintN(64, BigInt(r.mapFd ?? -1));
+  w[f.count] = BigInt(r.count ?? 0);
   return w;
 }
 
@@ -588,6 +635,36 @@ function trampolinesLoaded(c: Libc): string[] {
   );
 }
 
+/**
+ * The machines page-primer ships a trampoline for, as
+ * `runtimeInfo().arch` names them.
+ *
+ * @example
+ * ```ts
+ * import { TRAMPOLINE_ARCHES } from "./trampoline.ts";
+ * console.log(TRAMPOLINE_ARCHES.includes("aarch64")); // true
+ * ```
+ */
+export const TRAMPOLINE_ARCHES: readonly string[] = Object.keys(
+  TRAMPOLINE_SO_BASE64,
+);
+
+/** The shipped trampoline for this machine. */
+function shippedBytes(): Uint8Array {
+  const arch = runtimeInfo().arch;
+  const b64 = (TRAMPOLINE_SO_BASE64 as Record<string, string | undefined>)[
+    arch
+  ];
+  if (b64 === undefined) {
+    throw new Error(
+      `page-primer ships its trampoline for ${
+        TRAMPOLINE_ARCHES.join(" and ")
+      } only, this machine is ${arch}: set PAGE_PRIMER_TRAMPOLINE to one built for it`,
+    );
+  }
+  return decodeBase64(b64);
+}
+
 /** The trampoline's bytes in a new memfd: its descriptor and the path to load. */
 function writeMemfd(c: Libc): { fd: number; path: string } {
   if (!c.has("memfd_create")) {
@@ -597,7 +674,7 @@ function writeMemfd(c: Libc): { fd: number; path: string } {
   }
   const fd = c.memfdCreate(MEMFD_NAME, 1 /* MFD_CLOEXEC */);
   try {
-    c.writeAll(fd, decodeBase64(TRAMPOLINE_SO_BASE64));
+    c.writeAll(fd, shippedBytes());
   } catch (e) {
     c.close(fd);
     throw e;
