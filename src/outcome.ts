@@ -472,7 +472,7 @@ function formatRemap(r: RemapReport): string[] {
         ? "2 MiB pages from the hugetlb pool"
         : r.backend === "memfd"
         ? r.share ? "a shared shmem copy" : "a memfd copy (shmem)"
-        : "2 MiB pages, anonymous copy (THP backend)"
+        : "2 MiB pages, anonymous copy"
     }, ${r.align}): ${
       r.regions.filter((x) => x.status === "remapped").length
     } of ${r.regions.length} region(s) in ${r.ms.toFixed(1)} ms`,
