@@ -257,3 +257,22 @@ for (const rt of ["deno", "bun"] as const) {
     assert.match(p.stdout(), /^primes below 1000: 168 \(2 workers, /m);
   });
 }
+
+// A mistyped option ends in one line naming it and exit code 2, not a stack
+// trace.
+for (const rt of ["deno", "bun"] as const) {
+  test(`examples/demo.ts (${rt}) with an unknown option: one line, exit code 2`, async () => {
+    const argv = rt === "deno"
+      ? [runtimePath("deno"), "run", "--allow-ffi", "examples/demo.ts"]
+      : [runtimePath("bun"), "examples/demo.ts"];
+    const p = startProc([...argv, "--bogus"], { cwd: ROOT });
+    p.closeStdin();
+    const code = await p.exited;
+    assert.equal(code, 2);
+    assert.equal(p.stdout(), "");
+    assert.match(
+      p.stderr(),
+      /^demo\.ts: Unknown option '--bogus'; usage: demo\.ts \[--json\].*\n$/,
+    );
+  });
+}
