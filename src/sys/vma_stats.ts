@@ -1,0 +1,368 @@
+// Copyright 2025 the page-primer authors. MIT license.
+/**
+ * smaps-compatible statistics of the VMAs over a few address ranges, read
+ * from the kernel for those ranges only: `PROCMAP_QUERY` names each VMA
+ * ({@link ./procmap.ts}) and `PAGEMAP_SCAN` walks its page tables
+ * ({@link ./pagemap_scan.ts}). Reading `/proc/self/smaps` walks every page
+ * table of the process, so its cost grows with the heap; this does not.
+ *
+ * Where the kernel lacks either ioctl, when `PAGE_PRIMER_SMAPS=1` is set,
+ * or when asked with `{ smaps: true }`, the same records come from one
+ * smaps read, filtered to the ranges.
+ *
+ * The fast path fills the fields page-primer reads: `size`, `rss`,
+ * `anonymous`, `swap`, `anonHugePages`, `shmemPmdMapped`, `filePmdMapped`,
+ * `privateHugetlb`, `sharedHugetlb`, `kernelPageSize`, `mmuPageSize` and
+ * `vmFlags` (`rd wr ex sh`, `ht` for hugetlb, `lo` when locked). `pss`, the
+ * clean/dirty split and `referenced` are not measured there (0). Locked
+ * state is not in either ioctl: with `locked: "auto"` (the default) a VmLck
+ * of 0 in `/proc/self/status` proves no VMA of the process is locked, and
+ * otherwise smaps is read (its cost is in `smapsMs`).
+ *
+ * @example Usage
+ * ```ts
+ * import { libc } from "./libc.ts";
+ * import { readVmaStats } from "./vma_stats.ts";
+ *
+ * const c = libc();
+ * const at = c.getauxval(3) - (c.getauxval(3) % 4096); // in the executable
+ * const stats = readVmaStats(c, [{ start: at, end: at + 4096 }]);
+ * console.log(stats.source, stats.vmas[0]?.rss);
+ * ```
+ *
+ * @module
+ */
+
+import { parseMaps, parseSmaps, type SmapsVma, type Vma } from "./maps.ts";
+import type { Libc } from "./libc.ts";
+import { parseStatus } from "./objects.ts";
+import { procmapAvailable, type ProcmapVma, queryVmas } from "./procmap.ts";
+import {
+  PAGE_IS_FILE,
+  PAGE_IS_HUGE,
+  PAGE_IS_PFNZERO,
+  PAGE_IS_PRESENT,
+  PAGE_IS_SWAPPED,
+  pagemapScanAvailable,
+  scanRuns,
+} from "./pagemap_scan.ts";
+
+/** The environment variable that forces the smaps path when `"1"`. */
+export const SMAPS_ENV = "PAGE_PRIMER_SMAPS";
+
+/** `PM_MMAP_EXCLUSIVE` in a `/proc/self/pagemap` entry (bit 56). */
+const PM_MMAP_EXCLUSIVE_HIGH = 1 << (56 - 32);
+
+/** An address range `[start, end)`. */
+export interface AddressRange {
+  /** First address (inclusive). */
+  start: number;
+  /** End (exclusive). */
+  end: number;
+}
+
+/** What {@linkcode readVmaStats} can be asked. */
+export interface VmaStatsOptions {
+  /**
+   * Read `/proc/self/smaps` instead of the per-range queries. Default: the
+   * environment variable `PAGE_PRIMER_SMAPS` is `"1"`.
+   */
+  smaps?: boolean;
+  /**
+   * Locked state (`lo` in `vmFlags`, smaps `Locked:`): `true` reads smaps;
+   * `"auto"` (default) reads smaps only when `/proc/self/status` shows a
+   * VmLck above 0; `false` does not measure it.
+   */
+  locked?: boolean | "auto";
+}
+
+/** The records and where they came from. */
+export interface VmaStats {
+  /** Each VMA overlapping a range, once, in address order, whole. */
+  vmas: SmapsVma[];
+  /** `"query"`: PROCMAP_QUERY + PAGEMAP_SCAN; `"smaps"`: a smaps read. */
+  source: "query" | "smaps";
+  /** Why smaps was read, when it was. */
+  why?: string;
+  /**
+   * Where the locked state comes from: `"smaps"`, `"none"` (VmLck is 0: no
+   * VMA of the process is locked) or `"not measured"`.
+   */
+  locked: "smaps" | "none" | "not measured";
+  /** Time this call took, ms. */
+  ms: number;
+  /** Of which reading and parsing smaps, ms (0 when not read). */
+  smapsMs: number;
+}
+
+function forcedBySetting(
+  c: Libc,
+  options: VmaStatsOptions,
+): string | undefined {
+  if (options.smaps === true) return "smaps asked for";
+  if (options.smaps === undefined && c.getenv(SMAPS_ENV) === "1") {
+    return `${SMAPS_ENV}=1`;
+  }
+  return undefined;
+}
+
+/**
+ * Why the per-range path cannot be used here, or `undefined` when it can
+ * (both ioctls work and nothing forces smaps).
+ *
+ * @example Usage
+ * ```ts
+ * import { libc } from "./libc.ts";
+ * import { fastPathUnavailable } from "./vma_stats.ts";
+ * console.log(fastPathUnavailable(libc()) ?? "per-range queries");
+ * ```
+ */
+export function fastPathUnavailable(
+  c: Libc,
+  options: VmaStatsOptions = {},
+): string | undefined {
+  return forcedBySetting(c, options) ?? procmapAvailable(c) ??
+    pagemapScanAvailable(c);
+}
+
+function overlapsAny(v: Vma, ranges: readonly AddressRange[]): boolean {
+  return ranges.some((r) =>
+    r.start < r.end && v.start < r.end && r.start < v.end
+  );
+}
+
+function checkRanges(ranges: readonly AddressRange[]): void {
+  for (const r of ranges) {
+    if (!(r.start <= r.end)) {
+      throw new RangeError(
+        `readVmaStats(): range [${r.start}, ${r.end}) has start above end`,
+      );
+    }
+  }
+}
+
+/** The smaps records overlapping the ranges, from one smaps read. */
+function fromSmaps(c: Libc, ranges: readonly AddressRange[]): SmapsVma[] {
+  return parseSmaps(c.readText("/proc/self/smaps")).filter((v) =>
+    overlapsAny(v, ranges)
+  );
+}
+
+/** tmpfs-backed (shmem) file VMAs: memfd, POSIX and SysV shared memory. */
+function isShmem(v: Vma): boolean {
+  return v.path.startsWith("/memfd:") || v.path.startsWith("/dev/shm/") ||
+    v.path.startsWith("/SYSV") ||
+    (v.shared && v.inode !== 0 && v.path.startsWith("/dev/zero"));
+}
+
+function record(v: ProcmapVma, hugetlb: boolean): SmapsVma {
+  const vmFlags = [
+    ...(v.read ? ["rd"] : []),
+    ...(v.write ? ["wr"] : []),
+    ...(v.exec ? ["ex"] : []),
+    ...(v.shared ? ["sh"] : []),
+    ...(hugetlb ? ["ht"] : []),
+  ];
+  return {
+    start: v.start,
+    end: v.end,
+    perms: v.perms,
+    read: v.read,
+    write: v.write,
+    exec: v.exec,
+    shared: v.shared,
+    offset: v.offset,
+    dev: v.dev,
+    inode: v.inode,
+    path: v.path,
+    size: v.end - v.start,
+    rss: 0,
+    pss: 0,
+    sharedClean: 0,
+    sharedDirty: 0,
+    privateClean: 0,
+    privateDirty: 0,
+    referenced: 0,
+    anonymous: 0,
+    swap: 0,
+    locked: 0,
+    anonHugePages: 0,
+    shmemPmdMapped: 0,
+    filePmdMapped: 0,
+    privateHugetlb: 0,
+    sharedHugetlb: 0,
+    kernelPageSize: v.pageSize,
+    mmuPageSize: v.pageSize,
+    thpEligible: undefined,
+    vmFlags,
+    fields: {},
+    values: {},
+  };
+}
+
+/** Whether the hugetlb page at `addr` is mapped by this process only. */
+function hugetlbExclusive(c: Libc, pagemapFd: number, addr: number): boolean {
+  const entry = c.pread(pagemapFd, (addr / 4096) * 8, 8);
+  if (entry.length < 8) return true;
+  const high = new DataView(entry.buffer, entry.byteOffset).getUint32(4, true);
+  return (high & PM_MMAP_EXCLUSIVE_HIGH) !== 0;
+}
+
+/** Fills a record's residency from PAGEMAP_SCAN over the whole VMA. */
+function measure(
+  c: Libc,
+  out: SmapsVma,
+  hugetlb: boolean,
+  pagemap: () => number,
+): void {
+  const shmem = isShmem(out);
+  for (const r of scanRuns(c, out.start, out.end)) {
+    const n = r.end - r.start;
+    const k = r.categories;
+    if (k & PAGE_IS_SWAPPED) out.swap += n;
+    if (!(k & PAGE_IS_PRESENT) || (k & PAGE_IS_PFNZERO)) continue;
+    if (hugetlb) {
+      // smaps leaves hugetlb pages out of Rss and splits them by sharing.
+      const step = out.kernelPageSize;
+      for (let a = r.start; a < r.end; a += step) {
+        if (hugetlbExclusive(c, pagemap(), a)) out.privateHugetlb += step;
+        else out.sharedHugetlb += step;
+      }
+      continue;
+    }
+    out.rss += n;
+    if (!(k & PAGE_IS_FILE)) out.anonymous += n;
+    if (!(k & PAGE_IS_HUGE)) continue;
+    if (!(k & PAGE_IS_FILE)) out.anonHugePages += n;
+    else if (shmem) out.shmemPmdMapped += n;
+    else out.filePmdMapped += n;
+  }
+  const f = out.fields;
+  f["Size"] = out.size;
+  f["KernelPageSize"] = out.kernelPageSize;
+  f["MMUPageSize"] = out.mmuPageSize;
+  f["Rss"] = out.rss;
+  f["Anonymous"] = out.anonymous;
+  f["AnonHugePages"] = out.anonHugePages;
+  f["ShmemPmdMapped"] = out.shmemPmdMapped;
+  f["FilePmdMapped"] = out.filePmdMapped;
+  f["Shared_Hugetlb"] = out.sharedHugetlb;
+  f["Private_Hugetlb"] = out.privateHugetlb;
+  f["Swap"] = out.swap;
+}
+
+/** The VMAs over the ranges from PROCMAP_QUERY, each once, by address. */
+function queryRanges(c: Libc, ranges: readonly AddressRange[]): ProcmapVma[] {
+  const seen = new Map<number, ProcmapVma>();
+  for (const r of ranges) {
+    if (r.start === r.end) continue;
+    for (const v of queryVmas(c, r.start, r.end)) seen.set(v.start, v);
+  }
+  return [...seen.values()].sort((a, b) => a.start - b.start);
+}
+
+function fromQueries(c: Libc, ranges: readonly AddressRange[]): SmapsVma[] {
+  const base = c.pageSize();
+  let pagemapFd = -1;
+  const pagemap = () =>
+    pagemapFd >= 0 ? pagemapFd : (pagemapFd = c.openRead("/proc/self/pagemap"));
+  try {
+    return queryRanges(c, ranges).map((v) => {
+      const hugetlb = v.pageSize > base;
+      const out = record(v, hugetlb);
+      measure(c, out, hugetlb, pagemap);
+      return out;
+    });
+  } finally {
+    if (pagemapFd >= 0) c.close(pagemapFd);
+  }
+}
+
+/**
+ * smaps-compatible records of the VMAs overlapping any of `ranges`, read for
+ * those ranges only where the kernel allows (see the module doc), otherwise
+ * from smaps filtered to them. Each VMA is whole (its statistics cover all
+ * of it, as smaps' do), so `sumIn` over the records gives what it gives
+ * over a full smaps read.
+ *
+ * @param c libc.
+ * @param ranges The address ranges of interest; empty ones are ignored.
+ * @param options Force smaps, and how to measure locked state.
+ * @throws {RangeError} For a range with `start > end`.
+ *
+ * @example Usage
+ * ```ts
+ * import { libc } from "./libc.ts";
+ * import { hugeBytes, sumIn } from "./maps.ts";
+ * import { readVmaStats } from "./vma_stats.ts";
+ *
+ * const c = libc();
+ * const at = c.getauxval(3) - (c.getauxval(3) % 4096);
+ * const { vmas } = readVmaStats(c, [{ start: at, end: at + 4096 }]);
+ * console.log(sumIn(vmas, at, at + 4096, hugeBytes));
+ * ```
+ */
+export function readVmaStats(
+  c: Libc,
+  ranges: readonly AddressRange[],
+  options: VmaStatsOptions = {},
+): VmaStats {
+  checkRanges(ranges);
+  const t0 = performance.now();
+  const why = fastPathUnavailable(c, options);
+  const lockedWanted = options.locked ?? "auto";
+  let lockedWhy: string | undefined;
+  if (why === undefined && lockedWanted === true) {
+    lockedWhy = "locked state asked for";
+  } else if (why === undefined && lockedWanted === "auto") {
+    const vmLck = parseStatus(c.readText("/proc/self/status")).vmLck;
+    if (vmLck > 0) {
+      lockedWhy = `VmLck is ${vmLck} bytes: locked state asked for`;
+    }
+  }
+  const smapsWhy = why ?? lockedWhy;
+  if (smapsWhy !== undefined) {
+    const vmas = fromSmaps(c, ranges);
+    const ms = performance.now() - t0;
+    return {
+      vmas,
+      source: "smaps",
+      why: smapsWhy,
+      locked: "smaps",
+      ms,
+      smapsMs: ms,
+    };
+  }
+  const vmas = fromQueries(c, ranges);
+  return {
+    vmas,
+    source: "query",
+    locked: lockedWanted === "auto" ? "none" : "not measured",
+    ms: performance.now() - t0,
+    smapsMs: 0,
+  };
+}
+
+/**
+ * Every file-backed VMA of the process (the maps fields only), in address
+ * order: one `PROCMAP_QUERY` per file-backed VMA where the kernel has it
+ * (anonymous VMAs cost nothing), otherwise `/proc/self/maps` filtered.
+ *
+ * @example Usage
+ * ```ts
+ * import { libc } from "./libc.ts";
+ * import { readFileVmas } from "./vma_stats.ts";
+ * console.log(readFileVmas(libc()).some((v) => v.exec));
+ * ```
+ */
+export function readFileVmas(
+  c: Libc,
+  options: Pick<VmaStatsOptions, "smaps"> = {},
+): Vma[] {
+  if (fastPathUnavailable(c, options) === undefined) {
+    return queryVmas(c, 0, 2 ** 64, { fileBacked: true }).map((
+      { pageSize: _p, buildId: _b, ...v },
+    ) => v);
+  }
+  return parseMaps(c.readText("/proc/self/maps")).filter((v) => v.inode !== 0);
+}
