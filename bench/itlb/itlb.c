@@ -36,6 +36,9 @@
  *              between two kernel entries
  *   vdsopages, readpages, cpuidpages
  *              pages, then what vdso, sysread and cpuid add to a call
+ *   spread8    pages, with the N functions dealt round-robin over 8 2 MiB
+ *              pages (N/8 distinct 4 KiB pages on each)
+ *   sysspread8 spread8, then one getppid()
  *   hop        one call into each of K functions, each on its own 2 MiB
  *              of the spread (K = MIB / 2): K distinct 2 MiB pages (or K
  *              distinct 4 KiB pages) per iteration
@@ -94,6 +97,7 @@ typedef unsigned (*fn_t)(unsigned);
 enum layout {
   PER_PAGE,  /* code: one function per 4 KiB page */
   PER_HUGE,  /* code: one function per 2 MiB */
+  PER_8,     /* code: functions dealt round-robin over 8 x 2 MiB */
   DATA_PAGE, /* data: one pointer per 4 KiB page */
   DATA_PACK, /* data: pointers PACKED bytes apart */
   DATA_HUGE  /* data: one pointer per 2 MiB */
@@ -129,6 +133,8 @@ static const struct variant VARIANTS[] = {
     {"vdsopages", PER_PAGE, 1, VDSO, NULL},
     {"readpages", PER_PAGE, 1, READ4K, NULL},
     {"cpuidpages", PER_PAGE, 1, CPUID, NULL},
+    {"spread8", PER_8, 1, NOTHING, NULL},
+    {"sysspread8", PER_8, 1, GETPPID, NULL},
     {"hop", PER_HUGE, 1, NOTHING, NULL},
     {"syshop", PER_HUGE, 1, GETPPID, NULL},
     {"data", DATA_PAGE, 0, NOTHING, NULL},
@@ -141,7 +147,9 @@ static const struct variant VARIANTS[] = {
 };
 #define NVARIANTS (sizeof VARIANTS / sizeof VARIANTS[0])
 
-static int is_code(enum layout l) { return l == PER_PAGE || l == PER_HUGE; }
+static int is_code(enum layout l) {
+  return l == PER_PAGE || l == PER_HUGE || l == PER_8;
+}
 
 struct region {
   uint8_t *base; /* 2 MiB aligned */
@@ -235,6 +243,7 @@ static size_t offset_of(enum layout l, size_t i, const uint16_t *line_of) {
   case PER_HUGE:
   case DATA_HUGE: return i * HUGE + line_of[i] * LINE;
   case DATA_PACK: return i * PACKED;
+  case PER_8: return (i % 8) * HUGE + (i / 8) * PAGE + line_of[i] * LINE;
   default: return i * PAGE + line_of[i] * LINE;
   }
 }
@@ -245,6 +254,7 @@ static void make_region(struct region *r, enum layout l, size_t items,
   /* A region under 2 MiB gets a 2 MiB mapping (a THP needs a whole aligned
    * 2 MiB in the VMA), of which only the first pages hold items. */
   size_t extent = offset_of(l, items - 1, line_of) + LINE;
+  if (l == PER_8 && extent < 8 * HUGE) extent = 8 * HUGE;
   r->len = (extent + HUGE - 1) & ~(HUGE - 1);
   uint8_t *raw = mmap(NULL, r->len + HUGE, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

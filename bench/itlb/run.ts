@@ -46,6 +46,8 @@ const VARIANTS = [
   "vdsopages",
   "readpages",
   "cpuidpages",
+  "spread8",
+  "sysspread8",
   "hop",
   "syshop",
   "data",
@@ -93,6 +95,10 @@ const DESCRIPTIONS: Record<Variant, string> = {
   vdsopages: "pages, then one clock_gettime() through the vDSO",
   readpages: "pages, then one read() of 4 KiB from /dev/zero",
   cpuidpages: "pages, then one CPUID (VM exit, no guest kernel entry; x86-64)",
+  spread8:
+    "pages, with the N functions dealt round-robin over 8 different 2 MiB pages",
+  sysspread8:
+    "spread8, then one getppid(): N distinct 4 KiB pages on 8 different 2 MiB pages between two kernel entries",
   hop:
     "per iteration, one call into each of K = spread/2 functions, one per 2 MiB of the spread",
   syshop:
