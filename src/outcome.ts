@@ -13,7 +13,11 @@ import {
   formatTable,
 } from "./sys/format.ts";
 import { describePerfMap } from "./remap/perf_map.ts";
-import type { RemapReport, RestoreReport } from "./remap/report.ts";
+import {
+  emptyRestoreReport,
+  type RemapReport,
+  type RestoreReport,
+} from "./remap/report.ts";
 import type { SegmentKind } from "./sys/segments.ts";
 
 import type { StepError } from "./sys/libc.ts";
@@ -287,7 +291,7 @@ export class PrimeOutcome implements PrimeOutcomeData {
    */
   restore(): RestoreReport {
     if (this.#restore === undefined) {
-      return { restored: 0, copied: 0, bytes: 0, failed: [], ms: 0 };
+      return emptyRestoreReport();
     }
     return this.#restore();
   }

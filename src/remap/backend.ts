@@ -10,7 +10,7 @@ import { poolCommand } from "../sys/hugetlb.ts";
 import type { Libc } from "../sys/libc.ts";
 import type { SmapsVma } from "../sys/maps.ts";
 import type { LoadedObject, SegmentRange } from "../sys/segments.ts";
-import { selected } from "../sys/thp.ts";
+import { selected, THP_DIR } from "../sys/thp.ts";
 import {
   type Alignment,
   forHugetlb,
@@ -148,8 +148,8 @@ export function chooseBackend(
   };
 }
 
-export const SHMEM_ENABLED =
-  "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
+/** The sysfs setting of transparent huge pages for shmem (memfd copies). */
+export const SHMEM_ENABLED = `${THP_DIR}/shmem_enabled`;
 
 /**
  * True when a `shmem_enabled` setting gives memfd copies 2 MiB pages.

@@ -9,7 +9,7 @@
  */
 
 import { formatBytes } from "../sys/format.ts";
-import { readPoolState } from "../sys/hugetlb.ts";
+import { HUGE_PAGE, readPoolState } from "../sys/hugetlb.ts";
 import {
   ERRNO,
   errnoName,
@@ -37,7 +37,7 @@ import {
   SHMEM_ENABLED,
   shmemEnabled,
 } from "./backend.ts";
-import { HUGE_PAGE, NAME_PREFIX, type PlannedRegion } from "./plan.ts";
+import { NAME_PREFIX, type PlannedRegion } from "./plan.ts";
 import {
   copyIdentity,
   type FileIdentity,

@@ -44,6 +44,7 @@ import {
   symbolTableLayout,
 } from "../sys/elf.ts";
 import { memory } from "../sys/ffi.ts";
+import { HUGE_PAGE } from "../sys/hugetlb.ts";
 import { basename, formatMiB, formatPercent } from "../sys/format.ts";
 import {
   fdSource,
@@ -82,7 +83,6 @@ const BIND_RANK: Readonly<Record<number, number>> = { 1: 0, 2: 1, 0: 2 };
 /** `madvise` advice: back the range with transparent huge pages. */
 const MADV_HUGEPAGE = 14;
 /** Bytes of a (transparent) huge page on x86_64. */
-const HUGE_PAGE = 2 << 20;
 /** Bytes of file the C writer reads at a time (a string table chunk and a page). */
 const IO_BYTES = (1 << 18) + 4096;
 /** Bytes of map lines the C writer collects before a `write`. */

@@ -15,6 +15,7 @@
  * @module
  */
 
+import { HUGE_PAGE } from "../sys/hugetlb.ts";
 import type { SmapsVma, Vma } from "../sys/maps.ts";
 import type {
   LoadedObject,
@@ -22,8 +23,7 @@ import type {
   SegmentRange,
 } from "../sys/segments.ts";
 
-/** Size of a huge page: 2 MiB. */
-export const HUGE_PAGE: number = 2 * 1024 * 1024;
+export { HUGE_PAGE };
 
 /** How a region may be aligned to 2 MiB. */
 export type Alignment = "aggressive" | "conservative";

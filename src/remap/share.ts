@@ -16,6 +16,7 @@
  */
 
 import {
+  ERRNO,
   type FileStat,
   type Libc,
   MAP_ANONYMOUS,
@@ -299,7 +300,7 @@ function create(
       if (bytes.length !== n) {
         throw new SyscallError(
           "pread",
-          5,
+          ERRNO.EIO,
           "the executable is shorter than its program headers say",
         );
       }
@@ -311,7 +312,7 @@ function create(
       return true;
     } catch (e) {
       // Another process made it meanwhile: theirs is checked like any other.
-      if (!(e instanceof SyscallError) || e.errno !== 17) throw e;
+      if (!(e instanceof SyscallError) || e.errno !== ERRNO.EEXIST) throw e;
       return false;
     }
   } catch (e) {
@@ -426,7 +427,7 @@ export function sharedCopy(
     try {
       fd = openCopy();
     } catch (e) {
-      if (!(e instanceof SyscallError) || e.errno !== 2) throw e;
+      if (!(e instanceof SyscallError) || e.errno !== ERRNO.ENOENT) throw e;
       // Counted as created only when our link won: with processes
       // starting at once, one copy is made and the others reuse it.
       created = create(c, dir, name, exeFd, layout);
@@ -469,7 +470,7 @@ export function clearSharedCopies(
   try {
     fd = c.open(path, O_DIRECTORY | O_NOFOLLOW);
   } catch (e) {
-    if (e instanceof SyscallError && e.errno === 2) return [];
+    if (e instanceof SyscallError && e.errno === ERRNO.ENOENT) return [];
     throw e;
   }
   try {

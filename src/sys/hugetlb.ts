@@ -1,10 +1,26 @@
 /**
- * The 2 MiB hugetlb pool as sysfs shows it, and the command that grows it.
+ * The 2 MiB page size, the 2 MiB hugetlb pool as sysfs shows it, and the
+ * command that grows it.
  *
  * @module
  */
 
 import type { Libc } from "./libc.ts";
+
+/**
+ * Size of the huge pages page-primer uses: 2 MiB, the PMD size with 4 KiB
+ * base pages on x86_64 and aarch64 (transparent huge pages and the default
+ * hugetlb pool alike). The one definition in TypeScript; the trampoline's C
+ * has its own (`HUGE_SIZE`).
+ *
+ * @example
+ * ```ts
+ * import { HUGE_PAGE } from "./hugetlb.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(HUGE_PAGE, 2 * 1024 * 1024);
+ * ```
+ */
+export const HUGE_PAGE: number = 2 * 1024 * 1024;
 
 const POOL_DIR = "/sys/kernel/mm/hugepages/hugepages-2048kB";
 

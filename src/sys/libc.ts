@@ -464,7 +464,7 @@ export class Libc {
   #fn(name: keyof typeof LIBC_SYMBOLS) {
     const f = this.lib.symbols[name];
     if (f === undefined) {
-      throw new SyscallError(name, 38, "not provided by this libc");
+      throw new SyscallError(name, ERRNO.ENOSYS, "not provided by this libc");
     }
     return f;
   }
@@ -564,7 +564,7 @@ export class Libc {
         offset + done,
       );
       if (r < 0) {
-        if (this.errno() === 4) continue;
+        if (this.errno() === ERRNO.EINTR) continue;
         this.#fail("pread");
       }
       if (r === 0) break;
@@ -590,7 +590,7 @@ export class Libc {
         }
         const r = this.#fn("read")(fd, addressOf(buf) + len, buf.length - len);
         if (r < 0) {
-          if (this.errno() === 4) continue;
+          if (this.errno() === ERRNO.EINTR) continue;
           this.#fail(`read(${path})`);
         }
         if (r === 0) break;
@@ -687,7 +687,7 @@ export class Libc {
     while (done < bytes.length) {
       const r = this.#fn("write")(fd, at + done, bytes.length - done);
       if (r < 0) {
-        if (this.errno() === 4) continue;
+        if (this.errno() === ERRNO.EINTR) continue;
         this.#fail("write");
       }
       done += r;
@@ -758,7 +758,7 @@ export class Libc {
   /** `mkdir(path, mode)`; false when it exists already. */
   mkdir(path: string, mode: number): boolean {
     if (this.#fn("mkdir")(addressOf(cstr(path)), mode) === 0) return true;
-    if (this.errno() === 17) return false;
+    if (this.errno() === ERRNO.EEXIST) return false;
     this.#fail(`mkdir(${path})`);
   }
 
@@ -770,7 +770,7 @@ export class Libc {
   tryLock(fd: number, exclusive: boolean): boolean {
     const op = (exclusive ? 2 : 1) | 4; // LOCK_EX or LOCK_SH, LOCK_NB
     if (this.#fn("flock")(fd, op) === 0) return true;
-    if (this.errno() === 11) return false; // EWOULDBLOCK
+    if (this.errno() === ERRNO.EAGAIN) return false; // EWOULDBLOCK
     this.#fail("flock");
   }
 
@@ -803,7 +803,7 @@ export class Libc {
         offset + done,
       );
       if (r < 0) {
-        if (this.errno() === 4) continue;
+        if (this.errno() === ERRNO.EINTR) continue;
         this.#fail("pwrite");
       }
       done += r;

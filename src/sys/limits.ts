@@ -83,7 +83,40 @@ export function memcgProblem(
   return undefined;
 }
 
-export function maxMapHeadroom(c: Libc, current: number): number {
+/**
+ * `vm.max_map_count`, or `undefined` when it cannot be read or parsed.
+ *
+ * Unknown means "not checked", never 0: the kernel always has the setting
+ * (it is only hidden, e.g. /proc/sys not mounted in a sandbox), and reading
+ * it as 0 would stop every remap and make doctor report a blocker for a
+ * limit no one can see. The remap then proceeds and, if the limit is really
+ * reached, the kernel's ENOMEM on the failing mmap names the step.
+ *
+ * @example
+ * ```ts no-eval
+ * import { libc } from "./libc.ts";
+ * import { readMaxMapCount } from "./limits.ts";
+ * console.log(readMaxMapCount(libc())); // 65530 by default
+ * ```
+ */
+export function readMaxMapCount(c: Libc): number | undefined {
   const max = parseInt(c.tryReadText("/proc/sys/vm/max_map_count") ?? "", 10);
-  return Number.isNaN(max) ? Infinity : max - current;
+  return Number.isNaN(max) ? undefined : max;
+}
+
+/**
+ * Mappings this process may still make under `vm.max_map_count`, with
+ * `current` in use; `Infinity` when the limit is unknown (see
+ * {@linkcode readMaxMapCount}).
+ *
+ * @example
+ * ```ts no-eval
+ * import { libc } from "./libc.ts";
+ * import { maxMapHeadroom } from "./limits.ts";
+ * console.log(maxMapHeadroom(libc(), 900));
+ * ```
+ */
+export function maxMapHeadroom(c: Libc, current: number): number {
+  const max = readMaxMapCount(c);
+  return max === undefined ? Infinity : max - current;
 }

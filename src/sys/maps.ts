@@ -42,6 +42,8 @@
  * @module
  */
 
+import { HUGE_PAGE } from "./hugetlb.ts";
+
 /**
  * One virtual memory area: a line of `/proc/<pid>/maps`.
  *
@@ -715,9 +717,6 @@ function parseFlags(s: string, i: number, e: number, flags: string[]): void {
   }
 }
 
-/** 2 MiB, the smallest page size counted by {@linkcode hugeBytes}. */
-const TWO_MIB = 2 * 1024 * 1024;
-
 /**
  * Bytes of this VMA that are mapped with pages of 2 MiB or larger:
  * `anonHugePages + shmemPmdMapped + filePmdMapped`, plus
@@ -753,7 +752,7 @@ const TWO_MIB = 2 * 1024 * 1024;
  */
 export function hugeBytes(vma: SmapsVma): number {
   let n = vma.anonHugePages + vma.shmemPmdMapped + vma.filePmdMapped;
-  if (vma.kernelPageSize >= TWO_MIB) {
+  if (vma.kernelPageSize >= HUGE_PAGE) {
     n += vma.privateHugetlb + vma.sharedHugetlb;
   }
   return n;

@@ -7,6 +7,19 @@
 
 import { type Libc, PR_GET_THP_DISABLE } from "./libc.ts";
 
+/**
+ * The sysfs directory of the transparent huge page settings (`enabled`,
+ * `defrag`, `shmem_enabled`, ...).
+ *
+ * @example
+ * ```ts
+ * import { THP_DIR } from "./thp.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(`${THP_DIR}/enabled`, "/sys/kernel/mm/transparent_hugepage/enabled");
+ * ```
+ */
+export const THP_DIR = "/sys/kernel/mm/transparent_hugepage";
+
 /** The THP situation of this process. */
 export interface ThpStatus {
   /** `/sys/kernel/mm/transparent_hugepage/enabled`: `always`, `madvise`, `never` or `unavailable`. */
@@ -81,7 +94,7 @@ export function thpVerdict(
       ...base,
       usable: false,
       reason:
-        "this kernel has no transparent huge pages (/sys/kernel/mm/transparent_hugepage is missing): use a kernel built with CONFIG_TRANSPARENT_HUGEPAGE",
+        `this kernel has no transparent huge pages (${THP_DIR} is missing): use a kernel built with CONFIG_TRANSPARENT_HUGEPAGE`,
     };
   }
   if (processDisabled) {
@@ -98,13 +111,13 @@ export function thpVerdict(
         ...base,
         usable: true,
         reason:
-          "THP is 'never' system-wide; MADV_COLLAPSE still gets huge pages. For faster fills: echo madvise > /sys/kernel/mm/transparent_hugepage/enabled",
+          `THP is 'never' system-wide; MADV_COLLAPSE still gets huge pages. For faster fills: echo madvise > ${THP_DIR}/enabled`,
       }
       : {
         ...base,
         usable: false,
         reason:
-          "THP is 'never' and this kernel (< 6.1) has no MADV_COLLAPSE: echo madvise > /sys/kernel/mm/transparent_hugepage/enabled",
+          `THP is 'never' and this kernel (< 6.1) has no MADV_COLLAPSE: echo madvise > ${THP_DIR}/enabled`,
       };
   }
   return { ...base, usable: true };
@@ -130,8 +143,8 @@ export function thpStatus(c: Libc): ThpStatus {
     disabled = false;
   }
   return thpVerdict(
-    c.tryReadText("/sys/kernel/mm/transparent_hugepage/enabled"),
-    c.tryReadText("/sys/kernel/mm/transparent_hugepage/defrag"),
+    c.tryReadText(`${THP_DIR}/enabled`),
+    c.tryReadText(`${THP_DIR}/defrag`),
     disabled,
     c.kernelRelease(),
   );

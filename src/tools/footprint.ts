@@ -30,14 +30,13 @@ import {
   readProcessSmaps,
 } from "./inspect.ts";
 import { runtimeInfo } from "../sys/ffi.ts";
+import { HUGE_PAGE } from "../sys/hugetlb.ts";
 import { type Libc, libc } from "../sys/libc.ts";
 import type { SmapsVma } from "../sys/maps.ts";
 import { type CpuidRegisters, loadTrampoline } from "../remap/trampoline.ts";
 
 /** The page size the footprint is counted in: 4 KiB. */
 export const FOOTPRINT_PAGE = 4096;
-
-const TWO_MIB = 2 * 1024 * 1024;
 
 /** `open(2)` flag: write only. */
 const O_WRONLY = 1;
@@ -263,7 +262,7 @@ export function attributeFootprint(
     o.mappedPages += Math.ceil(v.size / FOOTPRINT_PAGE);
     if (
       v.anonHugePages + v.filePmdMapped + v.shmemPmdMapped > 0 ||
-      v.kernelPageSize >= TWO_MIB
+      v.kernelPageSize >= HUGE_PAGE
     ) o.onHugePages = true;
     if (v.inode !== 0 || v.shared) o.filePages = true;
     totals[category] += pages;
@@ -337,7 +336,7 @@ function level(
     entries4k,
     entries2m,
     reach4k: entries4k * FOOTPRINT_PAGE,
-    reach2m: entries2m * TWO_MIB,
+    reach2m: entries2m * HUGE_PAGE,
   };
 }
 

@@ -38,6 +38,7 @@ import {
   S_IFREG,
   SyscallError,
 } from "../sys/libc.ts";
+import { HUGE_PAGE } from "../sys/hugetlb.ts";
 import { parseSmaps, type SmapsVma, sumIn } from "../sys/maps.ts";
 import { NAME_PREFIX } from "../remap/plan.ts";
 import { devString } from "../remap/record.ts";
@@ -52,8 +53,6 @@ import {
   segmentRanges,
 } from "../sys/segments.ts";
 import { copyPrefix } from "../remap/share.ts";
-
-const TWO_MIB = 2 * 1024 * 1024;
 
 /** A process could not be inspected; the message says why and what to do. */
 export class InspectError extends Error {
@@ -188,7 +187,7 @@ function add(into: InspectTotals, t: InspectTotals): void {
 }
 
 const hugetlbOf = (v: SmapsVma) =>
-  v.kernelPageSize >= TWO_MIB ? v.privateHugetlb + v.sharedHugetlb : 0;
+  v.kernelPageSize >= HUGE_PAGE ? v.privateHugetlb + v.sharedHugetlb : 0;
 
 function measure(
   smaps: readonly SmapsVma[],
