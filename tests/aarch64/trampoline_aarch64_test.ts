@@ -3,9 +3,10 @@
 // under qemu-user (Debian's qemu-user-static), a static aarch64 program
 // (tests/aarch64/own_text.c, built with gcc-aarch64-linux-gnu) that dlopens
 // it, swaps its own text onto an anonymous copy and back, and walks an
-// injected failure over every syscall of each (THP, 4 KiB and fill-from-file
-// records). qemu-user does not emulate THP or madvise faithfully: this checks
-// bytes, mappings, survival and errors, not huge-page coverage.
+// injected failure over every syscall of each (THP, 4 KiB, fill-from-file and
+// differs-from-file records). qemu-user does not emulate THP or madvise
+// faithfully: this checks bytes, mappings, survival and errors, not huge-page
+// coverage.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -116,11 +117,11 @@ test(
       assert.ok(summary, `no summary line:\n${res.stdout}${res.stderr}`);
       const [passed, failed, runs] = summary.slice(1).map(Number);
       assert.equal(failed, 0);
-      // 3 record kinds x (1 clean swap + 1 restore + a run per syscall of
+      // 4 record kinds x (1 clean swap + 1 restore + a run per syscall of
       // each): every swap makes at least 8 syscalls, every restore 1.
-      assert.ok(runs >= 3 * (2 + 8 + 1 * 2), `only ${runs} runs`);
+      assert.ok(runs >= 4 * (2 + 8 + 1 * 2), `only ${runs} runs`);
       assert.ok(passed > runs, `${passed} checks for ${runs} runs`);
-      for (const kind of ["thp", "4k", "from file"]) {
+      for (const kind of ["thp", "4k", "from file", "differs from file"]) {
         assert.match(
           res.stdout,
           new RegExp(`^ok ${kind}: swap \\d+ syscalls`, "m"),
