@@ -40,11 +40,42 @@ import {
 } from "./src/tools/inspect.ts";
 import { libc } from "./src/sys/libc.ts";
 
-/** Exit status: done, and as wanted. */
+/**
+ * Exit status: done, and as wanted.
+ *
+ * @example
+ * ```ts
+ * import { EXIT_OK, main } from "./cli.ts";
+ * import assert from "node:assert/strict";
+ * const io = { out: () => {}, err: () => {}, outTty: false, errTty: false };
+ * assert.equal(await main(["--help"], io), EXIT_OK);
+ * ```
+ */
 export const EXIT_OK = 0;
-/** Exit status: the thing checked is not as wanted, or the command failed. */
+/**
+ * Exit status: the thing checked is not as wanted, or the command failed.
+ *
+ * @example
+ * ```ts
+ * import { EXIT_FAILED, main } from "./cli.ts";
+ * import assert from "node:assert/strict";
+ * const io = { out: () => {}, err: () => {}, outTty: false, errTty: false };
+ * // No process has pid 2^22 + 1 (above the kernel's pid_max limit).
+ * assert.equal(await main(["inspect", "--pid", "4194305"], io), EXIT_FAILED);
+ * ```
+ */
 export const EXIT_FAILED = 1;
-/** Exit status: bad usage (unknown command or option, bad value). */
+/**
+ * Exit status: bad usage (unknown command or option, bad value).
+ *
+ * @example
+ * ```ts
+ * import { EXIT_USAGE, main } from "./cli.ts";
+ * import assert from "node:assert/strict";
+ * const io = { out: () => {}, err: () => {}, outTty: false, errTty: false };
+ * assert.equal(await main(["doctor", "--bogus"], io), EXIT_USAGE);
+ * ```
+ */
 export const EXIT_USAGE = 2;
 
 const RUN = [
@@ -203,7 +234,19 @@ Exit codes:
   2  bad usage`,
 };
 
-/** Where output goes; tests pass their own. */
+/**
+ * Where output goes; tests pass their own.
+ *
+ * @example
+ * ```ts
+ * import { type Io, main } from "./cli.ts";
+ * import assert from "node:assert/strict";
+ * let text = "";
+ * const io: Io = { out: (t) => (text += t), err: () => {}, outTty: false, errTty: false };
+ * await main(["help", "inspect"], io);
+ * assert.match(text, /^page-primer inspect:/);
+ * ```
+ */
 export interface Io {
   /** Standard output. */
   out: (text: string) => void;

@@ -32,19 +32,66 @@
 
 import { type Alignment, ALIGNMENTS, BACKEND_CHOICES } from "./remap/plan.ts";
 
-/** An action `PAGE_PRIMER` can ask for. */
+/**
+ * An action `PAGE_PRIMER` can ask for.
+ *
+ * @example
+ * ```ts
+ * import { type AutoAction, parseAutoConfig } from "./auto_config.ts";
+ * import assert from "node:assert/strict";
+ * const actions: AutoAction[] = parseAutoConfig({ PAGE_PRIMER: "populate" }).actions;
+ * assert.deepEqual(actions, ["populate"]);
+ * ```
+ */
 export type AutoAction = "mlock" | "populate" | "remap";
-/** A `PAGE_PRIMER_BACKEND` value: a `remap({ backend })` value. */
+/**
+ * A `PAGE_PRIMER_BACKEND` value: a `remap({ backend })` value.
+ *
+ * @example
+ * ```ts
+ * import { AUTO_BACKENDS, type AutoBackend } from "./auto_config.ts";
+ * import assert from "node:assert/strict";
+ * const b: AutoBackend = "hugetlb";
+ * assert.ok(AUTO_BACKENDS.includes(b));
+ * ```
+ */
 export type AutoBackend = "auto" | "thp" | "hugetlb" | "memfd";
-/** A `PAGE_PRIMER_ALIGN` value: a `remap({ align })` value. */
+/**
+ * A `PAGE_PRIMER_ALIGN` value: a `remap({ align })` value.
+ *
+ * @example
+ * ```ts
+ * import { AUTO_ALIGNS, type AutoAlign } from "./auto_config.ts";
+ * import assert from "node:assert/strict";
+ * const a: AutoAlign = "conservative";
+ * assert.ok(AUTO_ALIGNS.includes(a));
+ * ```
+ */
 export type AutoAlign = Alignment;
 /**
  * A `PAGE_PRIMER_LOG` value: `"line"` one line on stderr, `"table"` the
  * whole report, `"json"` one JSON line, `"none"` nothing.
+ *
+ * @example
+ * ```ts
+ * import { type AutoLog, parseAutoConfig } from "./auto_config.ts";
+ * import assert from "node:assert/strict";
+ * const log: AutoLog = parseAutoConfig({ PAGE_PRIMER_LOG: "table" }).log;
+ * assert.equal(log, "table");
+ * ```
  */
 export type AutoLog = "line" | "table" | "json" | "none";
 
-/** The environment variables the entry point reads, in the order it reports them. */
+/**
+ * The environment variables the entry point reads, in the order it reports them.
+ *
+ * @example
+ * ```ts
+ * import { AUTO_VARIABLES } from "./auto_config.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(AUTO_VARIABLES[0], "PAGE_PRIMER");
+ * ```
+ */
 export const AUTO_VARIABLES: readonly string[] = [
   "PAGE_PRIMER",
   "PAGE_PRIMER_BACKEND",
@@ -55,25 +102,77 @@ export const AUTO_VARIABLES: readonly string[] = [
   "PAGE_PRIMER_PERF_MAP",
 ];
 
-/** Actions `PAGE_PRIMER` accepts, in the order the builder is called. */
+/**
+ * Actions `PAGE_PRIMER` accepts, in the order the builder is called.
+ *
+ * @example
+ * ```ts
+ * import { AUTO_ACTIONS } from "./auto_config.ts";
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(AUTO_ACTIONS, ["remap", "mlock", "populate"]);
+ * ```
+ */
 export const AUTO_ACTIONS: readonly AutoAction[] = [
   "remap",
   "mlock",
   "populate",
 ];
-/** Values of `PAGE_PRIMER_BACKEND`. */
+/**
+ * Values of `PAGE_PRIMER_BACKEND`, the default first.
+ *
+ * @example
+ * ```ts
+ * import { AUTO_BACKENDS } from "./auto_config.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(AUTO_BACKENDS[0], "auto");
+ * ```
+ */
 export const AUTO_BACKENDS: readonly AutoBackend[] = BACKEND_CHOICES;
-/** Values of `PAGE_PRIMER_ALIGN`. */
+/**
+ * Values of `PAGE_PRIMER_ALIGN`, the default first.
+ *
+ * @example
+ * ```ts
+ * import { AUTO_ALIGNS } from "./auto_config.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(AUTO_ALIGNS[0], "aggressive");
+ * ```
+ */
 export const AUTO_ALIGNS: readonly AutoAlign[] = ALIGNMENTS;
-/** Values of `PAGE_PRIMER_LOG`; the first is the default. */
+/**
+ * Values of `PAGE_PRIMER_LOG`, the default first.
+ *
+ * @example
+ * ```ts
+ * import { AUTO_LOGS } from "./auto_config.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(AUTO_LOGS[0], "line");
+ * ```
+ */
 export const AUTO_LOGS: readonly AutoLog[] = ["line", "table", "json", "none"];
 
 /**
  * What `PAGE_PRIMER=on` (and unset) does: `mlock` when the lock limit allows
  * it, else this fallback, `populate` (see {@linkcode resolveDefault}).
+ *
+ * @example
+ * ```ts
+ * import { AUTO_DEFAULT_ACTIONS } from "./auto_config.ts";
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(AUTO_DEFAULT_ACTIONS, ["mlock"]);
+ * ```
  */
 export const AUTO_DEFAULT_ACTIONS: readonly AutoAction[] = ["mlock"];
-/** What `PAGE_PRIMER=on` does instead of `mlock` when it cannot lock. */
+/**
+ * What `PAGE_PRIMER=on` does instead of `mlock` when it cannot lock.
+ *
+ * @example
+ * ```ts
+ * import { AUTO_DEFAULT_FALLBACK } from "./auto_config.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(AUTO_DEFAULT_FALLBACK, "populate");
+ * ```
+ */
 export const AUTO_DEFAULT_FALLBACK: AutoAction = "populate";
 
 /** Spellings people use for `off` and `on`, for the hint in a rejection. */
@@ -91,7 +190,17 @@ const MEANT: Readonly<Record<string, string>> = {
   enabled: "on",
 };
 
-/** The `remap()` options the environment can set. */
+/**
+ * The `remap()` options the environment can set.
+ *
+ * @example
+ * ```ts
+ * import { parseAutoConfig } from "./auto_config.ts";
+ * import assert from "node:assert/strict";
+ * const p = parseAutoConfig({ PAGE_PRIMER: "remap", PAGE_PRIMER_ALIGN: "conservative" });
+ * assert.deepEqual(p.calls[0], { method: "remap", arg: { align: "conservative" } });
+ * ```
+ */
 export interface AutoRemapOptions {
   /** From `PAGE_PRIMER_BACKEND`. */
   backend?: AutoBackend;
@@ -101,7 +210,17 @@ export interface AutoRemapOptions {
   perfMap?: boolean;
 }
 
-/** One call the entry point makes on the builder, in order. */
+/**
+ * One call the entry point makes on the builder, in order.
+ *
+ * @example
+ * ```ts
+ * import { type AutoCall, parseAutoConfig } from "./auto_config.ts";
+ * import assert from "node:assert/strict";
+ * const calls: AutoCall[] = parseAutoConfig({ PAGE_PRIMER: "mlock" }).calls;
+ * assert.deepEqual(calls, [{ method: "mlock", arg: true }]);
+ * ```
+ */
 export type AutoCall =
   | {
     method: "remap";
@@ -111,7 +230,18 @@ export type AutoCall =
   | { method: "populate"; arg: true }
   | { method: "objects"; arg: string[] };
 
-/** A variable whose value is not accepted. */
+/**
+ * A variable whose value is not accepted.
+ *
+ * @example
+ * ```ts
+ * import { parseAutoConfig } from "./auto_config.ts";
+ * import assert from "node:assert/strict";
+ * const [issue] = parseAutoConfig({ PAGE_PRIMER_ALIGN: "tight" }).errors;
+ * assert.equal(issue!.variable, "PAGE_PRIMER_ALIGN");
+ * assert.equal(issue!.value, "tight");
+ * ```
+ */
 export interface AutoIssue {
   /** The variable, e.g. `"PAGE_PRIMER_BACKEND"`. */
   variable: string;
@@ -121,7 +251,18 @@ export interface AutoIssue {
   message: string;
 }
 
-/** What the environment asks for. */
+/**
+ * What the environment asks for.
+ *
+ * @example
+ * ```ts
+ * import { parseAutoConfig } from "./auto_config.ts";
+ * import assert from "node:assert/strict";
+ * const plan = parseAutoConfig({ PAGE_PRIMER: "off" });
+ * assert.equal(plan.off, true);
+ * assert.deepEqual(plan.calls, []);
+ * ```
+ */
 export interface AutoPlan {
   /** True when `PAGE_PRIMER` turns page-primer off: nothing is to be done. */
   off: boolean;
@@ -145,7 +286,17 @@ export interface AutoPlan {
   warnings: string[];
 }
 
-/** Environment variables by name; unset ones are missing or `undefined`. */
+/**
+ * Environment variables by name; unset ones are missing or `undefined`.
+ *
+ * @example
+ * ```ts
+ * import { type AutoEnv, parseAutoConfig } from "./auto_config.ts";
+ * import assert from "node:assert/strict";
+ * const env: AutoEnv = { PAGE_PRIMER: "populate", PAGE_PRIMER_LOG: undefined };
+ * assert.equal(parseAutoConfig(env).log, "line");
+ * ```
+ */
 export type AutoEnv = Readonly<Record<string, string | undefined>>;
 
 function distance(a: string, b: string): number {
@@ -236,7 +387,16 @@ function onOff(
   return false;
 }
 
-/** `PAGE_PRIMER` read by {@linkcode parsePagePrimer}. */
+/**
+ * `PAGE_PRIMER` read by {@linkcode parsePagePrimer}.
+ *
+ * @example
+ * ```ts
+ * import { parsePagePrimer } from "./auto_config.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(parsePagePrimer(undefined).defaulted, true);
+ * ```
+ */
 export interface PagePrimerSwitch {
   /** True for `off`: nothing is to be done. */
   off: boolean;
@@ -500,7 +660,16 @@ export function resolveDefault(plan: AutoPlan, lockFits: boolean): AutoPlan {
   };
 }
 
-/** The builder methods a plan calls (a `Primer` has them all). */
+/**
+ * The builder methods a plan calls (a `Primer` has them all).
+ *
+ * @example
+ * ```ts
+ * import { type AutoBuilder } from "./auto_config.ts";
+ * import { prime } from "../mod.ts";
+ * const builder: AutoBuilder = prime();
+ * ```
+ */
 export interface AutoBuilder {
   /** See `Primer.remap`. */
   remap(enable: true | AutoRemapOptions): unknown;
