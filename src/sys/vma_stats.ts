@@ -201,8 +201,12 @@ function record(v: ProcmapVma, hugetlb: boolean): SmapsVma {
 }
 
 /** Whether the hugetlb page at `addr` is mapped by this process only. */
-function hugetlbExclusive(c: Libc, pagemapFd: number, addr: number): boolean {
-  const entry = c.pread(pagemapFd, (addr / 4096) * 8, 8);
+function hugetlbExclusive(
+  c: Libc,
+  pagemapFd: number,
+  addr: number,
+): boolean {
+  const entry = c.pread(pagemapFd, (addr / c.pageSize()) * 8, 8);
   if (entry.length < 8) return true;
   const high = new DataView(entry.buffer, entry.byteOffset).getUint32(4, true);
   return (high & PM_MMAP_EXCLUSIVE_HIGH) !== 0;

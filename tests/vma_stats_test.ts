@@ -1,0 +1,138 @@
+// The per-range statistics (PROCMAP_QUERY + PAGEMAP_SCAN) equal a smaps
+// read of the same process, for the executable's VMAs before and after a
+// remap on every backend, on both runtimes; with PAGE_PRIMER_SMAPS=1 the
+// records come from smaps. Each child compares in itself
+// (tests/fixtures/vma_stats_child.ts): fast, smaps, fast again, so pages
+// faulting in meanwhile bracket the smaps figure.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { rmSync } from "node:fs";
+import process from "node:process";
+import {
+  isRoot,
+  raiseHugetlbPool,
+  ROOT,
+  run,
+  runtimeCommand,
+  RUNTIMES,
+} from "./helpers.ts";
+import { libc } from "../src/sys/libc.ts";
+import { fastPathUnavailable } from "../src/sys/vma_stats.ts";
+
+const UNAVAILABLE = fastPathUnavailable(libc(), { smaps: false }) ?? false;
+if (UNAVAILABLE) {
+  console.log(`vma_stats_test: fast path skipped: ${UNAVAILABLE}`);
+}
+/** Slack beyond the bracket: a few pages faulted between the reads. */
+const SLACK = 16 * 4096;
+/** 2 MiB pages for the hugetlb backend: text and rodata of either runtime. */
+const POOL_PAGES = 128;
+
+interface Side {
+  rows: Record<string, unknown>[];
+  source: string;
+}
+interface Report {
+  unavailable: string | null;
+  outcome?: { ok: boolean; backend?: string; remapped?: number };
+  before: Side;
+  after: Side;
+  defaultSource: string;
+  defaultWhy: string | null;
+}
+
+async function child(
+  rt: "deno" | "bun",
+  remap: unknown,
+  env: Record<string, string> = {},
+): Promise<Report> {
+  const argv = runtimeCommand(rt, `${ROOT}tests/fixtures/vma_stats_child.ts`, [
+    remap === undefined ? "none" : JSON.stringify(remap),
+  ]);
+  const r = await run(argv, { env, timeoutMs: 120_000 });
+  const line = /^VMA_STATS (.*)$/m.exec(r.stdout);
+  assert.ok(line, `no report (exit ${r.code}): ${r.stderr.slice(-2000)}`);
+  return JSON.parse(line[1]);
+}
+
+/** Every field equal, numbers within the bracket of the two fast reads. */
+function assertSame(side: Side, label: string): void {
+  assert.ok(side.rows.length > 0, `${label}: no VMA over the executable`);
+  for (const row of side.rows) {
+    const where = `${label} ${(row.start as number).toString(16)} ${row.path}`;
+    for (const [k, v] of Object.entries(row)) {
+      if (!Array.isArray(v)) continue;
+      const [a, s, b] = v;
+      if (typeof s !== "number") {
+        assert.ok(a === s && s === b, `${where} ${k}: ${JSON.stringify(v)}`);
+        continue;
+      }
+      assert.ok(
+        typeof a === "number" && typeof b === "number" &&
+          Math.min(a, b) - SLACK <= s && s <= Math.max(a, b) + SLACK,
+        `${where} ${k}: fast ${a}, smaps ${s}, fast ${b}`,
+      );
+    }
+  }
+}
+
+const BACKENDS: [string, () => unknown, boolean | string][] = [
+  ["no remap", () => undefined, false],
+  ["thp", () => ({ backend: "thp" }), false],
+  ["4k copy", () => ({ pageSize: "4k" }), false],
+  ["memfd", () => ({ backend: "memfd" }), false],
+  [
+    "hugetlb",
+    () => ({ backend: "hugetlb" }),
+    isRoot() ? false : "needs root to size the hugetlb pool",
+  ],
+  ["shared", () => ({ share: { dir: shareDir() } }), false],
+];
+
+let shares = 0;
+const madeShares: string[] = [];
+function shareDir(): string {
+  const d = `/tmp/page-primer-vma-stats-${process.pid}-${shares++}`;
+  madeShares.push(d);
+  return d;
+}
+
+for (const rt of RUNTIMES) {
+  for (const [name, options, skip] of BACKENDS) {
+    test(`${rt}: fast path equals smaps, ${name}`, {
+      skip: UNAVAILABLE || skip,
+    }, async () => {
+      const pool = name === "hugetlb"
+        ? raiseHugetlbPool(POOL_PAGES)
+        : undefined;
+      try {
+        const r = await child(rt, options());
+        assert.equal(r.before.source, "query");
+        assert.equal(r.after.source, "query");
+        assertSame(r.before, "before");
+        assertSame(r.after, "after");
+        if (r.outcome) {
+          assert.ok((r.outcome.remapped ?? 0) > 0, JSON.stringify(r.outcome));
+        }
+        if (name === "hugetlb" && r.outcome?.backend === "hugetlb") {
+          const held = r.after.rows.reduce(
+            (n, row) => n + (row.privateHugetlb as number[])[1],
+            0,
+          );
+          assert.ok(held > 0, "hugetlb copies hold no Private_Hugetlb");
+        }
+      } finally {
+        pool?.restore();
+        for (const d of madeShares.splice(0)) {
+          rmSync(d, { recursive: true, force: true });
+        }
+      }
+    });
+  }
+  test(`${rt}: PAGE_PRIMER_SMAPS=1 forces the smaps path`, async () => {
+    const r = await child(rt, { backend: "thp" }, { PAGE_PRIMER_SMAPS: "1" });
+    assert.equal(r.defaultSource, "smaps");
+    assert.match(r.defaultWhy ?? "", /PAGE_PRIMER_SMAPS=1/);
+    assert.equal(r.outcome?.ok, true);
+  });
+}
