@@ -313,7 +313,7 @@ export class PrimeOutcome implements PrimeOutcomeData {
    */
   summary(): string {
     if (this.disabled) {
-      return `page-primer: off (${this.reason ?? "PAGE_PRIMER=off"})`;
+      return `page-primer: ${this.reason ?? "PAGE_PRIMER=off: nothing done"}`;
     }
     const what = this.requested.length ? this.requested.join(" + ") : "inspect";
     if (!this.ok) {
@@ -351,7 +351,7 @@ export class PrimeOutcome implements PrimeOutcomeData {
     const head = `page-primer: ${this.runtime}, pid ${this.pid}` +
       (this.kernel ? `, Linux ${this.kernel}` : "") +
       (this.disabled
-        ? `: nothing done (${this.reason ?? "PAGE_PRIMER=off"})`
+        ? `: ${this.reason ?? "PAGE_PRIMER=off: nothing done"}`
         : `: ${
           this.requested.length ? this.requested.join(" + ") : "inspect"
         }` +
