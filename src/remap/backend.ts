@@ -45,8 +45,12 @@ export interface BackendOps {
   hugetlb: boolean;
   /** The copy lives in a memfd (shmem) rather than anonymous memory. */
   memfd: boolean;
-  /** The copy is on 4 KiB pages: no collapse, and no huge-page figure is expected. */
-  small: boolean;
+  /**
+   * The copy is on 4 KiB pages (`remap({ pageSize: "4k" })`): no collapse,
+   * and no huge-page figure is expected. The trampoline's record flag for it
+   * is `PP_F_SMALL` (execute.ts passes this as the swap record's `small`).
+   */
+  page4k: boolean;
   /** The memory cgroup is charged for the copy (hugetlb pages are not). */
   chargesMemcg: boolean;
   /** The copy is named with `PR_SET_VMA_ANON_NAME` (a memfd is named by `memfd_create`). */
@@ -54,7 +58,8 @@ export interface BackendOps {
 }
 
 /**
- * The operations of each backend, `"small"` being the 4 KiB copy.
+ * The operations of each backend, `"4k"` being the 4 KiB copy
+ * (`remap({ pageSize: "4k" })`).
  *
  * @example
  * ```ts
@@ -62,32 +67,32 @@ export interface BackendOps {
  * console.log(BACKEND_OPS.hugetlb.chargesMemcg); // false
  * ```
  */
-export const BACKEND_OPS: Readonly<Record<Backend | "small", BackendOps>> = {
+export const BACKEND_OPS: Readonly<Record<Backend | "4k", BackendOps>> = {
   thp: {
     hugetlb: false,
     memfd: false,
-    small: false,
+    page4k: false,
     chargesMemcg: true,
     named: true,
   },
   hugetlb: {
     hugetlb: true,
     memfd: false,
-    small: false,
+    page4k: false,
     chargesMemcg: false,
     named: true,
   },
   memfd: {
     hugetlb: false,
     memfd: true,
-    small: false,
+    page4k: false,
     chargesMemcg: true,
     named: false,
   },
-  small: {
+  "4k": {
     hugetlb: false,
     memfd: false,
-    small: true,
+    page4k: true,
     chargesMemcg: true,
     named: true,
   },
@@ -201,14 +206,14 @@ export interface DecideInput {
 }
 
 /** What {@linkcode decideRemap} decided; `B` is the backends it can pick. */
-export interface RemapDecision<B extends string = Backend | "small"> {
+export interface RemapDecision<B extends string = Backend | "4k"> {
   /** The plan on THP (or memfd, or 4 KiB) alignment rules. */
   thpPlan: RemapPlan;
   /** The same plan for hugetlb (2 MiB-aligned regions only). */
   hugetlbPlan: RemapPlan;
   /** The pool, with the pages the hugetlb plan needs. */
   pool: HugetlbPool;
-  /** The backend, `"small"` for a 4 KiB copy. */
+  /** The backend, `"4k"` for a 4 KiB copy. */
   backend: B;
   /** When no huge pages are possible: why, and what to change. */
   unavailable?: string;
@@ -236,11 +241,11 @@ export function decideRemap(
 ): RemapDecision<Backend>;
 
 export function decideRemap(
-  input: DecideInput & { wanted: "auto" | Backend | "small" },
+  input: DecideInput & { wanted: "auto" | Backend | "4k" },
 ): RemapDecision;
 
 export function decideRemap(
-  input: DecideInput & { wanted: "auto" | Backend | "small" },
+  input: DecideInput & { wanted: "auto" | Backend | "4k" },
 ): RemapDecision {
   const eligible = input.objects.filter((o) =>
     o.path.startsWith("/") && !o.path.endsWith(" (deleted)") &&
@@ -261,8 +266,8 @@ export function decideRemap(
     needed,
     command: poolCommand(input.pool, needed),
   };
-  if (input.wanted === "small") {
-    return { thpPlan, hugetlbPlan, pool, backend: "small", plan: thpPlan };
+  if (input.wanted === "4k") {
+    return { thpPlan, hugetlbPlan, pool, backend: "4k", plan: thpPlan };
   }
   const choice = chooseBackend(
     input.wanted,

@@ -212,7 +212,7 @@ interface RunContext {
   tramp: Trampoline;
   record: SwapRecord;
   input: RemapInput;
-  backend: Backend | "small";
+  backend: Backend | "4k";
   ops: BackendOps;
   mainPath: string | undefined;
   warnings: string[];
@@ -267,14 +267,14 @@ function remapLocked(
     closeFiles(ctx);
     if (ctx.share) finishShare(ctx, ctx.share);
   }
-  if (!ctx.ops.small) retryCollapse(c, ctx.results);
+  if (!ctx.ops.page4k) retryCollapse(c, ctx.results);
   const smaps = verify(ctx);
   return pre.report(ctx.results, smaps);
 }
 
 /** What {@linkcode preflight} found: the plan, or why nothing can be done. */
 interface Preflight {
-  backend: Backend | "small";
+  backend: Backend | "4k";
   plan: { regions: readonly PlannedRegion[] };
   warnings: string[];
   maps: SmapsVma[];
@@ -299,10 +299,10 @@ function preflight(
   const { objects, ranges, options, before, t0 } = input;
   const align = options.align ?? "aggressive";
   const pageSize = options.pageSize ?? "2m";
-  const small = pageSize === "4k";
+  const page4k = pageSize === "4k";
   const thp = thpStatus(c);
   const maps: SmapsVma[] = before ? [...before] : readSmaps(c);
-  const shareWanted = options.share && !small
+  const shareWanted = options.share && !page4k
     ? options.share === true ? {} : options.share
     : undefined;
   const choice = decideRemap({
@@ -311,7 +311,7 @@ function preflight(
     smaps: maps,
     align,
     ours: [...(record?.swaps.values() ?? [])].map((a) => a.region),
-    wanted: small ? "small" : shareWanted ? "memfd" : options.backend ?? "auto",
+    wanted: page4k ? "4k" : shareWanted ? "memfd" : options.backend ?? "auto",
     pool: readPoolState(c),
     thp,
     shmemEnabled: shmemEnabled(c),
@@ -671,7 +671,8 @@ function runSwap(
       dataStart: region.dataStart,
       dataLen: region.dataEnd - region.dataStart,
       prot: protOf(region.perms),
-      small: ctx.ops.small,
+      // The trampoline's flag for a 4 KiB copy: PP_F_SMALL (trampoline.ts).
+      small: ctx.ops.page4k,
       hugetlb,
       memfd: memory?.fd,
       shared: memory?.shared !== undefined,
@@ -718,7 +719,7 @@ function swapNotes(
   res: TrampolineResult,
   notes: string[],
 ): void {
-  if (res.collapseErrno && !ctx.ops.small) {
+  if (res.collapseErrno && !ctx.ops.page4k) {
     notes.push(`MADV_COLLAPSE: ${errnoName(res.collapseErrno)}`);
   }
   if (res.nameErrno && !ctx.namingWarned) {
@@ -809,7 +810,7 @@ function verify(ctx: RunContext): SmapsVma[] {
       ...swap,
       copy: copyIdentity(smaps, a.start, a.end),
     });
-    if (!ctx.ops.small && r.huge > 0 && r.huge < r.bytes) {
+    if (!ctx.ops.page4k && r.huge > 0 && r.huge < r.bytes) {
       ctx.warnings.push(
         `partial: ${formatBytes(r.huge)} of ${formatBytes(r.bytes)} (${
           ((100 * r.huge) / r.bytes).toFixed(0)

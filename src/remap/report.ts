@@ -112,8 +112,8 @@ export interface RemapReport {
   align: Alignment;
   /** Page size of the copies. */
   pageSize: "2m" | "4k";
-  /** Where the pages came from (`"small"` for a 4 KiB copy). */
-  backend: Backend | "small";
+  /** Where the pages came from (`"4k"` for a 4 KiB copy, `pageSize: "4k"`). */
+  backend: Backend | "4k";
   /** The hugetlb pool as found. */
   pool?: HugetlbPool;
   /** When no huge pages were possible: why, and what to change. */
