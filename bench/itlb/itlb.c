@@ -36,6 +36,12 @@
  *              between two kernel entries
  *   vdsopages, readpages, cpuidpages
  *              pages, then what vdso, sysread and cpuid add to a call
+ *   splitpages, syssplitpages
+ *              pages and syspages, with the 4 KiB-page region built on 2 MiB
+ *              pages and then split in place (MADV_COLD on one 4 KiB page
+ *              per 2 MiB splits the huge page; then MADV_NOHUGEPAGE so that
+ *              khugepaged leaves it): the same physical memory as a 2 MiB
+ *              region, mapped with 4 KiB entries
  *   spread8    pages, with the N functions dealt round-robin over 8 2 MiB
  *              pages (N/8 distinct 4 KiB pages on each)
  *   sysspread8 spread8, then one getppid()
@@ -114,36 +120,39 @@ struct variant {
   int all;
   enum after after;
   void *(*thread)(void *);
+  int split; /* the 4 KiB-page region: 2 MiB pages split in place */
 };
 
 static void *partner(void *arg);
 static void *unmapper(void *arg);
 
 static const struct variant VARIANTS[] = {
-    {"call", PER_PAGE, 0, NOTHING, NULL},
-    {"syscall", PER_PAGE, 0, GETPPID, NULL},
-    {"pingpong", PER_PAGE, 0, FUTEX, partner},
-    {"shootdown", PER_PAGE, 0, NOTHING, unmapper},
-    {"vdso", PER_PAGE, 0, VDSO, NULL},
-    {"sysread", PER_PAGE, 0, READ4K, NULL},
-    {"cpuid", PER_PAGE, 0, CPUID, NULL},
-    {"sysonly", PER_PAGE, 0, LOOP, NULL},
-    {"pages", PER_PAGE, 1, NOTHING, NULL},
-    {"syspages", PER_PAGE, 1, GETPPID, NULL},
-    {"vdsopages", PER_PAGE, 1, VDSO, NULL},
-    {"readpages", PER_PAGE, 1, READ4K, NULL},
-    {"cpuidpages", PER_PAGE, 1, CPUID, NULL},
-    {"spread8", PER_8, 1, NOTHING, NULL},
-    {"sysspread8", PER_8, 1, GETPPID, NULL},
-    {"hop", PER_HUGE, 1, NOTHING, NULL},
-    {"syshop", PER_HUGE, 1, GETPPID, NULL},
-    {"data", DATA_PAGE, 0, NOTHING, NULL},
-    {"datasys", DATA_PAGE, 0, GETPPID, NULL},
-    {"datapacked", DATA_PACK, 0, NOTHING, NULL},
-    {"datapages", DATA_PAGE, 1, NOTHING, NULL},
-    {"datasyspages", DATA_PAGE, 1, GETPPID, NULL},
-    {"datahop", DATA_HUGE, 1, NOTHING, NULL},
-    {"datasyshop", DATA_HUGE, 1, GETPPID, NULL},
+    {"call", PER_PAGE, 0, NOTHING, NULL, 0},
+    {"syscall", PER_PAGE, 0, GETPPID, NULL, 0},
+    {"pingpong", PER_PAGE, 0, FUTEX, partner, 0},
+    {"shootdown", PER_PAGE, 0, NOTHING, unmapper, 0},
+    {"vdso", PER_PAGE, 0, VDSO, NULL, 0},
+    {"sysread", PER_PAGE, 0, READ4K, NULL, 0},
+    {"cpuid", PER_PAGE, 0, CPUID, NULL, 0},
+    {"sysonly", PER_PAGE, 0, LOOP, NULL, 0},
+    {"pages", PER_PAGE, 1, NOTHING, NULL, 0},
+    {"syspages", PER_PAGE, 1, GETPPID, NULL, 0},
+    {"vdsopages", PER_PAGE, 1, VDSO, NULL, 0},
+    {"readpages", PER_PAGE, 1, READ4K, NULL, 0},
+    {"cpuidpages", PER_PAGE, 1, CPUID, NULL, 0},
+    {"splitpages", PER_PAGE, 1, NOTHING, NULL, 1},
+    {"syssplitpages", PER_PAGE, 1, GETPPID, NULL, 1},
+    {"spread8", PER_8, 1, NOTHING, NULL, 0},
+    {"sysspread8", PER_8, 1, GETPPID, NULL, 0},
+    {"hop", PER_HUGE, 1, NOTHING, NULL, 0},
+    {"syshop", PER_HUGE, 1, GETPPID, NULL, 0},
+    {"data", DATA_PAGE, 0, NOTHING, NULL, 0},
+    {"datasys", DATA_PAGE, 0, GETPPID, NULL, 0},
+    {"datapacked", DATA_PACK, 0, NOTHING, NULL, 0},
+    {"datapages", DATA_PAGE, 1, NOTHING, NULL, 0},
+    {"datasyspages", DATA_PAGE, 1, GETPPID, NULL, 0},
+    {"datahop", DATA_HUGE, 1, NOTHING, NULL, 0},
+    {"datasyshop", DATA_HUGE, 1, GETPPID, NULL, 0},
 };
 #define NVARIANTS (sizeof VARIANTS / sizeof VARIANTS[0])
 
@@ -153,6 +162,8 @@ static int is_code(enum layout l) {
 
 struct region {
   uint8_t *base; /* 2 MiB aligned */
+  long split_from_kib; /* split regions: AnonHugePages before the split */
+  int split_same_frame; /* split regions: page 0's frame kept (-1: unknown) */
   size_t len;    /* mapped: the items' extent rounded up to 2 MiB */
   void **items;  /* items[i]: function or pointer i */
   fn_t loop;     /* sysonly: the system-call loop in page 0 */
@@ -237,6 +248,33 @@ static long anon_huge_kib(uintptr_t start, uintptr_t end) {
   return total;
 }
 
+/* The page frame number of the page at p (0 when not readable). */
+static uint64_t frame_of(const void *p) {
+  FILE *f = fopen("/proc/self/pagemap", "rb");
+  uint64_t e = 0;
+  if (!f) return 0;
+  if (fseek(f, (long)((uintptr_t)p / PAGE * 8), SEEK_SET) != 0 ||
+      fread(&e, 8, 1, f) != 1)
+    e = 0;
+  fclose(f);
+  return e & ((1ULL << 55) - 1);
+}
+
+/* Splits the 2 MiB pages of a region in place into 4 KiB entries. */
+static void split_region(struct region *r) {
+  r->split_from_kib = r->anon_huge_kib;
+  uint64_t before = frame_of(r->base);
+  for (size_t off = 0; off < r->len; off += HUGE)
+    if (madvise(r->base + off + HUGE - PAGE, PAGE, MADV_COLD) != 0)
+      die("madvise(MADV_COLD)");
+  if (madvise(r->base, r->len, MADV_NOHUGEPAGE) != 0)
+    die("madvise(MADV_NOHUGEPAGE)");
+  uint64_t after = frame_of(r->base);
+  r->split_same_frame = before && after ? before == after : -1;
+  r->anon_huge_kib =
+      anon_huge_kib((uintptr_t)r->base, (uintptr_t)r->base + r->len);
+}
+
 /* Offset of item i in a region of the given layout. */
 static size_t offset_of(enum layout l, size_t i, const uint16_t *line_of) {
   switch (l) {
@@ -274,6 +312,8 @@ static void make_region(struct region *r, enum layout l, size_t items,
     r->items[i] = p;
   }
   r->loop = NULL;
+  r->split_from_kib = 0;
+  r->split_same_frame = -1;
   if (code) {
     /* The system-call loop: page 0, half a page away from function 0. */
     uint8_t *p = base + ((line_of[0] * LINE + PAGE / 2) & (PAGE - 1));
@@ -493,7 +533,8 @@ int main(int argc, char **argv) {
     struct region rh, rs;
     enum layout l = v->layout;
     make_region(&rh, l, pages, 1, line_of, order);
-    make_region(&rs, l, pages, 0, line_of, order);
+    make_region(&rs, l, pages, v->split, line_of, order);
+    if (v->split) split_region(&rs);
     partner_pages = pages;
     /* Warm-up: a pass over each region, faulting nothing (all written),
      * then iterations per sample: about target_ns at the 4 KiB-page
@@ -507,9 +548,15 @@ int main(int argc, char **argv) {
     size_t least = futex ? 500 : v->all ? 2 : pages * 2;
     if (calls < least) calls = least;
     printf("%s{\"mib\":%g,\"pages\":%zu,\"calls\":%zu,\"mappedBytes\":%zu,"
-           "\"hugeAnonHugeKiB\":%ld,\"smallAnonHugeKiB\":%ld,\"samples\":[",
+           "\"hugeAnonHugeKiB\":%ld,\"smallAnonHugeKiB\":%ld,",
            a > 3 ? "," : "", mib, pages, calls, rh.len, rh.anon_huge_kib,
            rs.anon_huge_kib);
+    if (v->split)
+      printf("\"smallSplitFromKiB\":%ld,\"smallSplitSameFrame\":%s,",
+             rs.split_from_kib,
+             rs.split_same_frame < 0 ? "null"
+             : rs.split_same_frame ? "true" : "false");
+    printf("\"samples\":[");
     for (int r = 0; r < reps; r++) {
       /* ABBA: huge first in even reps, small first in odd ones; each timed
        * run follows an untimed quarter run in the same mode. */

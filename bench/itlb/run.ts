@@ -46,6 +46,8 @@ const VARIANTS = [
   "vdsopages",
   "readpages",
   "cpuidpages",
+  "splitpages",
+  "syssplitpages",
   "spread8",
   "sysspread8",
   "hop",
@@ -95,6 +97,10 @@ const DESCRIPTIONS: Record<Variant, string> = {
   vdsopages: "pages, then one clock_gettime() through the vDSO",
   readpages: "pages, then one read() of 4 KiB from /dev/zero",
   cpuidpages: "pages, then one CPUID (VM exit, no guest kernel entry; x86-64)",
+  splitpages:
+    "pages, with the 4 KiB-page region made of 2 MiB pages split in place (the same physical memory, 4 KiB entries)",
+  syssplitpages:
+    "syspages, with the 4 KiB-page region made of 2 MiB pages split in place",
   spread8:
     "pages, with the N functions dealt round-robin over 8 different 2 MiB pages",
   sysspread8:
@@ -146,6 +152,10 @@ interface RawSize {
   calls: number;
   /** Bytes mapped per region (absent in output of older itlb.c). */
   mappedBytes?: number;
+  /** Split variants: AnonHugePages (kB) of the 4 KiB region before the split. */
+  smallSplitFromKiB?: number;
+  /** Split variants: whether page 0 kept its frame (null: pagemap unreadable). */
+  smallSplitSameFrame?: boolean | null;
   hugeAnonHugeKiB: number;
   smallAnonHugeKiB: number;
   hugeAnonHugeKiBAfter: number;
@@ -175,6 +185,9 @@ export interface SizeResult {
   fastestNs: [number, number];
   /** small / huge, paired per repetition, with its interval. */
   smallOverHuge: RatioSummary & { ratios: number[] };
+  /** Split variants: the 4 KiB-page region's bytes on 2 MiB pages before the
+   * split, and whether its first page kept its physical frame. */
+  split?: { fromBytes: number; sameFrame: boolean | null };
   /** Every sample, ns per call. */
   samples: RawSize["samples"];
 }
@@ -374,8 +387,23 @@ function summarise(
       `${raw.mib} MiB: the 4 KiB-page region had ${smallOn2M} bytes on 2 MiB pages`,
     );
   }
+  if (raw.smallSplitFromKiB !== undefined) {
+    if (raw.smallSplitFromKiB * 1024 < mapped) {
+      throw new Error(
+        `${raw.mib} MiB: the region to split had only ${
+          raw.smallSplitFromKiB * 1024
+        } of ${mapped} bytes on 2 MiB pages before the split`,
+      );
+    }
+  }
   const huge = raw.samples.map((s) => s.hugeNs);
   const small = raw.samples.map((s) => s.smallNs);
+  const split = raw.smallSplitFromKiB === undefined ? {} : {
+    split: {
+      fromBytes: raw.smallSplitFromKiB * 1024,
+      sameFrame: raw.smallSplitSameFrame ?? null,
+    },
+  };
   return {
     mib: raw.mib,
     pages: raw.pages,
@@ -386,6 +414,7 @@ function summarise(
     smallNs: median(small),
     hugeMinusSmallNs: median(huge.map((h, i) => h - small[i])),
     fastestNs: [Math.min(...huge), Math.min(...small)],
+    ...split,
     smallOverHuge: compare(small, huge, { ...boot, confidence: 0.95 }),
     samples: raw.samples,
   };
