@@ -29,12 +29,13 @@ import {
 import {
   type Backend,
   decideRemap,
+  SHMEM_ENABLED,
   shmemEnabled,
   shmemThpOn,
 } from "../remap/backend.ts";
 import { MAPS_PER_REGION } from "../remap/execute.ts";
 import { type Coverage, measureCoverage } from "../remap/report.ts";
-import { poolCommand, readPoolState } from "../sys/hugetlb.ts";
+import { HUGE_PAGE, poolCommand, readPoolState } from "../sys/hugetlb.ts";
 import {
   aliasRanges,
   type LoadedObject,
@@ -44,7 +45,12 @@ import {
   type SegmentRange,
   segmentRanges,
 } from "../sys/segments.ts";
-import { kernelVersion, type ThpStatus, thpStatus } from "../sys/thp.ts";
+import {
+  kernelVersion,
+  THP_DIR,
+  type ThpStatus,
+  thpStatus,
+} from "../sys/thp.ts";
 import {
   calibrate,
   type CalibrateOptions,
@@ -52,9 +58,8 @@ import {
   formatCalibration,
 } from "./calibrate.ts";
 
-const THP_DIR = "/sys/kernel/mm/transparent_hugepage";
 const THP_ON = `echo madvise > ${THP_DIR}/enabled`;
-const SHMEM_ON = `echo advise > ${THP_DIR}/shmem_enabled`;
+const SHMEM_ON = `echo advise > ${SHMEM_ENABLED}`;
 
 /** The 2 MiB hugetlb pool and where hugetlbfs is mounted. */
 export interface HugetlbFacts {
@@ -283,54 +288,16 @@ export function parseHugetlbMounts(text: string): string[] {
  */
 export function gatherDoctor(c: Libc): DoctorInput {
   const info = runtimeInfo();
-  const pageSize = c.pageSize();
   const smaps = readSmaps(c);
   const exe = mainExecutable(c);
-  const loads = segmentRanges(exe, pageSize);
+  const loads = segmentRanges(exe, c.pageSize());
   const aliases = aliasRanges(exe, loads, smaps);
-  const ranges = [...loads, ...aliases];
   const pool = readPoolState(c);
-  const rlimit: Rlimit = c.getrlimit(RLIMIT_MEMLOCK);
-  const status = readStatus(c);
+  const memlock = memlockFacts(c, loads, aliases);
   const maxMapText = c.tryReadText("/proc/sys/vm/max_map_count");
   const maxMap = maxMapText === undefined
     ? undefined
     : parseInt(maxMapText, 10) || 0;
-  const size = (r: SegmentRange) => r.end - r.start;
-  const loadBytes = loads.reduce((n, r) => n + size(r), 0);
-  const aliasBytes = aliases.reduce((n, r) => n + size(r), 0);
-  const layout: LayoutSegment[] = [
-    ...exe.segments.filter((s) => s.memsz > 0).map((s) => {
-      const r = loads.find((l) => l.index === s.index)!;
-      return {
-        index: s.index,
-        origin: "load" as const,
-        vaddr: s.vaddr,
-        memsz: s.memsz,
-        filesz: s.filesz,
-        offset: s.offset,
-        perms: permsOf(s.flags),
-        kind: segmentKind(s.flags),
-        start: r.start,
-        end: r.end,
-      };
-    }),
-    ...aliases.map((r) => {
-      const v = smaps.find((m) => m.start === r.start);
-      return {
-        index: r.index,
-        origin: "alias" as const,
-        vaddr: null,
-        memsz: size(r),
-        filesz: size(r),
-        offset: v?.offset ?? 0,
-        perms: r.perms,
-        kind: r.kind,
-        start: r.start,
-        end: r.end,
-      };
-    }),
-  ];
   const facts: DoctorFacts = {
     runtime: `${info.name} ${info.version}`.trim(),
     pid: c.getpid(),
@@ -342,19 +309,78 @@ export function gatherDoctor(c: Libc): DoctorInput {
       ...pool,
       mounts: parseHugetlbMounts(c.tryReadText("/proc/mounts") ?? ""),
     },
-    memlock: {
-      soft: nullIfInfinite(rlimit.cur),
-      hard: nullIfInfinite(rlimit.max),
-      vmLck: status.vmLck,
-      capIpcLock: status.capIpcLock,
-      needed: loadBytes + aliasBytes,
-      loadBytes,
-      aliasBytes,
-    },
+    memlock,
     maps: { max: maxMap ?? null, current: smaps.length },
-    executable: { path: exe.path, bias: exe.bias, segments: layout },
+    executable: {
+      path: exe.path,
+      bias: exe.bias,
+      segments: executableLayout({ exe, loads, aliases, smaps }),
+    },
   };
-  return { facts, smaps, objects: [exe], ranges };
+  return { facts, smaps, objects: [exe], ranges: [...loads, ...aliases] };
+}
+
+function rangeBytes(ranges: readonly SegmentRange[]): number {
+  return ranges.reduce((n, r) => n + r.end - r.start, 0);
+}
+
+/** The memlock limit, what is locked, and what `mlock(true)` would lock. */
+function memlockFacts(
+  c: Libc,
+  loads: readonly SegmentRange[],
+  aliases: readonly SegmentRange[],
+): MemlockFacts {
+  const rlimit: Rlimit = c.getrlimit(RLIMIT_MEMLOCK);
+  const status = readStatus(c);
+  const loadBytes = rangeBytes(loads);
+  const aliasBytes = rangeBytes(aliases);
+  return {
+    soft: nullIfInfinite(rlimit.cur),
+    hard: nullIfInfinite(rlimit.max),
+    vmLck: status.vmLck,
+    capIpcLock: status.capIpcLock,
+    needed: loadBytes + aliasBytes,
+    loadBytes,
+    aliasBytes,
+  };
+}
+
+/** The executable's LOAD segments as loaded, then its further mappings. */
+function executableLayout(parts: {
+  exe: LoadedObject;
+  loads: readonly SegmentRange[];
+  aliases: readonly SegmentRange[];
+  smaps: readonly SmapsVma[];
+}): LayoutSegment[] {
+  const { exe, loads, aliases, smaps } = parts;
+  const segments = exe.segments.filter((s) => s.memsz > 0).map((s) => {
+    const r = loads.find((l) => l.index === s.index)!;
+    return {
+      index: s.index,
+      origin: "load" as const,
+      vaddr: s.vaddr,
+      memsz: s.memsz,
+      filesz: s.filesz,
+      offset: s.offset,
+      perms: permsOf(s.flags),
+      kind: segmentKind(s.flags),
+      start: r.start,
+      end: r.end,
+    };
+  });
+  const further = aliases.map((r) => ({
+    index: r.index,
+    origin: "alias" as const,
+    vaddr: null,
+    memsz: r.end - r.start,
+    filesz: r.end - r.start,
+    offset: smaps.find((m) => m.start === r.start)?.offset ?? 0,
+    perms: r.perms,
+    kind: r.kind,
+    start: r.start,
+    end: r.end,
+  }));
+  return [...segments, ...further];
 }
 
 function predicted(
@@ -466,81 +492,100 @@ export function hugePageRoutes(
   },
   pagesNeeded: number,
 ): HugePageRoute[] {
-  const { thp, shmemEnabled: shmem, pool } = facts;
-  const disabled =
-    "THP is disabled for this process (PR_SET_THP_DISABLE): the kernel maps neither anonymous nor shmem memory of it on 2 MiB pages";
-  const thpRoute: HugePageRoute = thp.usable
-    ? {
+  return [
+    thpRoute(facts.thp),
+    memfdRoute(facts.thp, facts.shmemEnabled),
+    hugetlbRoute(facts.pool, pagesNeeded),
+  ];
+}
+
+const PROCESS_THP_DISABLED =
+  "THP is disabled for this process (PR_SET_THP_DISABLE): the kernel maps neither anonymous nor shmem memory of it on 2 MiB pages";
+
+/** The THP backend: usable as {@linkcode thpStatus} judged it. */
+function thpRoute(thp: ThpStatus): HugePageRoute {
+  if (thp.usable) {
+    return {
       backend: "thp",
       works: true,
       why: thp.reason ?? `THP enabled=${thp.enabled}`,
-    }
-    : {
-      backend: "thp",
-      works: false,
-      why: thp.processDisabled ? disabled : thp.reason ?? "THP unusable",
-      ...(!thp.processDisabled && thp.enabled === "never"
-        ? { command: THP_ON }
-        : {}),
     };
-  let memfd: HugePageRoute;
+  }
+  return {
+    backend: "thp",
+    works: false,
+    why: thp.processDisabled
+      ? PROCESS_THP_DISABLED
+      : thp.reason ?? "THP unusable",
+    ...(!thp.processDisabled && thp.enabled === "never"
+      ? { command: THP_ON }
+      : {}),
+  };
+}
+
+/** The memfd backend: shmem THP at fault time, or `MADV_COLLAPSE`. */
+function memfdRoute(thp: ThpStatus, shmem: string): HugePageRoute {
+  const backend = "memfd";
   if (thp.processDisabled) {
-    memfd = { backend: "memfd", works: false, why: disabled };
-  } else if (thp.enabled === "unavailable" || shmem === "unavailable") {
-    memfd = {
-      backend: "memfd",
+    return { backend, works: false, why: PROCESS_THP_DISABLED };
+  }
+  if (thp.enabled === "unavailable" || shmem === "unavailable") {
+    return {
+      backend,
       works: false,
       why: "this kernel has no shmem transparent huge pages",
     };
-  } else if (shmemThpOn(shmem)) {
-    memfd = {
-      backend: "memfd",
+  }
+  if (shmemThpOn(shmem)) {
+    return {
+      backend,
       works: true,
       why: `shmem_enabled=${shmem}: memfd copies get 2 MiB pages at fault time`,
     };
-  } else if (shmem !== "deny" && thp.collapse) {
-    memfd = {
-      backend: "memfd",
+  }
+  if (shmem !== "deny" && thp.collapse) {
+    return {
+      backend,
       works: true,
       why:
         `shmem_enabled=${shmem}: memfd copies get 2 MiB pages through MADV_COLLAPSE`,
     };
-  } else {
-    memfd = {
-      backend: "memfd",
-      works: false,
-      why: `shmem_enabled=${shmem}${
-        shmem === "deny"
-          ? " forbids shmem huge pages, MADV_COLLAPSE too"
-          : " and no MADV_COLLAPSE (Linux < 6.1)"
-      }`,
-      command: SHMEM_ON,
-    };
   }
-  let hugetlb: HugePageRoute;
+  return {
+    backend,
+    works: false,
+    why: `shmem_enabled=${shmem}${
+      shmem === "deny"
+        ? " forbids shmem huge pages, MADV_COLLAPSE too"
+        : " and no MADV_COLLAPSE (Linux < 6.1)"
+    }`,
+    command: SHMEM_ON,
+  };
+}
+
+/** The hugetlb backend: enough pages available in the pool. */
+function hugetlbRoute(
+  pool: { supported: boolean; total: number; available: number },
+  pagesNeeded: number,
+): HugePageRoute {
   if (!pool.supported) {
-    hugetlb = {
+    return {
       backend: "hugetlb",
       works: false,
       why: "no 2 MiB hugetlb pool in this kernel (CONFIG_HUGETLBFS)",
     };
-  } else if (pagesNeeded > 0 && pool.available >= pagesNeeded) {
-    hugetlb = {
-      backend: "hugetlb",
-      works: true,
-      why:
-        `the pool has ${pool.available} page(s) available, the remap needs ${pagesNeeded}`,
-    };
-  } else {
-    hugetlb = {
-      backend: "hugetlb",
-      works: false,
-      why:
-        `the pool has ${pool.available} page(s) available, the remap needs ${pagesNeeded}`,
-      command: poolCommand(pool, pagesNeeded),
-    };
   }
-  return [thpRoute, memfd, hugetlb];
+  const why =
+    `the pool has ${pool.available} page(s) available, the remap needs ${pagesNeeded}`;
+  if (pagesNeeded > 0 && pool.available >= pagesNeeded) {
+    return { backend: "hugetlb", works: true, why };
+  }
+  return {
+    backend: "hugetlb",
+    works: false,
+    why,
+    command: poolCommand(pool, pagesNeeded),
+  };
 }
 
 /**
@@ -567,8 +612,351 @@ function limitText(n: number | null): string {
 }
 
 /**
+ * What each finding reads: the gathered input, and what is derived from it
+ * once (the prediction per strategy, the routes to 2 MiB pages).
+ */
+interface DiagnoseContext {
+  /** What {@linkcode gatherDoctor} returned. */
+  input: DoctorInput;
+  /** `input.facts`. */
+  facts: DoctorFacts;
+  /** Per strategy, `"aggressive"` first (what `remap(true)` does). */
+  predictions: CoveragePrediction[];
+  /** {@linkcode hugePageRoutes} by backend. */
+  routes: { thp: HugePageRoute; memfd: HugePageRoute; hugetlb: HugePageRoute };
+}
+
+/** One check of the doctor: zero or more findings. Pure. */
+type FindingCheck = (x: DiagnoseContext) => Finding[];
+
+/** `{ command }` when there is one, else nothing (no `command` key). */
+function commandOf(command: string | undefined): { command?: string } {
+  return command === undefined ? {} : { command };
+}
+
+/** `MADV_COLLAPSE` and `MADV_POPULATE_READ` in this kernel. */
+function kernelFinding({ facts }: DiagnoseContext): Finding[] {
+  const [maj, min] = kernelVersion(facts.kernel);
+  const atLeast = (a: number, b: number) => maj > a || (maj === a && min >= b);
+  return [{
+    topic: "kernel",
+    status: atLeast(6, 1) ? "ok" : "advice",
+    message: `Linux ${facts.kernel}: MADV_COLLAPSE (6.1+) ${
+      atLeast(6, 1) ? "available" : "missing"
+    }, MADV_POPULATE_READ (5.14+) ${
+      atLeast(5, 14)
+        ? "available"
+        : "missing (populate falls back to a read per page)"
+    }`,
+  }];
+}
+
+/** THP system-wide (`enabled`). */
+function thpFinding({ facts: { thp } }: DiagnoseContext): Finding[] {
+  if (thp.enabled === "unavailable") {
+    return [{
+      topic: "thp",
+      status: "advice",
+      message:
+        "no transparent huge pages in this kernel (CONFIG_TRANSPARENT_HUGEPAGE): only the hugetlb backend can give 2 MiB pages",
+    }];
+  }
+  if (thp.enabled === "never") {
+    return [{
+      topic: "thp",
+      status: "advice",
+      message: `THP enabled=never: ${
+        thp.collapse
+          ? "remap still gets huge pages through MADV_COLLAPSE, more slowly"
+          : "this kernel has no MADV_COLLAPSE, so the THP backend gets no huge pages"
+      }`,
+      command: THP_ON,
+    }];
+  }
+  if (thp.processDisabled) {
+    return [{
+      topic: "thp",
+      status: "note",
+      message:
+        `THP enabled=${thp.enabled} system-wide, but disabled for this process (see thp-process)`,
+    }];
+  }
+  return [{
+    topic: "thp",
+    status: "ok",
+    message:
+      `THP enabled=${thp.enabled}: remap's copies ask for huge pages with MADV_HUGEPAGE${
+        thp.enabled === "madvise" ? " (only madvised memory gets them)" : ""
+      }`,
+  }];
+}
+
+/** THP `defrag`: whether a madvised fault compacts; not when THP is off for the process. */
+function defragFinding({ facts: { thp } }: DiagnoseContext): Finding[] {
+  if (thp.defrag === "unavailable" || thp.processDisabled) return [];
+  const good = ["always", "madvise", "defer+madvise"].includes(thp.defrag);
+  return [{
+    topic: "thp-defrag",
+    status: good ? "ok" : "advice",
+    message: `THP defrag=${thp.defrag}: ${
+      good
+        ? "a madvised fault compacts memory to find a huge page"
+        : "a madvised fault does not wait for compaction, so copies may land on 4 KiB pages when memory is fragmented"
+    }`,
+    ...commandOf(good ? undefined : `echo madvise > ${THP_DIR}/defrag`),
+  }];
+}
+
+/** THP for this process (`PR_GET_THP_DISABLE`); when off, the hugetlb pool is the way. */
+function thpProcessFinding({ facts, routes }: DiagnoseContext): Finding[] {
+  if (!facts.thp.processDisabled) {
+    return [{
+      topic: "thp-process",
+      status: "ok",
+      message: "PR_GET_THP_DISABLE = 0: THP is allowed for this process",
+    }];
+  }
+  const hugetlb = routes.hugetlb;
+  return [{
+    topic: "thp-process",
+    status: "advice",
+    message:
+      `PR_GET_THP_DISABLE = 1: THP is off for this whole process (set by the runtime or a parent; inherited across fork and exec), and so are 2 MiB shmem mappings: the thp and memfd backends and share: true get 4 KiB pages here. Only the hugetlb pool gives this process 2 MiB pages${
+        hugetlb.works
+          ? " (it covers the remap)"
+          : hugetlb.command
+          ? ""
+          : `, and ${hugetlb.why}`
+      }; or start the process from a parent that has not set PR_SET_THP_DISABLE`,
+    ...commandOf(hugetlb.command),
+  }];
+}
+
+/** shmem THP (`shmem_enabled`), for the memfd backend and `share: true`. */
+function shmemFinding({ facts, routes }: DiagnoseContext): Finding[] {
+  const shmem = facts.shmemEnabled;
+  if (facts.thp.processDisabled) {
+    return [{
+      topic: "shmem",
+      status: "note",
+      message:
+        `shmem THP shmem_enabled=${shmem}: does not apply to this process (THP is disabled for it, see thp-process)`,
+    }];
+  }
+  if (shmemThpOn(shmem)) {
+    return [{
+      topic: "shmem",
+      status: "ok",
+      message:
+        `shmem THP shmem_enabled=${shmem}: the memfd backend and share: true get 2 MiB pages at fault time`,
+    }];
+  }
+  return [{
+    topic: "shmem",
+    status: "advice",
+    message:
+      `shmem THP shmem_enabled=${shmem}: the memfd backend and share: true ${
+        routes.memfd.works
+          ? "get 2 MiB pages only through MADV_COLLAPSE"
+          : `get no 2 MiB pages (${routes.memfd.why})`
+      }, and backend "auto" does not fall back to a memfd when THP is unusable`,
+    command: SHMEM_ON,
+  }];
+}
+
+/** The hugetlb pool against the pages the remap needs. */
+function hugetlbFinding(x: DiagnoseContext): Finding[] {
+  const pool = x.facts.hugetlb;
+  const need = x.predictions[0].hugetlb.pagesNeeded;
+  const { thp, memfd, hugetlb } = x.routes;
+  if (!pool.supported) {
+    return [{
+      topic: "hugetlb",
+      status: "note",
+      message:
+        "no 2 MiB hugetlb pool in this kernel (CONFIG_HUGETLBFS): the hugetlb backend is not possible",
+    }];
+  }
+  if (hugetlb.works) {
+    return [{
+      topic: "hugetlb",
+      status: "ok",
+      message:
+        `hugetlb pool: ${pool.total} page(s), ${pool.available} available, the remap needs ${need}: backend "auto" uses it (guaranteed pages)`,
+    }];
+  }
+  return [{
+    topic: "hugetlb",
+    status: "advice",
+    message: `${
+      pool.total === 0
+        ? "no hugetlb pool (vm.nr_hugepages = 0)"
+        : `hugetlb pool: ${pool.total} page(s), ${pool.available} available`
+    }: the hugetlb backend (guaranteed 2 MiB pages, reserved up front) needs ${need} page(s) (${
+      formatBytes(need * HUGE_PAGE)
+    }) for this runtime${
+      thp.works || memfd.works
+        ? ""
+        : "; it is the only route to 2 MiB pages for this process"
+    }`,
+    ...commandOf(hugetlb.command),
+  }];
+}
+
+/** Where hugetlbfs is mounted (page-primer does not need it). */
+function hugetlbfsFinding({ facts }: DiagnoseContext): Finding[] {
+  const mounts = facts.hugetlb.mounts;
+  return [{
+    topic: "hugetlbfs",
+    status: "note",
+    message: mounts.length
+      ? `hugetlbfs mounted at ${mounts.join(", ")}`
+      : "hugetlbfs is not mounted; page-primer does not need it (it maps the pool with MAP_HUGETLB). For programs that do: mount -t hugetlbfs none /dev/hugepages",
+  }];
+}
+
+/** The memlock limits and what `mlock(true)` needs, in words. */
+function memlockLimits(m: MemlockFacts): string {
+  return `RLIMIT_MEMLOCK ${limitText(m.soft)} soft, ${
+    limitText(m.hard)
+  } hard; mlock(true) needs ${formatBytes(m.needed)} (LOAD segments ${
+    formatBytes(m.loadBytes)
+  }${m.aliasBytes ? ` + further mappings ${formatBytes(m.aliasBytes)}` : ""})`;
+}
+
+/** Whether `mlock(true)` can lock it all: the soft limit, the hard limit page-primer raises it to, or `CAP_IPC_LOCK`. */
+function memlockFinding({ facts }: DiagnoseContext): Finding[] {
+  const m = facts.memlock;
+  const limits = memlockLimits(m);
+  const ulimit = `ulimit -l ${Math.ceil((m.needed + m.vmLck) / 1024)}`;
+  if ((m.soft ?? Infinity) >= m.needed + m.vmLck) {
+    return [{
+      topic: "memlock",
+      status: "ok",
+      message: `${limits}: fits; CAP_IPC_LOCK ${m.capIpcLock ? "yes" : "no"}`,
+    }];
+  }
+  if (m.capIpcLock) {
+    return [{
+      topic: "memlock",
+      status: "note",
+      message:
+        `${limits}: the limit is below the need, but this process has CAP_IPC_LOCK (CapEff bit 14), so it does not apply. A process without it needs the limit raised before it starts`,
+      command: ulimit,
+    }];
+  }
+  const budget = lockBudget(m.needed, m.vmLck, {
+    cur: m.soft ?? Infinity,
+    max: m.hard ?? Infinity,
+  }, m.capIpcLock);
+  if (budget.fits) {
+    return [{
+      topic: "memlock",
+      status: "ok",
+      message:
+        `${limits}: the soft limit is below the need; page-primer raises it to the hard limit itself. CAP_IPC_LOCK no`,
+    }];
+  }
+  return [{
+    topic: "memlock",
+    status: "blocker",
+    message:
+      `${limits}: mlock(true) cannot lock it all (no CAP_IPC_LOCK). Raise the limit before the process starts (a shell needs privilege to raise the hard limit), or LimitMEMLOCK=infinity in a systemd unit, --ulimit memlock=-1 for docker, or setcap cap_ipc_lock+ep on the executable`,
+    command: ulimit,
+  }];
+}
+
+/** `vm.max_map_count` against the mappings a remap adds; nothing when it is unknown. */
+function maxMapCountFinding(
+  { facts, predictions }: DiagnoseContext,
+): Finding[] {
+  const { max, current } = facts.maps;
+  if (max === null) return [];
+  const mapsNeed = Math.max(...predictions.map((p) => p.mapsNeeded));
+  const short = max - current < mapsNeed;
+  return [{
+    topic: "max-map-count",
+    status: short ? "blocker" : "ok",
+    message:
+      `vm.max_map_count ${max}, ${current} mappings in use, a remap needs up to ${mapsNeed} more`,
+    ...commandOf(
+      short
+        ? `sysctl -w vm.max_map_count=${current + mapsNeed + 1024}`
+        : undefined,
+    ),
+  }];
+}
+
+/** What `remap(true)` would reach, or why it reaches nothing. */
+function remapFinding({ predictions: [p] }: DiagnoseContext): Finding[] {
+  if (p.unavailable !== undefined) {
+    return [{
+      topic: "remap",
+      status: "blocker",
+      message: `remap gets no 2 MiB pages: ${p.unavailable}`,
+    }];
+  }
+  return [{
+    topic: "remap",
+    status: "ok",
+    message: `remap(true) would use the ${p.backend} backend and put ${
+      formatPercent(p.text.huge, p.text.bytes)
+    } of the text and ${
+      formatPercent(p.rodata.huge, p.rodata.bytes)
+    } of the read-only data on 2 MiB pages`,
+  }];
+}
+
+/** The calibration's verdict, when one was made. */
+function calibrationFinding({ input }: DiagnoseContext): Finding[] {
+  const cal = input.calibration;
+  if (cal === undefined) return [];
+  return [{
+    topic: "calibration",
+    status: cal.verdict === "pays"
+      ? "ok"
+      : cal.verdict === "loses"
+      ? "advice"
+      : "note",
+    message: cal.verdict === "loses"
+      ? `${cal.summary}. A remap is likely to slow such a workload on this machine: leave it off, or measure the workload itself`
+      : cal.summary,
+  }];
+}
+
+/** The doctor's checks, in the order their findings are listed within a status. */
+const FINDINGS: readonly FindingCheck[] = [
+  kernelFinding,
+  thpFinding,
+  defragFinding,
+  thpProcessFinding,
+  shmemFinding,
+  hugetlbFinding,
+  hugetlbfsFinding,
+  memlockFinding,
+  maxMapCountFinding,
+  remapFinding,
+  calibrationFinding,
+];
+
+const STATUS_RANK: Record<FindingStatus, number> = {
+  blocker: 0,
+  advice: 1,
+  note: 2,
+  ok: 3,
+};
+
+/** Blockers first, then advice, notes, ok; in check order within each. */
+function byStatus(findings: readonly Finding[]): Finding[] {
+  return findings.map((f, i) => ({ f, i })).sort((a, b) =>
+    STATUS_RANK[a.f.status] - STATUS_RANK[b.f.status] || a.i - b.i
+  ).map((x) => x.f);
+}
+
+/**
  * Turns the facts and predictions into findings: what is as wanted, what
- * is off, and the command that enables it. Pure.
+ * is off, and the command that enables it. Each finding comes from one
+ * check of a table (`FINDINGS`); blockers first. Pure.
  *
  * @example
  * ```ts no-eval
@@ -591,245 +979,18 @@ export function diagnose(input: DoctorInput): DoctorReport {
       shmemEnabled: facts.shmemEnabled,
     })
   );
-  const findings: Finding[] = [];
-  const add = (
-    topic: string,
-    status: FindingStatus,
-    message: string,
-    command?: string,
-  ) =>
-    findings.push({
-      topic,
-      status,
-      message,
-      ...(command !== undefined ? { command } : {}),
-    });
-  const thp = facts.thp;
   const routes = hugePageRoutes(
-    { thp, shmemEnabled: facts.shmemEnabled, pool: facts.hugetlb },
+    { thp: facts.thp, shmemEnabled: facts.shmemEnabled, pool: facts.hugetlb },
     predictions[0].hugetlb.pagesNeeded,
   );
-  const [thpRoute, memfdRoute, hugetlbRoute] = routes;
-  const [maj, min] = kernelVersion(facts.kernel);
-  const atLeast = (a: number, b: number) => maj > a || (maj === a && min >= b);
-  add(
-    "kernel",
-    atLeast(6, 1) ? "ok" : "advice",
-    `Linux ${facts.kernel}: MADV_COLLAPSE (6.1+) ${
-      atLeast(6, 1) ? "available" : "missing"
-    }, MADV_POPULATE_READ (5.14+) ${
-      atLeast(5, 14)
-        ? "available"
-        : "missing (populate falls back to a read per page)"
-    }`,
-  );
-  if (thp.enabled === "unavailable") {
-    add(
-      "thp",
-      "advice",
-      "no transparent huge pages in this kernel (CONFIG_TRANSPARENT_HUGEPAGE): only the hugetlb backend can give 2 MiB pages",
-    );
-  } else if (thp.enabled === "never") {
-    add(
-      "thp",
-      "advice",
-      `THP enabled=never: ${
-        thp.collapse
-          ? "remap still gets huge pages through MADV_COLLAPSE, more slowly"
-          : "this kernel has no MADV_COLLAPSE, so the THP backend gets no huge pages"
-      }`,
-      THP_ON,
-    );
-  } else if (thp.processDisabled) {
-    add(
-      "thp",
-      "note",
-      `THP enabled=${thp.enabled} system-wide, but disabled for this process (see thp-process)`,
-    );
-  } else {
-    add(
-      "thp",
-      "ok",
-      `THP enabled=${thp.enabled}: remap's copies ask for huge pages with MADV_HUGEPAGE${
-        thp.enabled === "madvise" ? " (only madvised memory gets them)" : ""
-      }`,
-    );
-  }
-  if (thp.defrag !== "unavailable" && !thp.processDisabled) {
-    const good = ["always", "madvise", "defer+madvise"].includes(thp.defrag);
-    add(
-      "thp-defrag",
-      good ? "ok" : "advice",
-      `THP defrag=${thp.defrag}: ${
-        good
-          ? "a madvised fault compacts memory to find a huge page"
-          : "a madvised fault does not wait for compaction, so copies may land on 4 KiB pages when memory is fragmented"
-      }`,
-      good ? undefined : `echo madvise > ${THP_DIR}/defrag`,
-    );
-  }
-  add(
-    "thp-process",
-    thp.processDisabled ? "advice" : "ok",
-    thp.processDisabled
-      ? `PR_GET_THP_DISABLE = 1: THP is off for this whole process (set by the runtime or a parent; inherited across fork and exec), and so are 2 MiB shmem mappings: the thp and memfd backends and share: true get 4 KiB pages here. Only the hugetlb pool gives this process 2 MiB pages${
-        hugetlbRoute.works
-          ? " (it covers the remap)"
-          : hugetlbRoute.command
-          ? ""
-          : `, and ${hugetlbRoute.why}`
-      }; or start the process from a parent that has not set PR_SET_THP_DISABLE`
-      : "PR_GET_THP_DISABLE = 0: THP is allowed for this process",
-    thp.processDisabled ? hugetlbRoute.command : undefined,
-  );
-  const shmemOn = shmemThpOn(facts.shmemEnabled);
-  if (thp.processDisabled) {
-    add(
-      "shmem",
-      "note",
-      `shmem THP shmem_enabled=${facts.shmemEnabled}: does not apply to this process (THP is disabled for it, see thp-process)`,
-    );
-  } else {
-    add(
-      "shmem",
-      shmemOn ? "ok" : "advice",
-      shmemOn
-        ? `shmem THP shmem_enabled=${facts.shmemEnabled}: the memfd backend and share: true get 2 MiB pages at fault time`
-        : `shmem THP shmem_enabled=${facts.shmemEnabled}: the memfd backend and share: true ${
-          memfdRoute.works
-            ? "get 2 MiB pages only through MADV_COLLAPSE"
-            : `get no 2 MiB pages (${memfdRoute.why})`
-        }, and backend "auto" does not fall back to a memfd when THP is unusable`,
-      shmemOn ? undefined : SHMEM_ON,
-    );
-  }
-  const pool = facts.hugetlb;
-  const need = predictions[0].hugetlb.pagesNeeded;
-  if (!pool.supported) {
-    add(
-      "hugetlb",
-      "note",
-      "no 2 MiB hugetlb pool in this kernel (CONFIG_HUGETLBFS): the hugetlb backend is not possible",
-    );
-  } else if (hugetlbRoute.works) {
-    add(
-      "hugetlb",
-      "ok",
-      `hugetlb pool: ${pool.total} page(s), ${pool.available} available, the remap needs ${need}: backend "auto" uses it (guaranteed pages)`,
-    );
-  } else {
-    add(
-      "hugetlb",
-      "advice",
-      `${
-        pool.total === 0
-          ? "no hugetlb pool (vm.nr_hugepages = 0)"
-          : `hugetlb pool: ${pool.total} page(s), ${pool.available} available`
-      }: the hugetlb backend (guaranteed 2 MiB pages, reserved up front) needs ${need} page(s) (${
-        formatBytes(need * 2 * 1024 * 1024)
-      }) for this runtime${
-        thpRoute.works || memfdRoute.works
-          ? ""
-          : "; it is the only route to 2 MiB pages for this process"
-      }`,
-      hugetlbRoute.command,
-    );
-  }
-  add(
-    "hugetlbfs",
-    "note",
-    pool.mounts.length
-      ? `hugetlbfs mounted at ${pool.mounts.join(", ")}`
-      : "hugetlbfs is not mounted; page-primer does not need it (it maps the pool with MAP_HUGETLB). For programs that do: mount -t hugetlbfs none /dev/hugepages",
-  );
-  const m = facts.memlock;
-  const budget = lockBudget(m.needed, m.vmLck, {
-    cur: m.soft ?? Infinity,
-    max: m.hard ?? Infinity,
-  }, m.capIpcLock);
-  const kib = Math.ceil((m.needed + m.vmLck) / 1024);
-  const limits = `RLIMIT_MEMLOCK ${limitText(m.soft)} soft, ${
-    limitText(m.hard)
-  } hard; mlock(true) needs ${formatBytes(m.needed)} (LOAD segments ${
-    formatBytes(m.loadBytes)
-  }${m.aliasBytes ? ` + further mappings ${formatBytes(m.aliasBytes)}` : ""})`;
-  const ulimit = `ulimit -l ${kib}`;
-  if ((m.soft ?? Infinity) >= m.needed + m.vmLck) {
-    add(
-      "memlock",
-      "ok",
-      `${limits}: fits; CAP_IPC_LOCK ${m.capIpcLock ? "yes" : "no"}`,
-    );
-  } else if (m.capIpcLock) {
-    add(
-      "memlock",
-      "note",
-      `${limits}: the limit is below the need, but this process has CAP_IPC_LOCK (CapEff bit 14), so it does not apply. A process without it needs the limit raised before it starts`,
-      ulimit,
-    );
-  } else if (budget.fits) {
-    add(
-      "memlock",
-      "ok",
-      `${limits}: the soft limit is below the need; page-primer raises it to the hard limit itself. CAP_IPC_LOCK no`,
-    );
-  } else {
-    add(
-      "memlock",
-      "blocker",
-      `${limits}: mlock(true) cannot lock it all (no CAP_IPC_LOCK). Raise the limit before the process starts (a shell needs privilege to raise the hard limit), or LimitMEMLOCK=infinity in a systemd unit, --ulimit memlock=-1 for docker, or setcap cap_ipc_lock+ep on the executable`,
-      ulimit,
-    );
-  }
-  const mapsNeed = Math.max(...predictions.map((p) => p.mapsNeeded));
-  if (facts.maps.max !== null) {
-    const headroom = facts.maps.max - facts.maps.current;
-    add(
-      "max-map-count",
-      headroom < mapsNeed ? "blocker" : "ok",
-      `vm.max_map_count ${facts.maps.max}, ${facts.maps.current} mappings in use, a remap needs up to ${mapsNeed} more`,
-      headroom < mapsNeed
-        ? `sysctl -w vm.max_map_count=${facts.maps.current + mapsNeed + 1024}`
-        : undefined,
-    );
-  }
-  const p = predictions[0];
-  if (p.unavailable !== undefined) {
-    add("remap", "blocker", `remap gets no 2 MiB pages: ${p.unavailable}`);
-  } else {
-    add(
-      "remap",
-      "ok",
-      `remap(true) would use the ${p.backend} backend and put ${
-        formatPercent(p.text.huge, p.text.bytes)
-      } of the text and ${
-        formatPercent(p.rodata.huge, p.rodata.bytes)
-      } of the read-only data on 2 MiB pages`,
-    );
-  }
-  if (input.calibration !== undefined) {
-    const cal = input.calibration;
-    add(
-      "calibration",
-      cal.verdict === "pays"
-        ? "ok"
-        : cal.verdict === "loses"
-        ? "advice"
-        : "note",
-      cal.verdict === "loses"
-        ? `${cal.summary}. A remap is likely to slow such a workload on this machine: leave it off, or measure the workload itself`
-        : cal.summary,
-    );
-  }
-  const rank: Record<FindingStatus, number> = {
-    blocker: 0,
-    advice: 1,
-    note: 2,
-    ok: 3,
+  const [thp, memfd, hugetlb] = routes;
+  const context = {
+    input,
+    facts,
+    predictions,
+    routes: { thp, memfd, hugetlb },
   };
-  const ordered = findings.map((f, i) => ({ f, i })).sort((a, b) =>
-    rank[a.f.status] - rank[b.f.status] || a.i - b.i
-  ).map((x) => x.f);
+  const findings = FINDINGS.flatMap((check) => check(context));
   return {
     ok: !findings.some((f) => f.status === "blocker"),
     facts,
@@ -839,7 +1000,7 @@ export function diagnose(input: DoctorInput): DoctorReport {
     },
     predictions,
     routes,
-    findings: ordered,
+    findings: byStatus(findings),
     ...(input.calibration !== undefined
       ? { calibration: input.calibration }
       : {}),
@@ -896,9 +1057,29 @@ function cov(c: Coverage): string {
  */
 export function formatDoctor(report: DoctorReport): string {
   const f = report.facts;
+  return [
+    `page-primer doctor: ${f.runtime}, pid ${f.pid}, Linux ${f.kernel}`,
+    "",
+    factsTable(f),
+    "",
+    ...layoutSection(f),
+    "",
+    ...predictionSection(report),
+    "",
+    ...routesSection(report.routes),
+    "",
+    ...calibrationSection(report.calibration),
+    ...findingsSection(report.findings),
+    "",
+    verdictLine(report),
+  ].join("\n");
+}
+
+/** The facts, one row each. */
+function factsTable(f: DoctorFacts): string {
   const pool = f.hugetlb;
   const m = f.memlock;
-  const facts = formatTable(["fact", "value"], [
+  return formatTable(["fact", "value"], [
     ["kernel", `${f.kernel} ${f.arch}`],
     ["THP enabled", f.thp.enabled],
     ["THP defrag", f.thp.defrag],
@@ -932,9 +1113,14 @@ export function formatDoctor(report: DoctorReport): string {
       `${f.maps.max ?? "unreadable"} (${f.maps.current} in use)`,
     ],
   ]);
-  const layout = formatTable(
+}
+
+/** The runtime executable's segments, and a footnote when it has further mappings. */
+function layoutSection(f: DoctorFacts): string[] {
+  const segments = f.executable.segments;
+  const table = formatTable(
     ["seg", "perm", "kind", "vaddr", "offset", "MiB", "at"],
-    f.executable.segments.map((s) => [
+    segments.map((s) => [
       `${s.index}${s.origin === "alias" ? "*" : ""}`,
       s.perms,
       s.kind,
@@ -945,7 +1131,22 @@ export function formatDoctor(report: DoctorReport): string {
     ]),
     ["right", "left", "left", "right", "right", "right", "right"],
   );
-  const pred = formatTable(
+  return [
+    `runtime executable ${f.executable.path} (load bias 0x${
+      f.executable.bias.toString(16)
+    }):`,
+    table,
+    ...(segments.some((s) => s.origin === "alias")
+      ? [
+        "* a further mapping of the executable made by the runtime (V8's embedded builtins), not a LOAD segment",
+      ]
+      : []),
+  ];
+}
+
+/** Coverage now, and as planned per strategy. */
+function predictionSection(report: DoctorReport): string[] {
+  const table = formatTable(
     [
       "align",
       "backend",
@@ -964,59 +1165,53 @@ export function formatDoctor(report: DoctorReport): string {
     ]),
     ["left", "left", "right", "right", "right", "right"],
   );
-  const lines = [
-    `page-primer doctor: ${f.runtime}, pid ${f.pid}, Linux ${f.kernel}`,
-    "",
-    facts,
-    "",
-    `runtime executable ${f.executable.path} (load bias 0x${
-      f.executable.bias.toString(16)
-    }):`,
-    layout,
-  ];
-  if (f.executable.segments.some((s) => s.origin === "alias")) {
-    lines.push(
-      "* a further mapping of the executable made by the runtime (V8's embedded builtins), not a LOAD segment",
-    );
-  }
-  lines.push(
-    "",
-    `remap({ align }) in this ${f.runtime} process, as planned (now: text ${
+  return [
+    `remap({ align }) in this ${report.facts.runtime} process, as planned (now: text ${
       cov(report.now.text)
     }, rodata ${cov(report.now.rodata)}):`,
-    pred,
-    "",
+    table,
+  ];
+}
+
+/** One line per route to 2 MiB pages. */
+function routesSection(routes: readonly HugePageRoute[]): string[] {
+  return [
     "routes to 2 MiB pages for this process:",
-    ...report.routes.map((r) =>
+    ...routes.map((r) =>
       `  ${r.backend.padEnd(7)} ${
         r.works ? "works" : r.command !== undefined ? "after a command" : "no"
       }: ${r.why}${r.command !== undefined ? `; $ ${r.command}` : ""}`
     ),
+  ];
+}
+
+/** The calibration, indented, then a blank line; nothing when none was made. */
+function calibrationSection(calibration: Calibration | undefined): string[] {
+  if (calibration === undefined) return [];
+  return [
+    "2 MiB against 4 KiB code pages, measured in this process:",
+    ...formatCalibration(calibration).split("\n").map((l) =>
+      `  ${l}`.trimEnd()
+    ),
     "",
-  );
-  if (report.calibration !== undefined) {
-    lines.push(
-      "2 MiB against 4 KiB code pages, measured in this process:",
-      ...formatCalibration(report.calibration).split("\n").map((l) =>
-        `  ${l}`.trimEnd()
-      ),
-      "",
-    );
-  }
-  lines.push("findings:");
-  for (const x of report.findings) {
-    lines.push(`  ${x.status.padEnd(7)} ${x.message}`);
-    if (x.command !== undefined) lines.push(`          $ ${x.command}`);
-  }
-  lines.push(
-    "",
-    report.ok
-      ? "verdict: ok: remap and mlock can work here"
-      : `verdict: not ok: ${
-        report.findings.filter((x) => x.status === "blocker").map((x) =>
-          x.topic
-        ).join(", ")
-      } (see above)`,
-  );
-  return lines.join("\n");
+  ];
+}
+
+/** Each finding with its command below it. */
+function findingsSection(findings: readonly Finding[]): string[] {
+  return [
+    "findings:",
+    ...findings.flatMap((x) => [
+      `  ${x.status.padEnd(7)} ${x.message}`,
+      ...(x.command !== undefined ? [`          $ ${x.command}`] : []),
+    ]),
+  ];
+}
+
+function verdictLine(report: DoctorReport): string {
+  if (report.ok) return "verdict: ok: remap and mlock can work here";
+  const blockers = report.findings.filter((x) => x.status === "blocker");
+  return `verdict: not ok: ${
+    blockers.map((x) => x.topic).join(", ")
+  } (see above)`;
 }
