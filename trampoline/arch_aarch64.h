@@ -91,8 +91,9 @@ static inline void pp_copy(void *dst, const void *src, unsigned long n)
  * unification (dc cvau) and invalidated in the instruction cache (ic
  * ivau), both broadcast to the inner shareable domain, each batch
  * completed by dsb ish, then isb for this thread. CTR_EL0 gives the line
- * sizes, and its IDC and DIC bits say when either half is not needed
- * (Neoverse cores set both). Other threads need no isb: the bytes at the
+ * sizes (the kernel traps and sanitises reads of it where cores disagree),
+ * and its IDC and DIC bits say when either pass is not needed (cores such
+ * as Neoverse N1 set both). Other threads need no isb: the bytes at the
  * original address do not change (the copy is identical), and the new
  * physical pages are reached only through the TLB invalidation mremap
  * makes. Under qemu-user these instructions do nothing; on hardware they

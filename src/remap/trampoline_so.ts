@@ -5,7 +5,7 @@
 
 /** SHA-256 of the trampoline sources these bytes were built from. */
 export const TRAMPOLINE_SOURCE_SHA256: string =
-  "0971c513a3bfc6df13698c5d8e84cc72de8d1e5feaa1e7b855ff585a1de04027";
+  "14802368efc5349a1cb885d9f964001e2928ab1e2e427a8c471d6fcd06dc7da9";
 
 /** The shared object for each machine, base64. */
 export const TRAMPOLINE_SO_BASE64: Readonly<
