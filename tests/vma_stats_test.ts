@@ -17,7 +17,15 @@ import {
   RUNTIMES,
 } from "./helpers.ts";
 import { libc } from "../src/sys/libc.ts";
-import { fastPathUnavailable } from "../src/sys/vma_stats.ts";
+import { parseMaps } from "../src/sys/maps.ts";
+import {
+  addVmaStats,
+  alignedRanges,
+  canMapMore,
+  countVmas,
+  fastPathUnavailable,
+  readVmaStats,
+} from "../src/sys/vma_stats.ts";
 
 const UNAVAILABLE = fastPathUnavailable(libc(), { smaps: false }) ?? false;
 if (UNAVAILABLE) {
@@ -136,3 +144,36 @@ for (const rt of RUNTIMES) {
     assert.equal(r.outcome?.ok, true);
   });
 }
+
+test("alignedRanges widens to 2 MiB and merges", () => {
+  const M = 2 * 1024 * 1024;
+  assert.deepEqual(
+    alignedRanges([
+      { start: 5 * M + 4096, end: 5 * M + 8192 },
+      { start: M + 1, end: 2 * M },
+      { start: 2 * M, end: 3 * M - 1 },
+      { start: 9 * M, end: 9 * M },
+    ]),
+    [{ start: M, end: 3 * M }, { start: 5 * M, end: 6 * M }],
+  );
+});
+
+test("addVmaStats reads only what its records do not cover; canMapMore; countVmas", () => {
+  const c = libc();
+  const exe = c.readlink("/proc/self/exe");
+  const ranges = parseMaps(c.readText("/proc/self/maps"))
+    .filter((v) => v.path === exe)
+    .map((v) => ({ start: v.start, end: v.end }));
+  const vmas = readVmaStats(c, ranges).vmas;
+  assert.equal(vmas.length, ranges.length);
+  assert.deepEqual(
+    addVmaStats(c, vmas, ranges).map((v) => v.start),
+    vmas.map((v) => v.start),
+  );
+  const more = addVmaStats(c, vmas.slice(1), ranges);
+  assert.deepEqual(more.map((v) => v.start), vmas.map((v) => v.start));
+  assert.equal(canMapMore(c, 12), true);
+  const n = countVmas(c);
+  const maps = parseMaps(c.readText("/proc/self/maps")).length;
+  assert.ok(Math.abs(n - maps) < 16, `${n} lines, ${maps} VMAs`);
+});

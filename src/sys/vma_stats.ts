@@ -34,7 +34,15 @@
  */
 
 import { parseMaps, parseSmaps, type SmapsVma, type Vma } from "./maps.ts";
-import type { Libc } from "./libc.ts";
+import { openLibrary } from "./ffi.ts";
+import { HUGE_PAGE } from "./hugetlb.ts";
+import {
+  type Libc,
+  LIBC_NAMES,
+  MAP_ANONYMOUS,
+  MAP_PRIVATE,
+  PROT_READ,
+} from "./libc.ts";
 import { parseStatus } from "./objects.ts";
 import { procmapAvailable, type ProcmapVma, queryVmas } from "./procmap.ts";
 import {
@@ -369,4 +377,142 @@ export function readFileVmas(
     ) => v);
   }
   return parseMaps(c.readText("/proc/self/maps")).filter((v) => v.inode !== 0);
+}
+
+/** `r` lies within VMAs of `sorted` that follow one another without a gap. */
+function coveredBy(sorted: readonly SmapsVma[], r: AddressRange): boolean {
+  let at = r.start;
+  for (const v of sorted) {
+    if (v.end <= at) continue;
+    if (v.start > at) return false;
+    at = v.end;
+    if (at >= r.end) return true;
+  }
+  return false;
+}
+
+/**
+ * {@linkcode readVmaStats} of the ranges not yet covered by `vmas`, added
+ * to them: `vmas` plus the VMAs over the rest of `ranges`, once each, in
+ * address order. A range counts as covered when VMAs of `vmas` map all of
+ * it without a gap.
+ *
+ * @example Usage
+ * ```ts
+ * import { libc } from "./libc.ts";
+ * import { addVmaStats } from "./vma_stats.ts";
+ * const c = libc();
+ * const at = c.getauxval(3) - (c.getauxval(3) % 4096);
+ * console.log(addVmaStats(c, [], [{ start: at, end: at + 4096 }]).length); // 1
+ * ```
+ */
+export function addVmaStats(
+  c: Libc,
+  vmas: readonly SmapsVma[],
+  ranges: readonly AddressRange[],
+  options: VmaStatsOptions = {},
+): SmapsVma[] {
+  const sorted = [...vmas].sort((a, b) => a.start - b.start);
+  const missing = ranges.filter((r) =>
+    r.start < r.end && !coveredBy(sorted, r)
+  );
+  if (missing.length === 0) return [...vmas];
+  const seen = new Map(vmas.map((v) => [v.start, v]));
+  for (const v of readVmaStats(c, missing, options).vmas) {
+    if (!seen.has(v.start)) seen.set(v.start, v);
+  }
+  return [...seen.values()].sort((a, b) => a.start - b.start);
+}
+
+/**
+ * The ranges widened to 2 MiB boundaries: where a remap plan looks (a
+ * region grows to the 2 MiB pages around its segments), merged where they
+ * overlap, in address order.
+ *
+ * @example Usage
+ * ```ts
+ * import { alignedRanges } from "./vma_stats.ts";
+ * console.log(alignedRanges([{ start: 0x201000, end: 0x202000 }]));
+ * // [{ start: 0x200000, end: 0x400000 }]
+ * ```
+ */
+export function alignedRanges(
+  ranges: readonly AddressRange[],
+): AddressRange[] {
+  const out: AddressRange[] = [];
+  const sorted = ranges.filter((r) => r.start < r.end).map((r) => ({
+    start: Math.floor(r.start / HUGE_PAGE) * HUGE_PAGE,
+    end: Math.ceil(r.end / HUGE_PAGE) * HUGE_PAGE,
+  })).sort((a, b) => a.start - b.start);
+  for (const r of sorted) {
+    const last = out[out.length - 1];
+    if (last && r.start <= last.end) last.end = Math.max(last.end, r.end);
+    else out.push(r);
+  }
+  return out;
+}
+
+/** `PROT_NONE`: the probe's every other page. */
+const PROT_NONE = 0;
+
+const PROBE_SYMBOLS = {
+  mprotect: { args: ["u64", "u64", "i32"], returns: "i32" },
+} as const;
+let probeLib: ReturnType<typeof openProbe> | undefined;
+function openProbe() {
+  return openLibrary(LIBC_NAMES, PROBE_SYMBOLS).symbols;
+}
+
+/**
+ * Whether this process can make `room` more mappings under
+ * `vm.max_map_count`, tested by making them: one reservation split into
+ * `room` VMAs by alternating its protection, then unmapped. This costs
+ * `room / 2` system calls, where counting the VMAs costs a read of
+ * `/proc/self/maps`, which grows with their number.
+ *
+ * @example Usage
+ * ```ts
+ * import { libc } from "./libc.ts";
+ * import { canMapMore } from "./vma_stats.ts";
+ * console.log(canMapMore(libc(), 12)); // true
+ * ```
+ */
+export function canMapMore(c: Libc, room: number): boolean {
+  if (room <= 1) return true;
+  const page = c.pageSize();
+  let at: number;
+  try {
+    at = c.mmap(0, room * page, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS);
+  } catch {
+    return false;
+  }
+  try {
+    probeLib ??= openProbe();
+    for (let i = 1; i < room; i += 2) {
+      if (probeLib.mprotect!(at + i * page, page, PROT_NONE) !== 0) {
+        return false;
+      }
+    }
+    return true;
+  } finally {
+    c.munmap(at, room * page);
+  }
+}
+
+/**
+ * The number of VMAs of this process: the lines of `/proc/self/maps`
+ * (counted, not parsed).
+ *
+ * @example Usage
+ * ```ts
+ * import { libc } from "./libc.ts";
+ * import { countVmas } from "./vma_stats.ts";
+ * console.log(countVmas(libc()) > 10);
+ * ```
+ */
+export function countVmas(c: Libc): number {
+  const bytes = c.readFile("/proc/self/maps");
+  let n = 0;
+  for (let i = 0; i < bytes.length; i++) if (bytes[i] === 0x0a) n++;
+  return n;
 }
