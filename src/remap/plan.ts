@@ -154,103 +154,25 @@ export function planRemap(
   const regions: PlannedRegion[] = [];
   const skipped: SkippedRegion[] = [];
   const byPath = new Map(objects.map((o) => [o.path, o]));
-  for (const r of ranges) {
-    const object = byPath.get(r.object);
-    if (r.origin !== "load" || object === undefined) continue;
-    // VMAs inside this LOAD range, merged when contiguous in memory and
-    // file with the same protection.
-    // (A copy of ours may stick out: it grew into the neighbouring gap.)
-    const inside = vmas.filter((v) =>
-      (v.start >= r.start && v.end <= r.end) ||
-      (v.start < r.end && r.start < v.end &&
-        ours.some((o) => o.start <= v.start && v.end <= o.end))
-    );
-    let run: Vma[] = [];
-    const flush = () => {
-      if (run.length === 0) return;
-      const run0 = run;
-      const first = run[0];
-      const last = run[run.length - 1];
-      const perms = first.perms.slice(0, 3);
-      const skip = (reason: string) =>
-        skipped.push({
-          object: r.object,
-          index: r.index,
-          perms,
-          start: first.start,
-          end: last.end,
-          reason,
-        });
-      run = [];
-      if (first.write) {
-        return skip(
-          "writable: a store by another thread between copy and swap would be lost",
-        );
+  for (const range of ranges) {
+    const object = byPath.get(range.object);
+    if (range.origin !== "load" || object === undefined) continue;
+    const ctx = { object, range, vmas, align, ours, regions };
+    for (const run of vmaRuns(vmasInRange(vmas, range, ours))) {
+      const planned = planRun(run, ctx);
+      if (typeof planned !== "string") {
+        regions.push(planned);
+        continue;
       }
-      if (
-        isOurs(first) ||
-        ours.some((o) => o.start < last.end && first.start < o.end)
-      ) {
-        return skip("already remapped by page-primer");
-      }
-      if (first.path !== r.object) {
-        return skip(
-          "not mapped from the object's file (replaced by someone else)",
-        );
-      }
-      if (first.shared) return skip("a shared mapping");
-      const vs = first.start;
-      const ve = last.end;
-      let start = ceilHuge(vs);
-      let end = floorHuge(ve);
-      const gaps: Gap[] = [];
-      if (align === "aggressive") {
-        const lo = floorHuge(vs);
-        if (lo < vs && isFree(vmas, lo, vs) && !claimed(regions, lo, vs)) {
-          start = lo;
-          gaps.push({ start: lo, end: vs });
-        }
-        const hi = ceilHuge(ve);
-        if (hi > ve && isFree(vmas, ve, hi) && !claimed(regions, ve, hi)) {
-          end = hi;
-          gaps.push({ start: ve, end: hi });
-        }
-      }
-      if (end - start < HUGE_PAGE) {
-        return skip(
-          "no whole 2 MiB page fits (too small or its neighbours leave no room)",
-        );
-      }
-      const dataStart = Math.max(start, vs);
-      const equalsFile = r.kind !== "data" &&
-        !overlapsRelro(object, vs, ve) && run0.every(hasNoPrivatePage);
-      regions.push({
-        object: r.object,
-        index: r.index,
-        kind: first.exec ? "text" : "rodata",
-        perms,
-        vmaStart: vs,
-        vmaEnd: ve,
-        start,
-        end,
-        dataStart,
-        dataEnd: Math.min(end, ve),
-        fileOffset: first.offset + (dataStart - vs),
-        dev: first.dev,
-        inode: first.inode,
-        gaps,
-        equalsFile,
+      skipped.push({
+        object: range.object,
+        index: range.index,
+        perms: run[0].perms.slice(0, 3),
+        start: run[0].start,
+        end: run[run.length - 1].end,
+        reason: planned,
       });
-    };
-    for (const v of inside) {
-      const prev = run[run.length - 1];
-      const joins = prev !== undefined && prev.end === v.start &&
-        prev.perms === v.perms && prev.path === v.path &&
-        (v.path === "" || v.offset === prev.offset + (prev.end - prev.start));
-      if (!joins) flush();
-      run.push(v);
     }
-    flush();
   }
   regions.sort((a, b) => a.start - b.start);
   // A region grown into a gap must not share a 2 MiB page with another.
@@ -264,6 +186,146 @@ export function planRemap(
     }
   }
   return { regions, skipped };
+}
+
+/**
+ * The VMAs inside a LOAD range. A copy of ours may stick out: it grew into
+ * the neighbouring gap.
+ */
+function vmasInRange(
+  vmas: readonly Vma[],
+  r: SegmentRange,
+  ours: readonly Gap[],
+): Vma[] {
+  return vmas.filter((v) =>
+    (v.start >= r.start && v.end <= r.end) ||
+    (v.start < r.end && r.start < v.end &&
+      ours.some((o) => o.start <= v.start && v.end <= o.end))
+  );
+}
+
+/**
+ * VMAs grouped into runs: contiguous in memory and in the file, with the
+ * same protection and path (the kernel splits one mapping into several
+ * VMAs, e.g. where part of it was madvised).
+ */
+function vmaRuns(inside: readonly Vma[]): Vma[][] {
+  const runs: Vma[][] = [];
+  let run: Vma[] = [];
+  for (const v of inside) {
+    const prev = run[run.length - 1];
+    const joins = prev !== undefined && prev.end === v.start &&
+      prev.perms === v.perms && prev.path === v.path &&
+      (v.path === "" || v.offset === prev.offset + (prev.end - prev.start));
+    if (!joins && run.length > 0) {
+      runs.push(run);
+      run = [];
+    }
+    run.push(v);
+  }
+  if (run.length > 0) runs.push(run);
+  return runs;
+}
+
+/** What planning a run of VMAs needs to know besides the run. */
+interface RunContext {
+  /** The object the range belongs to. */
+  object: LoadedObject;
+  /** The LOAD range the run lies in. */
+  range: SegmentRange;
+  /** All VMAs of the process (to find free space). */
+  vmas: readonly Vma[];
+  /** Alignment strategy. */
+  align: Alignment;
+  /** Ranges page-primer already swapped. */
+  ours: readonly Gap[];
+  /** Regions planned so far (a gap one of them grows into is taken). */
+  regions: readonly PlannedRegion[];
+}
+
+/** The region a run of VMAs becomes, or why it is skipped. */
+function planRun(run: readonly Vma[], ctx: RunContext): PlannedRegion | string {
+  const first = run[0];
+  const last = run[run.length - 1];
+  const problem = runProblem(first, last, ctx);
+  if (problem !== undefined) return problem;
+  const vs = first.start;
+  const ve = last.end;
+  const { start, end, gaps } = alignedRange(vs, ve, ctx);
+  if (end - start < HUGE_PAGE) {
+    return "no whole 2 MiB page fits (too small or its neighbours leave no room)";
+  }
+  const dataStart = Math.max(start, vs);
+  const r = ctx.range;
+  return {
+    object: r.object,
+    index: r.index,
+    kind: first.exec ? "text" : "rodata",
+    perms: first.perms.slice(0, 3),
+    vmaStart: vs,
+    vmaEnd: ve,
+    start,
+    end,
+    dataStart,
+    dataEnd: Math.min(end, ve),
+    fileOffset: first.offset + (dataStart - vs),
+    dev: first.dev,
+    inode: first.inode,
+    gaps,
+    equalsFile: r.kind !== "data" &&
+      !overlapsRelro(ctx.object, vs, ve) && run.every(hasNoPrivatePage),
+  };
+}
+
+/** Why a run (from `first` to `last`) may not be copied, or undefined. */
+function runProblem(
+  first: Vma,
+  last: Vma,
+  ctx: RunContext,
+): string | undefined {
+  if (first.write) {
+    return "writable: a store by another thread between copy and swap would be lost";
+  }
+  if (
+    isOurs(first) ||
+    ctx.ours.some((o) => o.start < last.end && first.start < o.end)
+  ) {
+    return "already remapped by page-primer";
+  }
+  if (first.path !== ctx.range.object) {
+    return "not mapped from the object's file (replaced by someone else)";
+  }
+  if (first.shared) return "a shared mapping";
+  return undefined;
+}
+
+/**
+ * The 2 MiB-aligned range for `[vs, ve)`: inward, or with aggressive
+ * alignment grown outward into free space no planned region has taken (the
+ * gaps to reserve).
+ */
+function alignedRange(
+  vs: number,
+  ve: number,
+  ctx: RunContext,
+): { start: number; end: number; gaps: Gap[] } {
+  let start = ceilHuge(vs);
+  let end = floorHuge(ve);
+  const gaps: Gap[] = [];
+  if (ctx.align === "aggressive") {
+    const { vmas, regions } = ctx;
+    const lo = floorHuge(vs);
+    if (lo < vs && isFree(vmas, lo, vs) && !claimed(regions, lo, vs)) {
+      start = lo;
+      gaps.push({ start: lo, end: vs });
+    }
+    const hi = ceilHuge(ve);
+    if (hi > ve && isFree(vmas, ve, hi) && !claimed(regions, ve, hi)) {
+      end = hi;
+      gaps.push({ start: ve, end: hi });
+    }
+  }
+  return { start, end, gaps };
 }
 
 /** The object's `PT_GNU_RELRO` range in memory overlaps `[start, end)`. */

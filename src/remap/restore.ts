@@ -115,73 +115,67 @@ function restoreLocked(
   const maps = parseMaps(c.readText("/proc/self/maps"));
   for (const [start, swap] of [...record.swaps.entries()]) {
     const r = swap.region;
-    const fail = (message: string) =>
+    const gone = notOurCopy(maps, swap);
+    const error = gone !== undefined
+      ? `${gone}: left alone, and forgotten`
+      : r.equalsFile
+      ? restoreFromFile(c, tramp, swap)
+      : restoreByCopy(tramp, swap);
+    if (error !== undefined) {
       out.failed.push({
         start: r.start,
         end: r.end,
         object: r.object,
-        message,
+        message: error,
       });
-    const gone = notOurCopy(maps, swap);
-    if (gone !== undefined) {
-      fail(`${gone}: left alone, and forgotten`);
-      release(c, record, start);
+      if (gone !== undefined) release(c, record, start);
       continue;
     }
-    if (!r.equalsFile) {
-      const error = restoreByCopy(tramp, swap);
-      if (error !== undefined) {
-        fail(error);
-        continue;
-      }
-      release(c, record, start);
-      out.restored++;
-      out.copied++;
-      out.bytes += r.dataEnd - r.dataStart;
-      continue;
-    }
-    const opened = openIdentified(
-      c,
-      swap.file.path,
-      swap.file.dev,
-      swap.file.inode,
-    );
-    if (typeof opened === "string") {
-      fail(`${opened}; kept the in-memory copy`);
-      continue;
-    }
-    try {
-      if (
-        opened.file.size !== swap.file.size ||
-        opened.file.buildId !== swap.file.buildId
-      ) {
-        fail(
-          `${swap.file.path} changed since it was loaded (size or build-id differ); kept the in-memory copy`,
-        );
-        continue;
-      }
-      const [res] = tramp.run([restoreRecord(swap, opened.fd)]);
-      if (res.errno !== 0) {
-        // After "munmap extension" the code is on the file again, but the
-        // space the remap grew into is still mapped: keep the region, so
-        // the next restore() maps the file again (no change) and retries.
-        fail(
-          `${res.step} failed with ${errnoName(res.errno)}` +
-            (res.step === "munmap extension"
-              ? "; the code is back on the file, the space it grew into is still mapped: restore() again to release it"
-              : "; kept the in-memory copy"),
-        );
-        continue;
-      }
-      release(c, record, start);
-      out.restored++;
-      out.bytes += r.dataEnd - r.dataStart;
-    } catch (e) {
-      if (!(e instanceof SyscallError)) throw e;
-      fail(e.message);
-    } finally {
-      c.close(opened.fd);
-    }
+    release(c, record, start);
+    out.restored++;
+    if (!r.equalsFile) out.copied++;
+    out.bytes += r.dataEnd - r.dataStart;
   }
   return out;
+}
+
+/**
+ * Maps the executable back over a swapped region whose bytes equal the
+ * file, once the file is checked to be the one loaded. The error message,
+ * or `undefined`.
+ */
+function restoreFromFile(
+  c: Libc,
+  tramp: Trampoline,
+  swap: ActiveSwap,
+): string | undefined {
+  const opened = openIdentified(
+    c,
+    swap.file.path,
+    swap.file.dev,
+    swap.file.inode,
+  );
+  if (typeof opened === "string") return `${opened}; kept the in-memory copy`;
+  try {
+    if (
+      opened.file.size !== swap.file.size ||
+      opened.file.buildId !== swap.file.buildId
+    ) {
+      return `${swap.file.path} changed since it was loaded (size or build-id differ); kept the in-memory copy`;
+    }
+    const [res] = tramp.run([restoreRecord(swap, opened.fd)]);
+    if (res.errno === 0) return undefined;
+    // After "munmap extension" the code is on the file again, but the
+    // space the remap grew into is still mapped: keep the region, so the
+    // next restore() maps the file again (no change) and retries.
+    return `${res.step} failed with ${errnoName(res.errno)}` +
+      (res.step === "munmap extension"
+        ? "; the code is back on the file, the space it grew into is still mapped: restore() again to release it"
+        : "; kept the in-memory copy");
+  } catch (e) {
+    if (!(e instanceof SyscallError)) throw e;
+    return e.message;
+  } finally {
+    c.close(opened.fd);
+  }
 }

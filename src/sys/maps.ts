@@ -457,6 +457,11 @@ function newSmapsVma(v: Vma): SmapsVma {
  * well-known keys, into its named property. Known keys are stored under
  * constant property names, which is much faster than a computed key built
  * from a fresh substring (the engine need not look the string up).
+ *
+ * Longer than ~80 lines on purpose: one flat `switch` with one case per
+ * smaps key is the fast path of the smaps parser (a table of setters would
+ * cost a closure call per field, on ~20 fields per VMA and thousands of
+ * VMAs per read).
  */
 function storeKb(v: SmapsVma, key: string, bytes: number): void {
   const f = v.fields;

@@ -499,77 +499,16 @@ export function formatInspect(
   report: InspectReport,
   options: FormatInspectOptions = {},
 ): string {
-  const rows: string[][] = [];
   const shown = report.objects.filter((o) =>
     options.all !== false || o.main || o.totals.huge > 0 ||
     o.totals.locked > 0 || o.segments.some((s) => s.primer !== undefined)
   );
-  const num = (t: InspectTotals) => [
-    formatMiB(t.bytes),
-    formatMiB(t.resident),
-    formatMiB(t.locked),
-    formatMiB(t.huge),
-    via(t),
-  ];
-  for (const o of shown) {
-    const name = basename(o.path);
-    for (const s of o.segments) {
-      rows.push([
-        name,
-        `${s.index}${s.origin === "alias" ? "*" : ""}`,
-        s.perms,
-        s.kind,
-        `0x${s.start.toString(16)}`,
-        ...num(s),
-        s.primer !== undefined
-          ? shortPrimer(s.primer, o.path) +
-            (s.backing.includes("file") ? "+file" : "")
-          : s.backing.join("+"),
-      ]);
-    }
-    if (o.segments.length > 1) {
-      rows.push([`${name} total`, "", "", "", "", ...num(o.totals), ""]);
-    }
-  }
-  rows.push([
-    `total (${report.objects.length} objects)`,
-    "",
-    "",
-    "",
-    "",
-    ...num(report.totals),
-    "",
-  ]);
+  const rows = tableRows(report, shown);
   const table = formatTable(
-    [
-      "object",
-      "seg",
-      "perm",
-      "kind",
-      "start",
-      "MiB",
-      "rss",
-      "locked",
-      "huge",
-      "via",
-      "mapping",
-    ],
-    rows,
-    [
-      "left",
-      "right",
-      "left",
-      "left",
-      "right",
-      "right",
-      "right",
-      "right",
-      "right",
-      "left",
-      "left",
-    ],
+    INSPECT_COLUMNS.map((c) => c.header),
+    rows.map((r) => INSPECT_COLUMNS.map((c) => c.cell(r))),
+    INSPECT_COLUMNS.map((c) => c.align),
   );
-  const p = report.process;
   const lines = [
     `pid ${report.pid}${
       report.exe ? ` (${report.exe})` : ""
@@ -590,23 +529,105 @@ export function formatInspect(
     );
   }
   const main = report.objects.find((o) => o.main);
-  if (main) {
-    for (const kind of ["text", "rodata"] as const) {
-      const segs = main.segments.filter((s) =>
-        s.kind === kind && s.origin === "load"
+  if (main) lines.push(...mainCoverageLines(main));
+  lines.push(...processLines(report));
+  return lines.join("\n");
+}
+
+/** One row of the inspect table: a segment, an object's total, or the total. */
+interface InspectRow {
+  object: string;
+  seg: string;
+  perm: string;
+  kind: string;
+  start: string;
+  totals: InspectTotals;
+  mapping: string;
+}
+
+/** A column of the inspect table: its header, alignment and cell. */
+interface InspectColumn {
+  header: string;
+  align: "left" | "right";
+  cell: (row: InspectRow) => string;
+}
+
+/** The columns of {@linkcode formatInspect}'s table, in order. */
+const INSPECT_COLUMNS: readonly InspectColumn[] = [
+  { header: "object", align: "left", cell: (r) => r.object },
+  { header: "seg", align: "right", cell: (r) => r.seg },
+  { header: "perm", align: "left", cell: (r) => r.perm },
+  { header: "kind", align: "left", cell: (r) => r.kind },
+  { header: "start", align: "right", cell: (r) => r.start },
+  { header: "MiB", align: "right", cell: (r) => formatMiB(r.totals.bytes) },
+  { header: "rss", align: "right", cell: (r) => formatMiB(r.totals.resident) },
+  { header: "locked", align: "right", cell: (r) => formatMiB(r.totals.locked) },
+  { header: "huge", align: "right", cell: (r) => formatMiB(r.totals.huge) },
+  { header: "via", align: "left", cell: (r) => via(r.totals) },
+  { header: "mapping", align: "left", cell: (r) => r.mapping },
+];
+
+/** The rows of the shown objects' segments, their totals, and the total. */
+function tableRows(
+  report: InspectReport,
+  shown: readonly InspectObject[],
+): InspectRow[] {
+  const rows: InspectRow[] = [];
+  const sum = (object: string, totals: InspectTotals): InspectRow => ({
+    object,
+    seg: "",
+    perm: "",
+    kind: "",
+    start: "",
+    totals,
+    mapping: "",
+  });
+  for (const o of shown) {
+    const name = basename(o.path);
+    for (const s of o.segments) {
+      rows.push({
+        object: name,
+        seg: `${s.index}${s.origin === "alias" ? "*" : ""}`,
+        perm: s.perms,
+        kind: s.kind,
+        start: `0x${s.start.toString(16)}`,
+        totals: s,
+        mapping: s.primer !== undefined
+          ? shortPrimer(s.primer, o.path) +
+            (s.backing.includes("file") ? "+file" : "")
+          : s.backing.join("+"),
+      });
+    }
+    if (o.segments.length > 1) rows.push(sum(`${name} total`, o.totals));
+  }
+  rows.push(sum(`total (${report.objects.length} objects)`, report.totals));
+  return rows;
+}
+
+/** How much of the main executable's text and rodata is on 2 MiB pages. */
+function mainCoverageLines(main: InspectObject): string[] {
+  const lines: string[] = [];
+  for (const kind of ["text", "rodata"] as const) {
+    const segs = main.segments.filter((s) =>
+      s.kind === kind && s.origin === "load"
+    );
+    const bytes = segs.reduce((n, s) => n + s.bytes, 0);
+    const huge = segs.reduce((n, s) => n + Math.min(s.bytes, s.huge), 0);
+    if (bytes > 0) {
+      lines.push(
+        `  ${basename(main.path)} ${kind} on 2 MiB pages: ${
+          formatBytes(huge)
+        } of ${formatBytes(bytes)} (${formatPercent(huge, bytes)})`,
       );
-      const bytes = segs.reduce((n, s) => n + s.bytes, 0);
-      const huge = segs.reduce((n, s) => n + Math.min(s.bytes, s.huge), 0);
-      if (bytes > 0) {
-        lines.push(
-          `  ${basename(main.path)} ${kind} on 2 MiB pages: ${
-            formatBytes(huge)
-          } of ${formatBytes(bytes)} (${formatPercent(huge, bytes)})`,
-        );
-      }
     }
   }
-  lines.push(
+  return lines;
+}
+
+/** The whole process's figures, the trampoline, and what was not inspected. */
+function processLines(report: InspectReport): string[] {
+  const p = report.process;
+  const lines = [
     `  whole process: ${formatBytes(p.resident)} resident, ${
       formatBytes(p.locked)
     } locked, ${formatBytes(p.huge)} on 2 MiB pages (AnonHugePages ${
@@ -614,14 +635,14 @@ export function formatInspect(
     }, ShmemPmdMapped ${formatBytes(p.shmemHuge)}, FilePmdMapped ${
       formatBytes(p.fileHuge)
     }, hugetlb ${formatBytes(p.hugetlb)})`,
-  );
+  ];
   if (report.primerLoaded) {
     lines.push("  page-primer's trampoline is loaded in this process");
   }
   for (const u of report.unreadable) {
     lines.push(`  not inspected: ${u.path}: ${u.reason}`);
   }
-  return lines.join("\n");
+  return lines;
 }
 
 /** Options of {@linkcode inspectProcess}. */
