@@ -20,6 +20,7 @@ import { formatBytes, formatPercent, formatTable } from "../sys/format.ts";
 import { type Libc, type Rlimit, RLIMIT_MEMLOCK } from "../sys/libc.ts";
 import { hugeBytes, type SmapsVma, sumIn } from "../sys/maps.ts";
 import { lockBudget } from "../mlock.ts";
+import { readMaxMapCount } from "../sys/limits.ts";
 import { mainExecutable, readSmaps, readStatus } from "../sys/objects.ts";
 import {
   type Alignment,
@@ -137,7 +138,7 @@ export interface DoctorFacts {
   hugetlb: HugetlbFacts;
   /** Memlock limit and need. */
   memlock: MemlockFacts;
-  /** `vm.max_map_count` (`null` when unreadable) and this process's current number of mappings. */
+  /** `vm.max_map_count` (`null` when it cannot be read or parsed: then not checked) and this process's current number of mappings. */
   maps: { max: number | null; current: number };
   /** The runtime executable. */
   executable: {
@@ -294,10 +295,7 @@ export function gatherDoctor(c: Libc): DoctorInput {
   const aliases = aliasRanges(exe, loads, smaps);
   const pool = readPoolState(c);
   const memlock = memlockFacts(c, loads, aliases);
-  const maxMapText = c.tryReadText("/proc/sys/vm/max_map_count");
-  const maxMap = maxMapText === undefined
-    ? undefined
-    : parseInt(maxMapText, 10) || 0;
+  const maxMap = readMaxMapCount(c);
   const facts: DoctorFacts = {
     runtime: `${info.name} ${info.version}`.trim(),
     pid: c.getpid(),
