@@ -257,7 +257,10 @@ const nullIfInfinite = (n: number) => (n === Infinity ? null : n);
  * @example
  * ```ts
  * import { parseHugetlbMounts } from "./doctor.ts";
- * console.log(parseHugetlbMounts("hugetlbfs /dev/hugepages hugetlbfs rw,pagesize=2M 0 0\n")); // ["/dev/hugepages"]
+ * import assert from "node:assert/strict";
+ * const mounts = "hugetlbfs /dev/hugepages hugetlbfs rw,pagesize=2M 0 0\n" +
+ *   "none /mnt/huge\\040pages hugetlbfs rw 0 0\ntmpfs /tmp tmpfs rw 0 0\n";
+ * assert.deepEqual(parseHugetlbMounts(mounts), ["/dev/hugepages", "/mnt/huge pages"]);
  * ```
  */
 export function parseHugetlbMounts(text: string): string[] {
@@ -415,11 +418,13 @@ function predicted(
  * @example
  * ```ts
  * import { predictCoverage } from "./doctor.ts";
+ * import assert from "node:assert/strict";
  * const p = predictCoverage({
  *   objects: [], ranges: [], smaps: [], align: "aggressive",
  *   thp: { usable: true }, pool: { total: 0, available: 0 }, shmemEnabled: "never",
  * });
- * console.log(p.backend, p.text); // "thp" { bytes: 0, huge: 0 }
+ * assert.equal(p.backend, "thp");
+ * assert.deepEqual(p.text, { bytes: 0, huge: 0 });
  * ```
  */
 export function predictCoverage(input: {
@@ -470,13 +475,14 @@ export function predictCoverage(input: {
  * ```ts
  * import { hugePageRoutes } from "./doctor.ts";
  * import { thpVerdict } from "../sys/thp.ts";
+ * import assert from "node:assert/strict";
  * const routes = hugePageRoutes({
  *   thp: thpVerdict("always [madvise] never", "madvise", true, "6.18.0"),
  *   shmemEnabled: "advise",
  *   pool: { supported: true, total: 0, available: 0 },
  * }, 44);
- * console.log(routes.map((r) => r.works)); // [false, false, false]
- * console.log(routes[2].command); // "sysctl -w vm.nr_hugepages=44"
+ * assert.deepEqual(routes.map((r) => r.works), [false, false, false]);
+ * assert.equal(routes[2].command, "sysctl -w vm.nr_hugepages=44");
  * ```
  *
  * @param facts THP, `shmem_enabled` and the pool.
