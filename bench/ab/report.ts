@@ -1,14 +1,17 @@
 /**
- * Output of the A/B benchmark: the result type, the JSON file (everything,
- * raw per-round times included), a Markdown table per runtime and one SVG
- * chart per date that combines every runtime's JSON found in the results
- * directory for that date. Rendering is pure; the file helpers at the end
- * use `node:fs`.
+ * Output of the A/B benchmark: the result type, the JSON file (a summary of
+ * footprints and ratios per workload first, then everything, raw per-round
+ * times included), a Markdown table per runtime and two SVG charts that
+ * combine every runtime's `ab-<runtime>.json` in the results directory
+ * (file/huge per workload; gain against footprint, from ./gain_chart.ts).
+ * Rendering is pure; the file helpers at the end use `node:fs`.
  *
- * Run on its own it rebuilds the Markdown and SVG from the JSON files:
+ * Run on its own it rebuilds the Markdown and SVGs from the JSON files:
  *
- *   deno run --allow-read --allow-write bench/ab/report.ts [--out DIR] [--date YYYY-MM-DD]
+ *   deno run --allow-read=DIR --allow-write=DIR bench/ab/report.ts [--out DIR] [--date YYYY-MM-DD]
  *   bun bench/ab/report.ts [--out DIR] [--date YYYY-MM-DD]
+ *
+ * (`--date`: the older files named `<runtime>-<date>.json`.)
  *
  * @module
  */

@@ -404,6 +404,8 @@ async function calibrate(
 /**
  * The workload's footprint: in the small mode, after a settle batch,
  * `samples` batches of `ops`, each between clear_refs and a smaps reading.
+ * Run after the timed blocks, so it is neither timed nor followed by a
+ * timed batch without a settle step.
  */
 async function measureFootprint(
   probe: FootprintProbe,
@@ -467,14 +469,6 @@ async function main(): Promise<void> {
         progress.show(`${name}: warming up and calibrating`);
         const cal = await calibrate(run, opt.targetMs, opt.quick ? 150 : 500);
         const settleOps = Math.max(1, Math.round(cal.ops / 4));
-        progress.show(`${name}: measuring the footprint`);
-        const fp = await measureFootprint(
-          probe,
-          modes,
-          run,
-          cal.ops,
-          opt.quick ? 1 : FOOTPRINT_SAMPLES,
-        );
         const measurements: Measurement[] = [];
         for (let b = 0; b < blocks; b++) {
           const order = blockOrder(b, opt.modes);
@@ -499,6 +493,16 @@ async function main(): Promise<void> {
             });
           }
         }
+        // After the timed blocks: the steady state, and (with the default
+        // modes and block count) already in the small mode, no switch.
+        progress.show(`${name}: measuring the footprint`);
+        const fp = await measureFootprint(
+          probe,
+          modes,
+          run,
+          cal.ops,
+          opt.quick ? 1 : FOOTPRINT_SAMPLES,
+        );
         const times = (mode: Mode) =>
           Array.from(
             { length: opt.rounds },
