@@ -36,8 +36,9 @@ export interface LockBudget {
  * @example
  * ```ts
  * import { lockBudget } from "./mlock.ts";
+ * import assert from "node:assert/strict";
  * const b = lockBudget(64 << 20, 0, { cur: 8 << 20, max: Infinity }, false);
- * console.log(b.raiseTo === 64 << 20, b.fits); // true true
+ * assert.deepEqual([b.raiseTo === 64 << 20, b.fits], [true, true]);
  * ```
  */
 export function lockBudget(
@@ -70,7 +71,11 @@ export function lockBudget(
  * @example
  * ```ts
  * import { limitMessage } from "./mlock.ts";
- * console.log(limitMessage(80 << 20, 8 << 20, 8 << 20));
+ * import assert from "node:assert/strict";
+ * assert.match(
+ *   limitMessage(80 << 20, 8 << 20, 8 << 20),
+ *   /^RLIMIT_MEMLOCK is 8\.0 MiB .* needs 80\.0 MiB .*`ulimit -l 81920`/,
+ * );
  * ```
  */
 export function limitMessage(
@@ -96,7 +101,12 @@ export interface LockRange {
 
 /** Options of `mlock`. */
 export interface MlockOptions {
-  /** Use `mlock2(MLOCK_ONFAULT)`: lock pages as they are touched instead of populating now. */
+  /**
+   * Use `mlock2(MLOCK_ONFAULT)`: lock pages as they are touched instead of
+   * populating now.
+   *
+   * @default {false}
+   */
   onFault?: boolean;
 }
 
@@ -121,7 +131,7 @@ export interface LockRun {
  * memlock limit up to the hard limit first when that helps.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "./sys/libc.ts";
  * import { lockRanges } from "./mlock.ts";
  * lockRanges(libc(), [{ start: 0x1000, end: 0x2000 }], {}, { vmLck: 0, capIpcLock: true });

@@ -17,7 +17,8 @@ import type { LockRange } from "./mlock.ts";
 import type { StepError } from "./sys/libc.ts";
 
 /**
- * Options of `Primer.populate`. Reserved for future use; no keys yet.
+ * Options of `Primer.populate`. Reserved for future use; no keys yet, so
+ * nothing has a default (`populate(true)` is `populate({})`).
  *
  * @example
  * ```ts
@@ -58,7 +59,7 @@ function touch(start: number, end: number, pageSize: number): number {
  * kernel older than 5.14) switches the rest to the fallback.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "./sys/libc.ts";
  * import { populateRanges } from "./populate.ts";
  * populateRanges(libc(), [{ start: 0x1000, end: 0x2000 }], 4096);

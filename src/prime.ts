@@ -117,6 +117,11 @@ export class Primer {
    * import { prime } from "../mod.ts";
    * prime().mlock({ onFault: true }).run().log();
    * ```
+   *
+   * @param enable `true`, `false` or {@linkcode MlockOptions}. Default (not
+   * called): `false`, nothing is locked.
+   * @returns This builder.
+   * @throws {TypeError} Not a boolean or `{ onFault?: boolean }`.
    */
   mlock(enable: boolean | MlockOptions): this {
     this.#mlock = checkMlockOptions(enable);
@@ -132,6 +137,10 @@ export class Primer {
    * import { prime } from "../mod.ts";
    * prime().populate(true).run().log();
    * ```
+   *
+   * @param enable `true` or `false`. Default (not called): `false`.
+   * @returns This builder.
+   * @throws {TypeError} Not a boolean.
    */
   populate(enable: boolean | PopulateOptions): this {
     this.#populate = checkPopulateOptions(enable);
@@ -151,6 +160,13 @@ export class Primer {
    * const out = prime().remap(true).run();
    * out.log();
    * ```
+   *
+   * @param enable `true`, `false` or {@linkcode RemapOptions} (each option's
+   * default is documented there). Default (not called): `false`.
+   * @returns This builder.
+   * @throws {TypeError} Wrong type, unknown key, or `share` with a backend
+   * other than memfd.
+   * @throws {RangeError} `align`, `pageSize` or `backend` outside its values.
    */
   remap(enable: boolean | RemapOptions): this {
     this.#remap = checkRemapOptions(enable);
@@ -167,6 +183,12 @@ export class Primer {
    * import { prime } from "../mod.ts";
    * prime().objects("main", "libc.so").mlock(true).run().log();
    * ```
+   *
+   * @param selectors One or more selectors. Default (not called): `"main"`.
+   * @returns This builder.
+   * @throws {RangeError} No selector.
+   * @throws {TypeError} A selector that is not a non-empty string, a RegExp
+   * or a function.
    */
   objects(...selectors: ObjectSelector[]): this {
     this.#objects = checkObjectSelectors(selectors);
@@ -186,6 +208,10 @@ export class Primer {
    *   console.error(e);
    * }
    * ```
+   *
+   * @param enable `true` or `false`. Default (not called): `false`.
+   * @returns This builder.
+   * @throws {TypeError} Not a boolean.
    */
   strict(enable: boolean): this {
     this.#strict = checkStrict(enable);
@@ -704,8 +730,11 @@ export function prime(): Primer {
  * @example
  * ```ts
  * import { prime, restore } from "../mod.ts";
- * prime().remap(true).run();
- * console.log(restore().restored);
+ * import assert from "node:assert/strict";
+ * const out = prime().remap(true).run();
+ * const back = restore();
+ * // Every region the run remapped is back on the file (none without FFI).
+ * assert.equal(back.restored, out.remap?.regions.filter((r) => r.status === "remapped").length ?? 0);
  * ```
  */
 export function restore(): RestoreReport & { reason?: string } {
@@ -741,7 +770,7 @@ function libcOrReason(): Libc | string {
  * was deleted before the failure) and its `reason` says why.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { clearShared } from "../mod.ts";
  * console.log(clearShared().length, "shared copies deleted");
  * ```

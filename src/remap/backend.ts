@@ -64,7 +64,8 @@ export interface BackendOps {
  * @example
  * ```ts
  * import { BACKEND_OPS } from "./backend.ts";
- * console.log(BACKEND_OPS.hugetlb.chargesMemcg); // false
+ * import assert from "node:assert/strict";
+ * assert.equal(BACKEND_OPS.hugetlb.chargesMemcg, false);
  * ```
  */
 export const BACKEND_OPS: Readonly<Record<Backend | "4k", BackendOps>> = {
@@ -109,8 +110,9 @@ export const BACKEND_OPS: Readonly<Record<Backend | "4k", BackendOps>> = {
  * @example
  * ```ts
  * import { chooseBackend } from "./backend.ts";
+ * import assert from "node:assert/strict";
  * const pool = { total: 0, available: 0, needed: 44, command: "" };
- * console.log(chooseBackend("auto", pool, { usable: true }).backend); // "thp"
+ * assert.equal(chooseBackend("auto", pool, { usable: true }).backend, "thp");
  * ```
  */
 export function chooseBackend(
@@ -162,7 +164,8 @@ export const SHMEM_ENABLED = `${THP_DIR}/shmem_enabled`;
  * @example
  * ```ts
  * import { shmemThpOn } from "./backend.ts";
- * console.log(shmemThpOn("advise"), shmemThpOn("never")); // true false
+ * import assert from "node:assert/strict";
+ * assert.deepEqual([shmemThpOn("advise"), shmemThpOn("never")], [true, false]);
  * ```
  */
 export function shmemThpOn(setting: string): boolean {
@@ -174,7 +177,7 @@ export function shmemThpOn(setting: string): boolean {
  * without THP.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "../sys/libc.ts";
  * import { shmemEnabled } from "./backend.ts";
  * console.log(shmemEnabled(libc()));
@@ -229,11 +232,12 @@ export interface RemapDecision<B extends string = Backend | "4k"> {
  * @example
  * ```ts
  * import { decideRemap } from "./backend.ts";
+ * import assert from "node:assert/strict";
  * const d = decideRemap({
  *   objects: [], ranges: [], smaps: [], align: "aggressive", wanted: "auto",
  *   pool: { total: 0, available: 0 }, thp: { usable: true }, shmemEnabled: "never",
  * });
- * console.log(d.backend, d.plan.regions.length); // "thp" 0
+ * assert.deepEqual([d.backend, d.plan.regions.length], ["thp", 0]);
  * ```
  */
 export function decideRemap(

@@ -158,7 +158,7 @@ function reserve(c: Libc, start: number, end: number): boolean {
  * 4 KiB anonymous copy), one region at a time, and measures the result.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "../sys/libc.ts";
  * import { mainExecutable } from "../sys/objects.ts";
  * import { segmentRanges } from "../sys/segments.ts";

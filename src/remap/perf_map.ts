@@ -174,13 +174,14 @@ export interface PerfMapPlan {
  * @example Two aliases and a function partly outside the range
  * ```ts
  * import { perfMapEntries } from "./perf_map.ts";
+ * import assert from "node:assert/strict";
  * const plan = perfMapEntries([
  *   { name: "f@@V1", value: 0x1000, size: 0x20, type: 2, bind: 1 },
  *   { name: "f", value: 0x1000, size: 0x20, type: 2, bind: 1 },
  *   { name: "g", value: 0x1ff0, size: 0x40, type: 2, bind: 1 },
  * ], [{ start: 0x401000, end: 0x402000 }], 0x400000);
- * console.log(plan.entries.map((e) => e.name)); // ["f", "g"]
- * console.log(plan.entries[1].size); // 16: clipped at the range's end
+ * assert.deepEqual(plan.entries.map((e) => e.name), ["f", "g"]);
+ * assert.equal(plan.entries[1].size, 16); // clipped at the range's end
  * ```
  *
  * @param symbols Symbols of the object, e.g. from `readSymbols`.
@@ -486,7 +487,8 @@ class NamePool {
  * @example
  * ```ts
  * import { formatPerfMap } from "./perf_map.ts";
- * console.log(formatPerfMap([{ start: 0x401000, size: 0x20, name: "f" }])); // "401000 20 f\n"
+ * import assert from "node:assert/strict";
+ * assert.equal(formatPerfMap([{ start: 0x401000, size: 0x20, name: "f" }]), "401000 20 f\n");
  * ```
  *
  * @param entries The entries, as {@linkcode perfMapEntries} returns them.
@@ -516,24 +518,26 @@ export function formatPerfMap(entries: readonly PerfMapEntry[]): string {
  * @example A PIE loaded at 0x55d000000000
  * ```ts
  * import { loadBiasOf } from "./perf_map.ts";
+ * import assert from "node:assert/strict";
  * const text = {
  *   type: 1, flags: 5, offset: 0x2000, vaddr: 0x3000, paddr: 0x3000,
  *   filesz: 0x8000, memsz: 0x8000, align: 0x1000,
  * };
  * const bias = loadBiasOf([text], { dataStart: 0x55d000004000, fileOffset: 0x3000 });
- * console.log(bias?.toString(16)); // "55cfffffe000"
+ * assert.equal(bias?.toString(16), "55d000000000");
  * ```
  *
  * @example A code segment that starts in the middle of a page
  * ```ts
  * import { loadBiasOf } from "./perf_map.ts";
+ * import assert from "node:assert/strict";
  * const ro = { type: 1, flags: 4, offset: 0, vaddr: 0, filesz: 0x2064380 };
  * const text = { type: 1, flags: 5, offset: 0x2064400, vaddr: 0x2264400, filesz: 0x100000 };
  * // The code's mapping starts at its page: file offset 0x2064000.
  * const bias = loadBiasOf([ro, text], {
  *   dataStart: 0x7f0002264000, fileOffset: 0x2064000, perms: "r-x",
  * });
- * console.log(bias?.toString(16)); // "7f0000000000"
+ * assert.equal(bias?.toString(16), "7f0000000000");
  * ```
  *
  * @param programHeaders The object's program headers.
@@ -628,7 +632,7 @@ export interface PerfMapOptions {
  * write failed). The message says what to do.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "../sys/libc.ts";
  * import { PerfMapError, writePerfMap } from "./perf_map.ts";
  * import { prime } from "../../mod.ts";
@@ -684,7 +688,7 @@ function writtenKey(path: string, r: PerfMapRegion): string {
  * written again (`repeated`). The file stays after the process exits.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "../sys/libc.ts";
  * import { describePerfMap, writePerfMap } from "./perf_map.ts";
  * import { prime } from "../../mod.ts";
@@ -776,12 +780,16 @@ export function writePerfMap(
  * @example
  * ```ts
  * import { describePerfMap } from "./perf_map.ts";
- * console.log(describePerfMap({
+ * import assert from "node:assert/strict";
+ * const line = describePerfMap({
  *   path: "/tmp/perf-7.map", symbols: 215, bytes: 64 << 20, covered: 1 << 20, ms: 2, warnings: [],
  *   objects: [{ object: "/usr/bin/deno", source: ".dynsym", stripped: true, bias: 0,
  *     symbols: 215, bytes: 64 << 20, covered: 1 << 20 }],
- * }));
- * // perf map /tmp/perf-7.map: deno 215 symbols from .dynsym (stripped: exported functions only), 1.0 of 64.0 MiB of remapped code named (1.6%); 2.0 ms
+ * });
+ * assert.equal(
+ *   line,
+ *   "perf map /tmp/perf-7.map: deno 215 symbols from .dynsym (stripped: exported functions only), 1.0 of 64.0 MiB of remapped code named (1.6%); 2.0 ms",
+ * );
  * ```
  *
  * @param r What {@linkcode writePerfMap} returned.

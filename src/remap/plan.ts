@@ -134,8 +134,9 @@ function isOurs(v: Vma): boolean {
  * @example
  * ```ts
  * import { planRemap } from "./plan.ts";
+ * import assert from "node:assert/strict";
  * const plan = planRemap([], [], [], "aggressive");
- * console.log(plan.regions.length); // 0
+ * assert.equal(plan.regions.length, 0);
  * ```
  *
  * @param objects Objects whose segments are considered.
@@ -362,7 +363,8 @@ function claimed(
  * @example
  * ```ts
  * import { plannedCoverage } from "./plan.ts";
- * console.log(plannedCoverage({ regions: [], skipped: [] }, 0, 4096)); // 0
+ * import assert from "node:assert/strict";
+ * assert.equal(plannedCoverage({ regions: [], skipped: [] }, 0, 4096), 0);
  * ```
  */
 export function plannedCoverage(
@@ -386,7 +388,8 @@ export function plannedCoverage(
  * @example
  * ```ts
  * import { forHugetlb } from "./plan.ts";
- * console.log(forHugetlb({ regions: [], skipped: [] }).regions.length); // 0
+ * import assert from "node:assert/strict";
+ * assert.equal(forHugetlb({ regions: [], skipped: [] }).regions.length, 0);
  * ```
  */
 export function forHugetlb(plan: RemapPlan): RemapPlan {
@@ -427,7 +430,8 @@ export function forHugetlb(plan: RemapPlan): RemapPlan {
  * @example
  * ```ts
  * import { hugePagesNeeded } from "./plan.ts";
- * console.log(hugePagesNeeded({ regions: [], skipped: [] })); // 0
+ * import assert from "node:assert/strict";
+ * assert.equal(hugePagesNeeded({ regions: [], skipped: [] }), 0);
  * ```
  */
 export function hugePagesNeeded(plan: RemapPlan): number {

@@ -140,7 +140,8 @@ export function notOurCopy(
  * @example
  * ```ts
  * import { devString } from "./record.ts";
- * console.log(devString(0xfe00)); // "fe:00"
+ * import assert from "node:assert/strict";
+ * assert.equal(devString(0xfe00), "fe:00");
  * ```
  */
 export function devString(dev: number): string {

@@ -16,13 +16,26 @@ import type { ShareOptions } from "./share.ts";
 
 /** Options of `remap`. */
 export interface RemapOptions {
-  /** `"aggressive"` (default): grow into free neighbouring space; `"conservative"`: inward only. */
+  /**
+   * `"aggressive"`: grow into free neighbouring space; `"conservative"`:
+   * inward only.
+   *
+   * @default {"aggressive"}
+   */
   align?: Alignment;
-  /** `"2m"` (default): huge pages; `"4k"`: an anonymous copy on small pages (for A/B benchmarks). */
+  /**
+   * `"2m"`: huge pages; `"4k"`: an anonymous copy on small pages (for A/B
+   * benchmarks).
+   *
+   * @default {"2m"}
+   */
   pageSize?: "2m" | "4k";
   /**
-   * `"auto"` (default): the reserved hugetlb pool when its free pages cover
-   * the plan, else transparent huge pages; `"thp"` or `"hugetlb"` force one.
+   * `"auto"`: the reserved hugetlb pool when its free pages cover the plan,
+   * else transparent huge pages, else a memfd when shmem THP is on;
+   * `"thp"`, `"hugetlb"` or `"memfd"` force one.
+   *
+   * @default {"auto"}
    */
   backend?: "auto" | Backend;
   /**
@@ -30,6 +43,8 @@ export interface RemapOptions {
    * executable (same build-id and load address modulo 2 MiB): the copy is a
    * file in an owner-only tmpfs directory, checked before it is mapped.
    * Implies the memfd (shmem) backend. `true` or `{ dir }`.
+   *
+   * @default {false}
    */
   share?: boolean | ShareOptions;
   /**
@@ -37,7 +52,9 @@ export interface RemapOptions {
    * `/tmp/perf-<pid>.map` so `perf` can name them (timed in
    * `durations.perfMapMs`). The file stays after the process exits; delete
    * it when done. Each range is written once per process, however often it
-   * is remapped. Default `false` (preload: `PAGE_PRIMER_PERF_MAP=1`).
+   * is remapped. Preload: `PAGE_PRIMER_PERF_MAP=1`.
+   *
+   * @default {false}
    */
   perfMap?: boolean;
 }
@@ -166,7 +183,8 @@ export interface RestoreReport {
  * @example
  * ```ts
  * import { emptyRestoreReport } from "./report.ts";
- * console.log(emptyRestoreReport().restored); // 0
+ * import assert from "node:assert/strict";
+ * assert.equal(emptyRestoreReport().restored, 0);
  * ```
  */
 export function emptyRestoreReport(): RestoreReport {
@@ -181,7 +199,8 @@ export function emptyRestoreReport(): RestoreReport {
  * @example
  * ```ts
  * import { measureCoverage } from "./report.ts";
- * console.log(measureCoverage([], [], "text")); // { bytes: 0, huge: 0 }
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(measureCoverage([], [], "text"), { bytes: 0, huge: 0 });
  * ```
  */
 export function measureCoverage(

@@ -71,7 +71,7 @@ function restoreByCopy(
  * (device, inode, size or build-id differ).
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "../sys/libc.ts";
  * import { restoreRemapped } from "./restore.ts";
  * console.log(restoreRemapped(libc()).restored);

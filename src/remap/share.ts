@@ -42,10 +42,12 @@ const CHUNK = 8 << 20;
 /** Options of `remap({ share })`. */
 export interface ShareOptions {
   /**
-   * The directory of the shared copies. Default:
-   * `$XDG_RUNTIME_DIR/page-primer` when that variable is set, else
-   * `/dev/shm/page-primer-<euid>`. It must be on tmpfs (or another file
+   * The directory of the shared copies: `$XDG_RUNTIME_DIR/page-primer` when
+   * that variable is set, else `/dev/shm/page-primer-<euid>`
+   * ({@linkcode defaultShareDir}). It must be on tmpfs (or another file
    * system whose pages can be made huge) and allow execution.
+   *
+   * @default {"$XDG_RUNTIME_DIR/page-primer" or "/dev/shm/page-primer-<euid>"}
    */
   dir?: string;
 }
@@ -68,8 +70,9 @@ export interface CopyLayout {
  * @example
  * ```ts
  * import { defaultShareDir } from "./share.ts";
- * console.log(defaultShareDir(1000, undefined)); // "/dev/shm/page-primer-1000"
- * console.log(defaultShareDir(1000, "/run/user/1000")); // "/run/user/1000/page-primer"
+ * import assert from "node:assert/strict";
+ * assert.equal(defaultShareDir(1000, undefined), "/dev/shm/page-primer-1000");
+ * assert.equal(defaultShareDir(1000, "/run/user/1000"), "/run/user/1000/page-primer");
  * ```
  */
 export function defaultShareDir(
@@ -99,7 +102,8 @@ function fnv1a(text: string): string {
  * @example
  * ```ts
  * import { copyPrefix } from "./share.ts";
- * console.log(copyPrefix("/usr/bin/deno")); // e.g. "deno-1a2b3c4d"
+ * import assert from "node:assert/strict";
+ * assert.match(copyPrefix("/usr/bin/deno"), /^deno-[0-9a-f]{8}$/);
  * ```
  */
 export function copyPrefix(path: string): string {
@@ -117,10 +121,11 @@ export function copyPrefix(path: string): string {
  * @example
  * ```ts
  * import { copyName } from "./share.ts";
+ * import assert from "node:assert/strict";
  * const name = copyName("/usr/bin/deno", "ab12", {
  *   len: 4 << 20, head: 0x1000, dataLen: 0x3ff000, fileOffset: 0x200000,
  * });
- * console.log(name); // "deno-….ab12.200000+3ff000.1000+400000"
+ * assert.match(name, /^deno-[0-9a-f]{8}\.ab12\.200000\+3ff000\.1000\+400000$/);
  * ```
  */
 export function copyName(
@@ -141,9 +146,10 @@ export function copyName(
  * @example
  * ```ts
  * import { dirProblem } from "./share.ts";
+ * import assert from "node:assert/strict";
  * const st = { dev: 0, ino: 0, size: 0, nlink: 2, mode: 0o40700, uid: 0 };
- * console.log(dirProblem(st, 0, 0)); // undefined
- * console.log(dirProblem({ ...st, mode: 0o40777 }, 0, 0)); // "... mode 777 ..."
+ * assert.equal(dirProblem(st, 0, 0), undefined);
+ * assert.match(dirProblem({ ...st, mode: 0o40777 }, 0, 0)!, /mode is 777/);
  * ```
  */
 export function dirProblem(
@@ -173,9 +179,10 @@ export function dirProblem(
  * @example
  * ```ts
  * import { copyProblem } from "./share.ts";
+ * import assert from "node:assert/strict";
  * const st = { dev: 0, ino: 0, size: 4 << 20, nlink: 1, mode: 0o100600, uid: 0 };
- * console.log(copyProblem(st, 0, 4 << 20)); // undefined
- * console.log(copyProblem({ ...st, uid: 65534 }, 0, 4 << 20)); // "owned by uid 65534, ..."
+ * assert.equal(copyProblem(st, 0, 4 << 20), undefined);
+ * assert.match(copyProblem({ ...st, uid: 65534 }, 0, 4 << 20)!, /^owned by uid 65534,/);
  * ```
  */
 export function copyProblem(
@@ -212,7 +219,7 @@ export interface ShareDir {
  * returns why it must not be used instead.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "../sys/libc.ts";
  * import { openShareDir } from "./share.ts";
  * console.log(openShareDir(libc(), "/dev/shm/page-primer-0"));
@@ -336,7 +343,7 @@ function create(
  * returned).
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "../sys/libc.ts";
  * import { evictUnused, openShareDir } from "./share.ts";
  * const dir = openShareDir(libc(), "/dev/shm/page-primer-0");
@@ -398,7 +405,7 @@ export interface SharedCopy {
  * the copy is mapped.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "../sys/libc.ts";
  * import { openShareDir, sharedCopy } from "./share.ts";
  * const c = libc();
@@ -455,9 +462,10 @@ export function sharedCopy(
  * restore. Returns the names deleted.
  *
  * @example
- * ```ts no-eval
- * import { clearSharedCopies } from "../../mod.ts";
- * console.log(clearSharedCopies());
+ * ```ts ignore
+ * import { libc } from "../sys/libc.ts";
+ * import { clearSharedCopies } from "./share.ts";
+ * console.log(clearSharedCopies(libc()));
  * ```
  */
 export function clearSharedCopies(

@@ -42,7 +42,7 @@ export interface PoolState {
  * Reads the 2 MiB hugetlb pool.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "./libc.ts";
  * import { readPoolState } from "./hugetlb.ts";
  * console.log(readPoolState(libc()).available);
@@ -72,7 +72,8 @@ export function readPoolState(c: Libc): PoolState {
  * @example
  * ```ts
  * import { poolCommand } from "./hugetlb.ts";
- * console.log(poolCommand({ total: 10, available: 4 }, 44)); // "sysctl -w vm.nr_hugepages=50"
+ * import assert from "node:assert/strict";
+ * assert.equal(poolCommand({ total: 10, available: 4 }, 44), "sysctl -w vm.nr_hugepages=50");
  * ```
  */
 export function poolCommand(

@@ -157,7 +157,7 @@ export const S_IFDIR = 0o040000;
  * parser.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { fdSource, libc } from "./libc.ts";
  * import { parseElf } from "./elf.ts";
  * const c = libc();
@@ -195,7 +195,8 @@ export interface StepError {
  * @example
  * ```ts
  * import { ERRNO } from "./libc.ts";
- * console.log(ERRNO.EROFS); // 30
+ * import assert from "node:assert/strict";
+ * assert.equal(ERRNO.EROFS, 30);
  * ```
  */
 export const ERRNO = {
@@ -342,7 +343,8 @@ const ERRNO_NAMES: ReadonlyMap<number, string> = new Map(
  * @example
  * ```ts
  * import { errnoName } from "./libc.ts";
- * console.log(errnoName(12)); // "ENOMEM"
+ * import assert from "node:assert/strict";
+ * assert.equal(errnoName(12), "ENOMEM");
  * ```
  */
 export function errnoName(errno: number): string {
@@ -371,8 +373,9 @@ const NEEDED_FOR: Readonly<Record<string, string>> = {
  * @example
  * ```ts
  * import { explainFailure, SyscallError } from "./libc.ts";
+ * import assert from "node:assert/strict";
  * const e = new SyscallError("memfd_create", 1, "Operation not permitted");
- * console.log(explainFailure(e)); // "memfd_create was refused (EPERM): ..."
+ * assert.match(explainFailure(e), /^memfd_create was refused \(EPERM\): /);
  * ```
  */
 export function explainFailure(e: SyscallError): string {
@@ -929,7 +932,7 @@ let instance: Libc | undefined;
  * The process-wide libc binding, opened on first use.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * import { libc } from "./libc.ts";
  * console.log(libc().getpid());
  * ```

@@ -21,11 +21,16 @@ const MEMCG_MARGIN = 16 * 1024 * 1024;
  * @example
  * ```ts
  * import { memcgProblem } from "./limits.ts";
+ * import assert from "node:assert/strict";
  * const files: Record<string, string> = {
  *   "/sys/fs/cgroup/app/memory.max": "209715200\n",
  *   "/sys/fs/cgroup/app/memory.current": "157286400\n",
  * };
- * console.log(memcgProblem("0::/app\n", (f) => files[f], 92 << 20));
+ * assert.match(
+ *   memcgProblem("0::/app\n", (f) => files[f], 92 << 20)!,
+ *   /^the memory cgroup \/sys\/fs\/cgroup\/app allows 50\.0 MiB more/,
+ * );
+ * assert.equal(memcgProblem("0::/app\n", (f) => files[f], 1 << 20), undefined);
  * ```
  */
 export function memcgProblem(
@@ -93,7 +98,7 @@ export function memcgProblem(
  * reached, the kernel's ENOMEM on the failing mmap names the step.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "./libc.ts";
  * import { readMaxMapCount } from "./limits.ts";
  * console.log(readMaxMapCount(libc())); // 65530 by default
@@ -110,7 +115,7 @@ export function readMaxMapCount(c: Libc): number | undefined {
  * {@linkcode readMaxMapCount}).
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "./libc.ts";
  * import { maxMapHeadroom } from "./limits.ts";
  * console.log(maxMapHeadroom(libc(), 900));

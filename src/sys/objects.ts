@@ -32,7 +32,7 @@ function readPhdrs(at: number, count: number): ProgramHeader[] {
  * `AT_PHDR - PT_PHDR.p_vaddr`.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * import { libc } from "./libc.ts";
  * import { mainExecutable } from "./objects.ts";
  * console.log(mainExecutable(libc()).path);
@@ -96,7 +96,7 @@ export interface LoadedObjectsOptions {
  * `onSkip`.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * import { libc } from "./libc.ts";
  * import { loadedObjects } from "./objects.ts";
  * for (const o of loadedObjects(libc())) console.log(o.path);
@@ -182,7 +182,7 @@ function pinAll(
  * (held by remapped regions until they are restored).
  *
  * @example
- * ```ts
+ * ```ts ignore
  * import { libc } from "./libc.ts";
  * import { loadedObjects, unpinObjects } from "./objects.ts";
  * const c = libc();
@@ -207,7 +207,8 @@ export function unpinObjects(
  * @example
  * ```ts
  * import { canonicalPath } from "./objects.ts";
- * console.log(canonicalPath([], "/lib/libc.so.6", 0, [])); // "/lib/libc.so.6"
+ * import assert from "node:assert/strict";
+ * assert.equal(canonicalPath([], "/lib/libc.so.6", 0, []), "/lib/libc.so.6");
  * ```
  */
 export function canonicalPath(
@@ -226,7 +227,7 @@ export function canonicalPath(
  * Parsed `/proc/self/smaps`, read through libc.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * import { libc } from "./libc.ts";
  * import { readSmaps } from "./objects.ts";
  * console.log(readSmaps(libc()).length > 0);
@@ -252,8 +253,9 @@ export interface ProcessStatus {
  * @example
  * ```ts
  * import { parseStatus } from "./objects.ts";
+ * import assert from "node:assert/strict";
  * const s = parseStatus("VmLck:\t  8 kB\nCapEff:\t0000000000004000\nThreads:\t3\n");
- * console.log(s.vmLck, s.capIpcLock, s.threads); // 8192 true 3
+ * assert.deepEqual([s.vmLck, s.capIpcLock, s.threads], [8192, true, 3]);
  * ```
  */
 export function parseStatus(text: string): ProcessStatus {
@@ -278,7 +280,7 @@ export function parseStatus(text: string): ProcessStatus {
  * This process's status, read through libc.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * import { libc } from "./libc.ts";
  * import { readStatus } from "./objects.ts";
  * console.log(readStatus(libc()).threads);

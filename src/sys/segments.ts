@@ -38,7 +38,8 @@ export interface LoadSegment {
  * @example
  * ```ts
  * import { loadSegments } from "./segments.ts";
- * console.log(loadSegments([]).length); // 0
+ * import assert from "node:assert/strict";
+ * assert.equal(loadSegments([]).length, 0);
  * ```
  */
 export function loadSegments(
@@ -83,7 +84,8 @@ export interface LoadedObject {
  * @example
  * ```ts
  * import { relroOf } from "./segments.ts";
- * console.log(relroOf([])); // undefined
+ * import assert from "node:assert/strict";
+ * assert.equal(relroOf([]), undefined);
  * ```
  */
 export function relroOf(
@@ -134,7 +136,8 @@ export type ObjectSelector =
  * @example
  * ```ts
  * import { segmentKind } from "./segments.ts";
- * console.log(segmentKind(5)); // "text" (PF_R | PF_X)
+ * import assert from "node:assert/strict";
+ * assert.equal(segmentKind(5), "text"); // PF_R | PF_X
  * ```
  */
 export function segmentKind(flags: number): SegmentKind {
@@ -149,7 +152,8 @@ export function segmentKind(flags: number): SegmentKind {
  * @example
  * ```ts
  * import { permsOf } from "./segments.ts";
- * console.log(permsOf(6)); // "rw-"
+ * import assert from "node:assert/strict";
+ * assert.equal(permsOf(6), "rw-");
  * ```
  */
 export function permsOf(flags: number): string {
@@ -163,11 +167,12 @@ export function permsOf(flags: number): string {
  * @example
  * ```ts
  * import { segmentRanges } from "./segments.ts";
+ * import assert from "node:assert/strict";
  * const r = segmentRanges({
  *   path: "/bin/x", main: true, bias: 0x1000,
  *   segments: [{ index: 0, flags: 5, vaddr: 0x10, memsz: 0x20, filesz: 0x20, offset: 0x10 }],
  * }, 4096);
- * console.log(r[0].start.toString(16), r[0].end.toString(16)); // 1000 2000
+ * assert.deepEqual([r[0].start, r[0].end], [0x1000, 0x2000]);
  * ```
  */
 export function segmentRanges(
@@ -199,8 +204,9 @@ export function segmentRanges(
  * @example
  * ```ts
  * import { aliasRanges, segmentRanges } from "./segments.ts";
+ * import assert from "node:assert/strict";
  * const obj = { path: "/bin/x", main: true, bias: 0, segments: [] };
- * console.log(aliasRanges(obj, segmentRanges(obj, 4096), []).length); // 0
+ * assert.equal(aliasRanges(obj, segmentRanges(obj, 4096), []).length, 0);
  * ```
  */
 export function aliasRanges(
@@ -253,8 +259,9 @@ function matches(
  * @example
  * ```ts
  * import { selectObjects } from "./segments.ts";
+ * import assert from "node:assert/strict";
  * const objs = [{ path: "/bin/deno", main: true, bias: 0, segments: [] }];
- * console.log(selectObjects(objs, ["main"]).length); // 1
+ * assert.equal(selectObjects(objs, ["main"]).length, 1);
  * ```
  */
 export function selectObjects<T extends { path: string; main: boolean }>(
@@ -272,11 +279,12 @@ export function selectObjects<T extends { path: string; main: boolean }>(
  * ```ts
  * import { parseSmaps } from "./maps.ts";
  * import { residentBytes } from "./segments.ts";
+ * import assert from "node:assert/strict";
  * const [v] = parseSmaps(
  *   "200000-600000 r-xp 00000000 00:0f 1 /anon_hugepage (deleted)\n" +
  *     "Rss: 0 kB\nPrivate_Hugetlb: 4096 kB\n",
  * );
- * console.log(residentBytes(v)); // 4194304
+ * assert.equal(residentBytes(v), 4194304);
  * ```
  */
 export function residentBytes(v: SmapsVma): number {
@@ -293,10 +301,11 @@ export function residentBytes(v: SmapsVma): number {
  * ```ts
  * import { parseSmaps } from "./maps.ts";
  * import { lockedBytes } from "./segments.ts";
+ * import assert from "node:assert/strict";
  * const [v] = parseSmaps(
  *   "1000-3000 r-xp 00000000 08:01 2 /bin/x\nRss: 8 kB\nVmFlags: rd ex lo\n",
  * );
- * console.log(lockedBytes(v)); // 8192
+ * assert.equal(lockedBytes(v), 8192);
  * ```
  */
 export function lockedBytes(v: SmapsVma): number {
@@ -329,7 +338,8 @@ export interface SegmentMeasure {
  * @example
  * ```ts
  * import { measureRange } from "./segments.ts";
- * console.log(measureRange([], 0x1000, 0x2000).mapped); // 0
+ * import assert from "node:assert/strict";
+ * assert.equal(measureRange([], 0x1000, 0x2000).mapped, 0);
  * ```
  */
 export function measureRange(
@@ -353,7 +363,8 @@ export function measureRange(
  * @example
  * ```ts
  * import { byPriority } from "./segments.ts";
- * console.log(byPriority([]).length); // 0
+ * import assert from "node:assert/strict";
+ * assert.equal(byPriority([]).length, 0);
  * ```
  */
 export function byPriority<T extends { kind: SegmentKind; start: number }>(

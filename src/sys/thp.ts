@@ -43,7 +43,8 @@ export interface ThpStatus {
  * @example
  * ```ts
  * import { selected } from "./thp.ts";
- * console.log(selected("always [madvise] never")); // "madvise"
+ * import assert from "node:assert/strict";
+ * assert.equal(selected("always [madvise] never"), "madvise");
  * ```
  */
 export function selected(text: string): string {
@@ -57,7 +58,8 @@ export function selected(text: string): string {
  * @example
  * ```ts
  * import { kernelVersion } from "./thp.ts";
- * console.log(kernelVersion("6.1.0-18-amd64")); // [6, 1]
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(kernelVersion("6.1.0-18-amd64"), [6, 1]);
  * ```
  */
 export function kernelVersion(release: string): [number, number] {
@@ -71,7 +73,8 @@ export function kernelVersion(release: string): [number, number] {
  * @example
  * ```ts
  * import { thpVerdict } from "./thp.ts";
- * console.log(thpVerdict("always [madvise] never", "madvise", false, "6.18.0").usable); // true
+ * import assert from "node:assert/strict";
+ * assert.equal(thpVerdict("always [madvise] never", "madvise", false, "6.18.0").usable, true);
  * ```
  */
 export function thpVerdict(
@@ -127,7 +130,7 @@ export function thpVerdict(
  * Reads the THP situation of this process.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "./libc.ts";
  * import { thpStatus } from "./thp.ts";
  * console.log(thpStatus(libc()));

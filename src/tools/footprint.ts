@@ -175,7 +175,8 @@ export interface FootprintReport {
  * ```ts
  * import { codeRanges } from "./footprint.ts";
  * import { inspectLayout } from "./inspect.ts";
- * console.log(codeRanges(inspectLayout({ pid: 1, objects: [], smaps: [], pageSize: 4096 }))); // []
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(codeRanges(inspectLayout({ pid: 1, objects: [], smaps: [], pageSize: 4096 })), []);
  * ```
  */
 export function codeRanges(report: InspectReport): CodeRange[] {
@@ -230,8 +231,9 @@ function zeroTotals(): FootprintTotals {
  * ```ts
  * import { attributeFootprint } from "./footprint.ts";
  * import { parseSmaps } from "../sys/maps.ts";
+ * import assert from "node:assert/strict";
  * const smaps = parseSmaps("7f0000000000-7f0000100000 rwxp 00000000 00:00 0\nReferenced: 40 kB\n");
- * console.log(attributeFootprint([], smaps, 1).totals.jit); // 10
+ * assert.equal(attributeFootprint([], smaps, 1).totals.jit, 10);
  * ```
  */
 export function attributeFootprint(
@@ -287,8 +289,9 @@ function median(xs: readonly number[]): number {
  * @example
  * ```ts
  * import { steadyTotals } from "./footprint.ts";
+ * import assert from "node:assert/strict";
  * const t = { executable: 1, builtins: 0, library: 0, jit: 0, other: 0, total: 1 };
- * console.log(steadyTotals([{ seconds: 1, objects: [], totals: t }]).total); // 1
+ * assert.equal(steadyTotals([{ seconds: 1, objects: [], totals: t }]).total, 1);
  * ```
  */
 export function steadyTotals(
@@ -317,7 +320,8 @@ function ascii(regs: readonly number[]): string {
  * @example
  * ```ts
  * import { cpuVendor } from "./footprint.ts";
- * console.log(cpuVendor([0x1c, 0x68747541, 0x444d4163, 0x69746e65])); // "AuthenticAMD"
+ * import assert from "node:assert/strict";
+ * assert.equal(cpuVendor([0x1c, 0x68747541, 0x444d4163, 0x69746e65]), "AuthenticAMD");
  * ```
  */
 export function cpuVendor(leaf0: CpuidRegisters): string {
@@ -349,8 +353,9 @@ function level(
  * @example
  * ```ts
  * import { decodeAmdItlb } from "./footprint.ts";
+ * import assert from "node:assert/strict";
  * const l = decodeAmdItlb([0xff48ff40, 0xff48ff40, 0, 0], [0x5c002200, 0x6c004200, 0, 0]);
- * console.log(l.map((x) => x.entries4k)); // [64, 512]
+ * assert.deepEqual(l.map((x) => x.entries4k), [64, 512]);
  * ```
  */
 export function decodeAmdItlb(
@@ -376,9 +381,10 @@ export function decodeAmdItlb(
  * @example
  * ```ts
  * import { decodeIntelItlb } from "./footprint.ts";
+ * import assert from "node:assert/strict";
  * // subleaf 0 (max subleaf 1, no TLB), subleaf 1: L1 instruction TLB, 8 ways × 16 sets, 4 KiB
  * const l = decodeIntelItlb([[1, 0, 0, 0], [0, 0x00080001, 16, 0x22]]);
- * console.log(l[0].entries4k); // 128
+ * assert.equal(l[0].entries4k, 128);
  * ```
  */
 export function decodeIntelItlb(subleaves: CpuidRegisters[]): ItlbLevel[] {
@@ -400,7 +406,7 @@ export function decodeIntelItlb(subleaves: CpuidRegisters[]): ItlbLevel[] {
  * Reads the instruction TLB through CPUID (x86 only), or says why not.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { readItlb } from "./footprint.ts";
  * import { libc } from "../sys/libc.ts";
  * console.log(readItlb(libc()));
@@ -459,8 +465,9 @@ export function readItlb(c: Libc): ItlbInfo | { unknown: string } {
  * @example
  * ```ts
  * import { footprintVerdict } from "./footprint.ts";
+ * import assert from "node:assert/strict";
  * const steady = { executable: 240, builtins: 20, library: 30, jit: 60, other: 0, total: 350 };
- * console.log(footprintVerdict(steady, { unknown: "not x86" }).verdict); // "unknown"
+ * assert.equal(footprintVerdict(steady, { unknown: "not x86" }).verdict, "unknown");
  * ```
  */
 export function footprintVerdict(
@@ -515,7 +522,8 @@ export function footprintVerdict(
  * @example
  * ```ts
  * import { footprintCaveats } from "./footprint.ts";
- * console.log(footprintCaveats([], false)); // []
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(footprintCaveats([], false), []);
  * ```
  *
  * @param windows The windows measured.
@@ -559,7 +567,7 @@ const DAMON_KDAMONDS = "/sys/kernel/mm/damon/admin/kdamonds";
  * Whether a DAMON monitor runs (a kdamond of the sysfs interface is `on`).
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { damonRunning } from "./footprint.ts";
  * import { libc } from "../sys/libc.ts";
  * console.log(damonRunning(libc()));
@@ -609,7 +617,7 @@ function checkOptions(
  * `/proc/<pid>/clear_refs`).
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { clearRefs } from "./footprint.ts";
  * import { libc } from "../sys/libc.ts";
  * const c = libc();
@@ -646,7 +654,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * flush per window).
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { measureFootprint } from "./footprint.ts";
  * import { libc } from "../sys/libc.ts";
  * const r = await measureFootprint(libc(), 1234, { seconds: 2, windows: 3 });
@@ -696,7 +704,7 @@ export async function measureFootprint(
  * windows are timers: the event loop runs the workload meanwhile).
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { footprint } from "./footprint.ts";
  * const r = await footprint({ seconds: 1, windows: 2 });
  * console.log(r.steady.executable, r.verdict.verdict);
@@ -722,12 +730,14 @@ function mib(pages: number): string {
  * @example
  * ```ts
  * import { formatFootprint } from "./footprint.ts";
+ * import assert from "node:assert/strict";
  * const t = { executable: 1, builtins: 0, library: 0, jit: 0, other: 0, total: 1 };
- * console.log(formatFootprint({
+ * const text = formatFootprint({
  *   pid: 1, windows: [{ seconds: 1, objects: [], totals: t }], steady: t,
  *   itlb: { unknown: "not x86" },
  *   verdict: { verdict: "unknown", rule: "", reason: "" }, caveats: [],
- * }));
+ * });
+ * assert.match(text, /^pid 1: distinct 4 KiB pages of code touched per window\n/);
  * ```
  */
 export function formatFootprint(r: FootprintReport): string {

@@ -65,7 +65,8 @@ export class InspectError extends Error {
    * @example
    * ```ts
    * import { InspectError } from "./inspect.ts";
-   * console.log(new InspectError("no process 1234").name); // "InspectError"
+   * import assert from "node:assert/strict";
+   * assert.equal(new InspectError("no process 1234").name, "InspectError");
    * ```
    */
   constructor(message: string, options?: ErrorOptions) {
@@ -218,10 +219,11 @@ function measure(
  * @example
  * ```ts
  * import { parseAuxv } from "./inspect.ts";
+ * import assert from "node:assert/strict";
  * const b = new Uint8Array(32);
  * new DataView(b.buffer).setBigUint64(0, 3n, true); // AT_PHDR
  * new DataView(b.buffer).setBigUint64(8, 0x400040n, true);
- * console.log(parseAuxv(b).get(3)?.toString(16)); // "400040"
+ * assert.equal(parseAuxv(b).get(3)?.toString(16), "400040");
  * ```
  */
 export function parseAuxv(bytes: Uint8Array): Map<number, number> {
@@ -243,8 +245,9 @@ export function parseAuxv(bytes: Uint8Array): Map<number, number> {
  * @example
  * ```ts
  * import { biasFromAuxv } from "./inspect.ts";
+ * import assert from "node:assert/strict";
  * const phdr = { type: 6, flags: 4, offset: 64, vaddr: 64, paddr: 64, filesz: 0, memsz: 0, align: 8 };
- * console.log(biasFromAuxv(new Map([[3, 0x5000040]]), [phdr])?.toString(16)); // "5000000"
+ * assert.equal(biasFromAuxv(new Map([[3, 0x5000040]]), [phdr])?.toString(16), "5000000");
  * ```
  */
 export function biasFromAuxv(
@@ -282,9 +285,10 @@ function primerName(v: SmapsVma, path: string): string | undefined {
  * ```ts
  * import { biasFromVmas } from "./inspect.ts";
  * import { parseSmaps } from "../sys/maps.ts";
+ * import assert from "node:assert/strict";
  * const vmas = parseSmaps("7f0000001000-7f0000003000 r-xp 00001000 08:01 7 /lib/x.so\n");
  * const seg = { index: 0, flags: 5, vaddr: 0x1000, memsz: 0x2000, filesz: 0x2000, offset: 0x1000 };
- * console.log(biasFromVmas("/lib/x.so", [seg], vmas, 4096)?.toString(16)); // "7f0000000000"
+ * assert.equal(biasFromVmas("/lib/x.so", [seg], vmas, 4096)?.toString(16), "7f0000000000");
  * ```
  */
 export function biasFromVmas(
@@ -332,8 +336,9 @@ export function biasFromVmas(
  * ```ts
  * import { vmaBacking } from "./inspect.ts";
  * import { parseSmaps } from "../sys/maps.ts";
+ * import assert from "node:assert/strict";
  * const [v] = parseSmaps("1000-2000 r-xp 00000000 00:01 9 /memfd:/usr/bin/deno (deleted)\n");
- * console.log(vmaBacking(v, "/usr/bin/deno", true)); // { backing: "memfd", primer: "/memfd:/usr/bin/deno (deleted)" }
+ * assert.deepEqual(vmaBacking(v, "/usr/bin/deno", true), { backing: "memfd", primer: "/memfd:/usr/bin/deno (deleted)" });
  * ```
  *
  * @param v The VMA.
@@ -376,7 +381,8 @@ export function vmaBacking(
  * @example
  * ```ts
  * import { hasTrampoline } from "./inspect.ts";
- * console.log(hasTrampoline([])); // false
+ * import assert from "node:assert/strict";
+ * assert.equal(hasTrampoline([]), false);
  * ```
  */
 export function hasTrampoline(vmas: readonly { path: string }[]): boolean {
@@ -391,8 +397,9 @@ export function hasTrampoline(vmas: readonly { path: string }[]): boolean {
  * @example
  * ```ts
  * import { inspectLayout } from "./inspect.ts";
+ * import assert from "node:assert/strict";
  * const r = inspectLayout({ pid: 1, objects: [], smaps: [], pageSize: 4096 });
- * console.log(r.objects.length, r.totals.bytes); // 0 0
+ * assert.deepEqual([r.objects.length, r.totals.bytes], [0, 0]);
  * ```
  */
 export function inspectLayout(input: {
@@ -492,7 +499,11 @@ export interface FormatInspectOptions {
  * @example
  * ```ts
  * import { formatInspect, inspectLayout } from "./inspect.ts";
- * console.log(formatInspect(inspectLayout({ pid: 1, objects: [], smaps: [], pageSize: 4096 })));
+ * import assert from "node:assert/strict";
+ * const text = formatInspect(
+ *   inspectLayout({ pid: 1, objects: [], smaps: [], pageSize: 4096 }),
+ * );
+ * assert.match(text, /^pid 1: 0 ELF object\(s\)\nobject +seg +perm +kind +start +MiB/);
  * ```
  */
 export function formatInspect(
@@ -673,7 +684,7 @@ function accessHint(pid: number): string {
  * says why it cannot be read.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "../sys/libc.ts";
  * import { readProcessSmaps } from "./inspect.ts";
  * console.log(readProcessSmaps(libc(), 1).length);
@@ -772,7 +783,7 @@ function readPhdrs(
  * Throws {@linkcode InspectError} when the process cannot be read.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "../sys/libc.ts";
  * import { formatInspect, inspectProcess } from "./inspect.ts";
  * const c = libc();
