@@ -282,12 +282,20 @@ function onStreamError(e: Error): void {
   process.exit(EXIT_FAILED);
 }
 
-const processIo = (): Io => ({
-  out: (t) => writeTo(process.stdout, t),
-  err: (t) => writeTo(process.stderr, t),
-  outTty: process.stdout.isTTY === true,
-  errTty: process.stderr.isTTY === true,
-});
+const processIo = (): Io => {
+  // A write to a closed pipe can also fail later, as an 'error' event.
+  for (const s of [process.stdout, process.stderr]) {
+    if (!s.listeners("error").includes(onStreamError)) {
+      s.on("error", onStreamError);
+    }
+  }
+  return {
+    out: (t) => writeTo(process.stdout, t),
+    err: (t) => writeTo(process.stderr, t),
+    outTty: process.stdout.isTTY === true,
+    errTty: process.stderr.isTTY === true,
+  };
+};
 
 class UsageError extends Error {}
 
@@ -623,8 +631,5 @@ export async function main(
 }
 
 if (import.meta.main) {
-  // A write to a closed pipe can also fail later, as an 'error' event.
-  process.stdout.on("error", onStreamError);
-  process.stderr.on("error", onStreamError);
   process.exitCode = await main(process.argv.slice(2));
 }

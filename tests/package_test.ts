@@ -181,7 +181,7 @@ test(
       assert.match(p.stderr, /^page-primer: populate ok, resident /);
 
       // The bin (the bunfig preload would prime it too).
-    rmSync(join(dir, "bunfig.toml"));
+      rmSync(join(dir, "bunfig.toml"));
       const d = await run(
         [
           runtimePath("bun"),
@@ -209,6 +209,22 @@ test(
         u.stderr,
         `page-primer doctor: Unknown option '--bogus'; see "doctor --help"\n`,
       );
+
+      // The bin into a pipe that closes: exit 0, nothing on stderr.
+      const watch = shellQuote([
+        runtimePath("bun"),
+        "x",
+        "page-primer",
+        "inspect",
+        "--watch",
+        "--interval",
+        "100",
+      ]);
+      const h = await run(
+        ["/bin/sh", "-c", `{ ${watch}; echo "rc=$?" >&2; } | head -n 1`],
+        { cwd: dir, env, timeoutMs: 60_000 },
+      );
+      assert.equal(h.stderr.trim(), "rc=0", h.stderr);
 
       // tsc with bun init's strict settings and bun-types: the package's
       // declarations are checked too (skipLibCheck off).
