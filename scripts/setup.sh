@@ -82,3 +82,23 @@ if [ -n "$missing" ]; then
     echo "page-primer setup: please install:$missing (tests that need them will fail)" >&2
   fi
 fi
+
+# The arm64 builds of the same Deno and Bun versions, for the tests that run
+# them under qemu-user (tests/aarch64/runtimes_aarch64_test.ts): fetched from
+# the npm registry with `npm pack` into node_modules/.cache/page-primer-arm64/
+# (so `npm ci` starts them over too). Without the registry the tests say why
+# they skip.
+arm64=node_modules/.cache/page-primer-arm64
+fetch_arm64() { # package version dir
+  [ -e "$arm64/$3/.done" ] && return 0
+  rm -rf "${arm64:?}/$3" && mkdir -p "$arm64/$3" &&
+    (cd "$arm64/$3" && npm pack --silent "$1@$2" >/dev/null 2>&1 &&
+      tar xzf ./*.tgz && rm -f ./*.tgz && touch .done) ||
+    echo "page-primer setup: could not fetch $1@$2 (arm64 tests will skip)" >&2
+}
+deno_version=$(node -p 'require("./node_modules/deno/package.json").version' 2>/dev/null || true)
+bun_version=$(node -p 'require("./node_modules/bun/package.json").version' 2>/dev/null || true)
+if [ -n "$deno_version" ] && [ -n "$bun_version" ]; then
+  fetch_arm64 @deno/linux-arm64-glibc "$deno_version" deno
+  fetch_arm64 @oven/bun-linux-aarch64 "$bun_version" bun
+fi

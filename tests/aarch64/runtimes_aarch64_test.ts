@@ -2,10 +2,11 @@
 // tests/aarch64/runtime_text.ts locks and prefaults the runtime's code with
 // prime(), then swaps its text onto an anonymous copy with the shipped
 // aarch64 trampoline and restores the file, checking the bytes, the mapping
-// and that the runtime still works. Runs when PAGE_PRIMER_ARM64_DENO and/or
-// PAGE_PRIMER_ARM64_BUN name the arm64 binaries (e.g. `deno` of npm
-// @deno/linux-arm64-glibc 2.9.6, `bin/bun` of @oven/bun-linux-aarch64 1.4.5,
-// fetched with `npm pack` and unpacked), with qemu-aarch64-static and the
+// and that the runtime still works. Runs the arm64 builds that
+// scripts/setup.sh fetches (the same versions as the x86_64 ones, from npm
+// @deno/linux-arm64-glibc and @oven/bun-linux-aarch64, into
+// node_modules/.cache/page-primer-arm64/), or those PAGE_PRIMER_ARM64_DENO /
+// PAGE_PRIMER_ARM64_BUN name, with qemu-aarch64-static and the
 // arm64 glibc of libc6-arm64-cross (/usr/aarch64-linux-gnu); skipped, with
 // the reason printed, otherwise. qemu-user emulates neither THP nor madvise
 // faithfully, and shows the host's protections in /proc/self/smaps (see
@@ -33,9 +34,22 @@ const qemuMissing = (() => {
     : `no arm64 glibc at ${SYSROOT} (libc6-arm64-cross)`;
 })();
 
+/** Where scripts/setup.sh unpacks the arm64 builds. */
+const FETCHED = join(ROOT, "node_modules", ".cache", "page-primer-arm64");
+
 const RUNTIMES = [
-  { name: "deno", env: "PAGE_PRIMER_ARM64_DENO", args: ["run", "--allow-ffi"] },
-  { name: "bun", env: "PAGE_PRIMER_ARM64_BUN", args: [] },
+  {
+    name: "deno",
+    env: "PAGE_PRIMER_ARM64_DENO",
+    fetched: join(FETCHED, "deno", "package", "deno"),
+    args: ["run", "--allow-ffi"],
+  },
+  {
+    name: "bun",
+    env: "PAGE_PRIMER_ARM64_BUN",
+    fetched: join(FETCHED, "bun", "package", "bin", "bun"),
+    args: [],
+  },
 ] as const;
 
 interface Step {
@@ -54,12 +68,19 @@ interface Outcome {
   works: boolean;
 }
 
+// The arm64 binaries are what is tested; the runner only starts them, so
+// they run once, under `deno test` (minutes of emulation each).
+const underBun = "Bun" in globalThis;
+
 for (const rt of RUNTIMES) {
-  const binary = process.env[rt.env];
+  const binary = process.env[rt.env] ?? rt.fetched;
   const skip = qemuMissing ??
-    (binary && existsSync(binary)
+    (underBun
+      ? "run once, under deno test (the runner only starts them)"
+      : undefined) ??
+    (existsSync(binary)
       ? false
-      : `${rt.env} does not name an arm64 ${rt.name} binary`);
+      : `no arm64 ${rt.name} at ${binary} (sh scripts/setup.sh fetches it from npm; or set ${rt.env})`);
   if (skip) {
     console.log(`runtimes_aarch64_test: ${rt.name} skipped: ${skip}`);
   }
