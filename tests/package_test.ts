@@ -169,6 +169,17 @@ test(
           `import { parseSmaps } from "page-primer/maps";\n` +
           `console.log("MAIN", outcome?.requested.join(","), typeof main, typeof parseElfHeader, typeof parseSmaps);\n`,
       );
+      // The preload as a flag, on the command line.
+      const flag = await run(
+        [runtimePath("bun"), "--preload", "page-primer/auto", "index.ts"],
+        {
+          cwd: dir,
+          env: { ...env, PAGE_PRIMER: "populate" },
+          timeoutMs: 120_000,
+        },
+      );
+      assert.equal(flag.code, 0, flag.stderr);
+      assert.match(flag.stderr, /^page-primer: populate ok, resident /);
       const p = await run([runtimePath("bun"), "main.ts"], {
         cwd: dir,
         env: { ...env, PAGE_PRIMER: "populate" },
@@ -299,6 +310,26 @@ test(
       );
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, /^page-primer: populate ok, resident /);
+      // The README's preload line for Deno with the npm package.
+      writeFileSync(join(dir, "x.ts"), `console.log("MAIN");\n`);
+      const pre = await run(
+        [
+          runtimePath("deno"),
+          "run",
+          "--allow-ffi",
+          "--preload",
+          "./node_modules/page-primer/dist/auto.js",
+          "x.ts",
+        ],
+        {
+          cwd: dir,
+          env: { ...env, PAGE_PRIMER: "populate" },
+          timeoutMs: 120_000,
+        },
+      );
+      assert.equal(pre.code, 0, pre.stderr);
+      assert.equal(pre.stdout, "MAIN\n");
+      assert.match(pre.stderr, /^page-primer: populate ok, resident [^\n]*\n$/);
       const d = await run(
         [
           runtimePath("deno"),
