@@ -54,10 +54,12 @@ function checkKeys(
 
 /** `true` → `{}`, `false` → `false`, a plain object with known keys → itself. */
 function checkFlag<T extends object>(
-  method: string,
   value: unknown,
-  allowed: readonly string[],
-  usage: string,
+  { method, allowed, usage }: {
+    method: string;
+    allowed: readonly string[];
+    usage: string;
+  },
 ): false | T {
   if (value === true) return {} as T;
   if (value === false) return false;
@@ -85,12 +87,11 @@ function checkFlag<T extends object>(
  * @throws {TypeError} Not a boolean or `{ onFault?: boolean }`.
  */
 export function checkMlockOptions(enable: unknown): false | MlockOptions {
-  const v = checkFlag<MlockOptions>(
-    "mlock",
-    enable,
-    ["onFault"],
-    "true, false or { onFault?: boolean }",
-  );
+  const v = checkFlag<MlockOptions>(enable, {
+    method: "mlock",
+    allowed: ["onFault"],
+    usage: "true, false or { onFault?: boolean }",
+  });
   if (v && v.onFault !== undefined && typeof v.onFault !== "boolean") {
     throw new TypeError(
       `mlock(): onFault must be a boolean; got ${describe(v.onFault)}`,
@@ -115,7 +116,11 @@ export function checkMlockOptions(enable: unknown): false | MlockOptions {
  * @throws {TypeError} Not a boolean or an empty object.
  */
 export function checkPopulateOptions(enable: unknown): false | PopulateOptions {
-  return checkFlag<PopulateOptions>("populate", enable, [], "true or false");
+  return checkFlag<PopulateOptions>(enable, {
+    method: "populate",
+    allowed: [],
+    usage: "true or false",
+  });
 }
 
 const REMAP_USAGE =
@@ -143,12 +148,11 @@ const REMAP_USAGE =
  * @throws {RangeError} `align`, `pageSize` or `backend` outside its values.
  */
 export function checkRemapOptions(enable: unknown): false | RemapOptions {
-  const v = checkFlag<RemapOptions>(
-    "remap",
-    enable,
-    ["align", "pageSize", "backend", "share", "perfMap"],
-    REMAP_USAGE,
-  );
+  const v = checkFlag<RemapOptions>(enable, {
+    method: "remap",
+    allowed: ["align", "pageSize", "backend", "share", "perfMap"],
+    usage: REMAP_USAGE,
+  });
   if (v === false) return false;
   if (v.perfMap !== undefined && typeof v.perfMap !== "boolean") {
     throw new TypeError(

@@ -98,7 +98,14 @@ const NODE_SMAPS = parseSmaps(
 );
 
 test("inspect: node's anonymous huge-page text is attributed to its text segment by address", () => {
-  assert.equal(biasFromVmas("/usr/bin/node", NODE_LOADS, NODE_SMAPS, 4096), 0);
+  assert.equal(
+    biasFromVmas(
+      { path: "/usr/bin/node", segments: NODE_LOADS },
+      NODE_SMAPS,
+      4096,
+    ),
+    0,
+  );
   const r = inspectLayout({
     pid: 7,
     exe: "/usr/bin/node",
@@ -253,11 +260,12 @@ test("biasFromVmas: a second mapping of the file elsewhere loses to the segments
       `7f0000000000-7f0000200000 r-xp 00500000 fe:00 5 ${path}`,
     ].join("\n") + "\n",
   );
-  assert.equal(biasFromVmas(path, segs, vmas, 4096), 0x555500000000);
+  const object = { path, segments: segs };
+  assert.equal(biasFromVmas(object, vmas, 4096), 0x555500000000);
   // Without the copies the vote ties; the lowest address wins.
-  assert.equal(biasFromVmas(path, segs, vmas.slice(2), 4096), 0x555500000000);
+  assert.equal(biasFromVmas(object, vmas.slice(2), 4096), 0x555500000000);
   // A file none of whose VMAs match its headers.
-  assert.equal(biasFromVmas(path, [], vmas, 4096), undefined);
+  assert.equal(biasFromVmas({ path, segments: [] }, vmas, 4096), undefined);
 });
 
 test("parseAuxv and biasFromAuxv", () => {

@@ -118,9 +118,15 @@ export const BACKEND_OPS: Readonly<Record<Backend | "4k", BackendOps>> = {
 export function chooseBackend(
   wanted: "auto" | Backend,
   pool: HugetlbPool,
-  thp: { usable: boolean; reason?: string; processDisabled?: boolean },
-  shmemThp = false,
+  thp: {
+    usable: boolean;
+    reason?: string;
+    processDisabled?: boolean;
+    /** Shmem THP is on (`shmemThpOn`): memfd copies get 2 MiB pages. */
+    shmemThp?: boolean;
+  },
 ): { backend: Backend } | { backend: Backend; unavailable: string } {
+  const shmemThp = thp.shmemThp ?? false;
   const poolShort =
     `the hugetlb pool has ${pool.available} free 2 MiB page(s), the remap needs ${pool.needed}: ${pool.command}`;
   const poolFits = pool.needed > 0 && pool.available >= pool.needed;
@@ -273,12 +279,10 @@ export function decideRemap(
   if (input.wanted === "4k") {
     return { thpPlan, hugetlbPlan, pool, backend: "4k", plan: thpPlan };
   }
-  const choice = chooseBackend(
-    input.wanted,
-    pool,
-    input.thp,
-    shmemThpOn(input.shmemEnabled),
-  );
+  const choice = chooseBackend(input.wanted, pool, {
+    ...input.thp,
+    shmemThp: shmemThpOn(input.shmemEnabled),
+  });
   if ("unavailable" in choice) {
     return {
       thpPlan,

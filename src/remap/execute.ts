@@ -630,11 +630,16 @@ function sharedMemory(
   const buildId = opened.file.buildId;
   const got = buildId === undefined
     ? `${region.object} has no build-id: a copy could not be told from a stale one`
-    : sharedCopy(ctx.c, share.dir, region.object, buildId, opened.fd, {
-      len: region.end - region.start,
-      head: region.dataStart - region.start,
-      dataLen: region.dataEnd - region.dataStart,
-      fileOffset: region.fileOffset,
+    : sharedCopy(ctx.c, share.dir, {
+      path: region.object,
+      buildId,
+      exeFd: opened.fd,
+      layout: {
+        len: region.end - region.start,
+        head: region.dataStart - region.start,
+        dataLen: region.dataEnd - region.dataStart,
+        fileOffset: region.fileOffset,
+      },
     });
   if (typeof got === "string") {
     share.report.rejected.push(got);
@@ -776,7 +781,10 @@ function closeFiles(ctx: RunContext): void {
  */
 function finishShare(ctx: RunContext, share: ShareRun): void {
   for (const [object, buildId] of share.createdFor) {
-    const { evicted, inUse } = evictUnused(ctx.c, share.dir, object, buildId);
+    const { evicted, inUse } = evictUnused(ctx.c, share.dir, {
+      path: object,
+      buildId,
+    });
     share.report.evicted.push(...evicted);
     const mine = ctx.results.filter((r) =>
       r.shared?.includes(copyPrefix(object))

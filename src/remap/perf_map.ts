@@ -214,7 +214,7 @@ export function perfMapEntries(
       shared[i] = pool.add(ENCODER.encode(`${symbols[c.ref[i]].name}\0`), 0);
     }
   }
-  const winners = choose(c, order, shared, pool.bytes);
+  const winners = choose({ c, order, shared, pool: pool.bytes });
   const entries = Array.from(winners, (i) => ({
     start: c.start[i],
     size: c.size[i],
@@ -347,19 +347,28 @@ function sharing(c: Candidates, order: Uint32Array): Uint32Array {
   return marks;
 }
 
+/** The candidates in start order, and the names of those sharing a start. */
+interface Ranking {
+  /** The candidates. */
+  c: Candidates;
+  /** Their indices by start. */
+  order: Uint32Array;
+  /**
+   * `shared[i]`: the place + 1 of the name of candidate `i` in `pool` (0
+   * for one alone at its start).
+   */
+  shared: Uint32Array;
+  /** The NUL-terminated names ({@linkcode NamePool}'s bytes). */
+  pool: Uint8Array;
+}
+
 /**
  * One candidate per start, in start order: the only one, or the best named
- * of those sharing it (by {@linkcode better}); `shared[i]` is the place + 1
- * of the name of candidate `i` in `pool` (0 for one alone at its start).
+ * of those sharing it (by {@linkcode better}).
  */
-function choose(
-  c: Candidates,
-  order: Uint32Array,
-  shared: Uint32Array,
-  pool: Uint8Array,
-): Uint32Array {
+function choose(r: Ranking): Uint32Array {
+  const { c: { start }, order } = r;
   const out = new Uint32Array(order.length);
-  const { start } = c;
   let w = 0;
   for (let j = 0; j < order.length;) {
     const i = order[j];
@@ -368,7 +377,7 @@ function choose(
     if (k === j + 1) {
       out[w++] = i;
     } else {
-      const best = bestOf(c, order, j, k, shared, pool);
+      const best = bestOf(r, j, k);
       if (best >= 0) out[w++] = best;
     }
     j = k;
@@ -377,33 +386,12 @@ function choose(
 }
 
 /** The best named of `order[from..to)` (one start), or -1 when none has a name. */
-function bestOf(
-  c: Candidates,
-  order: Uint32Array,
-  from: number,
-  to: number,
-  shared: Uint32Array,
-  pool: Uint8Array,
-): number {
+function bestOf(r: Ranking, from: number, to: number): number {
   let best = -1;
   for (let m = from; m < to; m++) {
-    const i = order[m];
-    const at = shared[i] - 1;
-    if (pool[at] === 0) continue;
-    if (
-      best < 0 ||
-      better(
-        pool,
-        at,
-        c.bind[i],
-        c.symSize[i],
-        shared[best] - 1,
-        c.bind[best],
-        c.symSize[best],
-      )
-    ) {
-      best = i;
-    }
+    const i = r.order[m];
+    if (r.pool[r.shared[i] - 1] === 0) continue;
+    if (best < 0 || better(r, i, best)) best = i;
   }
   return best;
 }
@@ -422,25 +410,22 @@ function coveredBy(c: Candidates, winners: Uint32Array): number {
 }
 
 /**
- * Whether the name at `pool[a]` (of a symbol with binding `bindA` and size
- * `sizeA`) is preferred to the one at `pool[b]`: an unversioned name over
- * `name@VER`, then global over weak over local, then the larger size, the
- * shorter name, the first in byte (UTF-8: code point) order.
+ * Whether candidate `i`'s name is preferred to candidate `j`'s (both
+ * sharing a start): an unversioned name over `name@VER`, then global over
+ * weak over local, then the larger size, the shorter name, the first in
+ * byte (UTF-8: code point) order.
  */
-function better(
-  pool: Uint8Array,
-  a: number,
-  bindA: number,
-  sizeA: number,
-  b: number,
-  bindB: number,
-  sizeB: number,
-): boolean {
+function better(r: Ranking, i: number, j: number): boolean {
+  const { c, pool } = r;
+  const a = r.shared[i] - 1;
+  const b = r.shared[j] - 1;
   const va = versioned(pool, a);
   if (va !== versioned(pool, b)) return !va;
-  const ra = BIND_RANK[bindA] ?? 3;
-  const rb = BIND_RANK[bindB] ?? 3;
+  const ra = BIND_RANK[c.bind[i]] ?? 3;
+  const rb = BIND_RANK[c.bind[j]] ?? 3;
   if (ra !== rb) return ra < rb;
+  const sizeA = c.symSize[i];
+  const sizeB = c.symSize[j];
   if (sizeA !== sizeB) return sizeA > sizeB;
   const la = pool.indexOf(0, a) - a;
   const lb = pool.indexOf(0, b) - b;
@@ -745,7 +730,7 @@ export function writePerfMap(
       const repeated = regions.length - fresh.length;
       const o = fresh.length === 0
         ? nothing(object, 0, `already written to ${path} by this process`)
-        : writeObject(c, t ??= trampoline(c), out, object, fresh);
+        : writeObject({ c, t: t ??= trampoline(c), out }, object, fresh);
       if (repeated > 0) o.repeated = repeated;
       objects.push(o);
       if (o.source !== "none") {
@@ -837,9 +822,7 @@ function nothing(object: string, bytes: number, note: string): PerfMapObject {
 
 /** Writes the lines of one object's `regions`; a note instead when it cannot. */
 function writeObject(
-  c: Libc,
-  t: Trampoline,
-  out: MapFile,
+  { c, t, out }: { c: Libc; t: Trampoline; out: MapFile },
   object: string,
   regions: readonly PerfMapRegion[],
 ): PerfMapObject {
@@ -859,7 +842,11 @@ function writeObject(
   try {
     const src = fdSource(c, fd, c.fileSize(fd));
     const elf = parseElf(src);
-    const bias = checkLoaded(c, fd, elf.programHeaders, regions);
+    const bias = checkLoaded(
+      c,
+      { fd, programHeaders: elf.programHeaders },
+      regions,
+    );
     if (typeof bias === "string") return nothing(object, bytes, bias);
     const symtab = symbolTableLayout(src, elf.sections, ".symtab");
     const dynsym = symbolTableLayout(src, elf.sections, ".dynsym");
@@ -873,7 +860,7 @@ function writeObject(
         stripped: symtab === undefined,
         bias,
         bytes,
-        ...writeTables(w, out, symtab, dynsym),
+        ...writeTables(w, out, { symtab, dynsym }),
       };
     } finally {
       w.release();
@@ -895,8 +882,10 @@ function writeObject(
 function writeTables(
   w: NativeWriter,
   out: MapFile,
-  symtab: SymbolTableLayout | undefined,
-  dynsym: SymbolTableLayout | undefined,
+  { symtab, dynsym }: {
+    symtab: SymbolTableLayout | undefined;
+    dynsym: SymbolTableLayout | undefined;
+  },
 ): Pick<PerfMapObject, "source" | "symbols" | "covered" | "note"> {
   let layout = (symtab ?? dynsym)!;
   let note: string | undefined;
@@ -923,8 +912,10 @@ function writeTables(
  */
 function checkLoaded(
   c: Libc,
-  fd: number,
-  programHeaders: readonly PerfMapSegment[],
+  { fd, programHeaders }: {
+    fd: number;
+    programHeaders: readonly PerfMapSegment[];
+  },
   regions: readonly PerfMapRegion[],
 ): number | string {
   const pageSize = c.pageSize();

@@ -246,6 +246,18 @@ export function openShareDir(c: Libc, path: string): ShareDir | string {
   return { path, fd };
 }
 
+/** The copy to share: of which executable, open how, with which layout. */
+export interface CopyRequest {
+  /** The executable's path. */
+  path: string;
+  /** Its build-id (hex). */
+  buildId: string;
+  /** The executable, open for reading. */
+  exeFd: number;
+  /** Where the executable's bytes are in the copy. */
+  layout: CopyLayout;
+}
+
 /**
  * True when the copy open as `fd` holds zeros, then the file's bytes of the
  * layout, then zeros; compared with `memcmp` on read-only mappings.
@@ -253,8 +265,7 @@ export function openShareDir(c: Libc, path: string): ShareDir | string {
 function sameBytes(
   c: Libc,
   fd: number,
-  exeFd: number,
-  layout: CopyLayout,
+  { exeFd, layout }: CopyRequest,
 ): boolean {
   const { len, head, dataLen, fileOffset } = layout;
   const tail = len - head - dataLen;
@@ -287,9 +298,7 @@ function sameBytes(
 function create(
   c: Libc,
   dir: ShareDir,
-  name: string,
-  exeFd: number,
-  layout: CopyLayout,
+  { name, exeFd, layout }: CopyRequest & { name: string },
 ): boolean {
   const tmp = `.${name}.${c.getpid()}.tmp`;
   const fd = c.openAt(
@@ -348,15 +357,15 @@ function create(
  * import { evictUnused, openShareDir } from "./share.ts";
  * const dir = openShareDir(libc(), "/dev/shm/page-primer-0");
  * if (typeof dir !== "string") {
- *   console.log(evictUnused(libc(), dir, "/usr/bin/deno", "ab12"));
+ *   const of = { path: "/usr/bin/deno", buildId: "ab12" };
+ *   console.log(evictUnused(libc(), dir, of));
  * }
  * ```
  */
 export function evictUnused(
   c: Libc,
   dir: ShareDir,
-  path: string,
-  buildId: string,
+  { path, buildId }: { path: string; buildId: string },
 ): { evicted: string[]; inUse: number } {
   const prefix = copyPrefix(path) + ".";
   const evicted: string[] = [];
@@ -397,8 +406,8 @@ export interface SharedCopy {
 }
 
 /**
- * Opens the shared copy of `layout` of the executable `path` (build
- * `buildId`, open as `exeFd`), creating it when missing, and checks it
+ * Opens the shared copy of `request.layout` of the executable
+ * `request.path` (build `buildId`, open as `exeFd`), creating it when missing, and checks it
  * (owner, mode, links, size, bytes). Returns why it must not be used
  * instead; the caller then makes a private copy. The returned descriptor
  * holds a shared `flock` that marks the copy in use: keep it open while
@@ -413,19 +422,17 @@ export interface SharedCopy {
  * if (typeof dir !== "string") {
  *   const exe = c.openRead("/proc/self/exe");
  *   const layout = { len: 2 << 20, head: 0, dataLen: 4096, fileOffset: 0 };
- *   console.log(sharedCopy(c, dir, "/proc/self/exe", "00", exe, layout));
+ *   const request = { path: "/proc/self/exe", buildId: "00", exeFd: exe, layout };
+ *   console.log(sharedCopy(c, dir, request));
  * }
  * ```
  */
 export function sharedCopy(
   c: Libc,
   dir: ShareDir,
-  path: string,
-  buildId: string,
-  exeFd: number,
-  layout: CopyLayout,
+  request: CopyRequest,
 ): SharedCopy | string {
-  const name = copyName(path, buildId, layout);
+  const name = copyName(request.path, request.buildId, request.layout);
   const full = `${dir.path}/${name}`;
   const openCopy = () => c.openAt(dir.fd, name, O_NOFOLLOW);
   let fd: number;
@@ -437,14 +444,14 @@ export function sharedCopy(
       if (!(e instanceof SyscallError) || e.errno !== ERRNO.ENOENT) throw e;
       // Counted as created only when our link won: with processes
       // starting at once, one copy is made and the others reuse it.
-      created = create(c, dir, name, exeFd, layout);
+      created = create(c, dir, { ...request, name });
       fd = openCopy();
     }
   } catch (e) {
     return `${full}: ${e instanceof Error ? e.message : e}`;
   }
-  const problem = copyProblem(c.fstat(fd), c.geteuid(), layout.len) ??
-    (sameBytes(c, fd, exeFd, layout)
+  const problem = copyProblem(c.fstat(fd), c.geteuid(), request.layout.len) ??
+    (sameBytes(c, fd, request)
       ? undefined
       : "its bytes differ from the executable's (tampered with or corrupt)");
   if (problem !== undefined) {

@@ -706,7 +706,12 @@ export function parseSmaps(text: string): SmapsVma[] {
   return out;
 }
 
-/** Appends the whitespace-separated tokens of `s[i, e)` to `flags`. */
+/**
+ * Appends the whitespace-separated tokens of `s[i, e)` to `flags`. Four
+ * positional parameters on purpose, like the other scanners here: it runs
+ * once per VMA in the smaps parser's hot loop, where an options object
+ * would be an allocation per call.
+ */
 function parseFlags(s: string, i: number, e: number, flags: string[]): void {
   while (true) {
     i = skipSpaces(s, i, e);

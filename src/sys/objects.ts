@@ -135,7 +135,7 @@ export function loadedObjects(
       continue;
     }
     out.push({
-      path: canonicalPath(maps, info.name, info.bias, segments),
+      path: canonicalPath(maps, { name: info.name, bias: info.bias, segments }),
       main: false,
       bias: info.bias,
       segments,
@@ -208,14 +208,17 @@ export function unpinObjects(
  * ```ts
  * import { canonicalPath } from "./objects.ts";
  * import assert from "node:assert/strict";
- * assert.equal(canonicalPath([], "/lib/libc.so.6", 0, []), "/lib/libc.so.6");
+ * const loaded = { name: "/lib/libc.so.6", bias: 0, segments: [] };
+ * assert.equal(canonicalPath([], loaded), "/lib/libc.so.6");
  * ```
  */
 export function canonicalPath(
   maps: readonly Vma[],
-  name: string,
-  bias: number,
-  segments: readonly LoadSegment[],
+  { name, bias, segments }: {
+    name: string;
+    bias: number;
+    segments: readonly LoadSegment[];
+  },
 ): string {
   if (segments.length === 0) return name;
   const at = bias + segments[0].vaddr;

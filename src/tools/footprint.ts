@@ -328,14 +328,15 @@ export function cpuVendor(leaf0: CpuidRegisters): string {
   return ascii([leaf0[1], leaf0[3], leaf0[2]]);
 }
 
+/** A TLB level with its reach computed from its entries. */
 function level(
-  n: number,
-  unified: boolean,
-  entries4k: number,
-  entries2m: number,
+  { level, unified, entries4k, entries2m }: Omit<
+    ItlbLevel,
+    "reach4k" | "reach2m"
+  >,
 ): ItlbLevel {
   return {
-    level: n,
+    level,
     unified,
     entries4k,
     entries2m,
@@ -362,12 +363,23 @@ export function decodeAmdItlb(
   l1: CpuidRegisters,
   l2: CpuidRegisters | undefined,
 ): ItlbLevel[] {
-  const out = [level(1, false, l1[1] & 0xff, l1[0] & 0xff)];
+  const out = [
+    level({
+      level: 1,
+      unified: false,
+      entries4k: l1[1] & 0xff,
+      entries2m: l1[0] & 0xff,
+    }),
+  ];
   if (l2 !== undefined) {
     const entries = (r: number) => ((r >>> 12) & 0xf) === 0 ? 0 : r & 0xfff;
     const e4k = entries(l2[1]);
     const e2m = entries(l2[0]);
-    if (e4k + e2m > 0) out.push(level(2, false, e4k, e2m));
+    if (e4k + e2m > 0) {
+      out.push(
+        level({ level: 2, unified: false, entries4k: e4k, entries2m: e2m }),
+      );
+    }
   }
   return out.filter((l) => l.entries4k + l.entries2m > 0);
 }
@@ -394,10 +406,19 @@ export function decodeIntelItlb(subleaves: CpuidRegisters[]): ItlbLevel[] {
     if (type !== 2 && type !== 3) continue;
     const n = (edx >>> 5) & 0x7;
     const entries = ((ebx >>> 16) & 0xffff) * ecx;
-    const l = byLevel.get(n) ?? level(n, type === 3, 0, 0);
+    const l = byLevel.get(n) ??
+      level({ level: n, unified: type === 3, entries4k: 0, entries2m: 0 });
     const e4k = l.entries4k + (ebx & 1 ? entries : 0);
     const e2m = l.entries2m + (ebx & 2 ? entries : 0);
-    byLevel.set(n, level(n, l.unified || type === 3, e4k, e2m));
+    byLevel.set(
+      n,
+      level({
+        level: n,
+        unified: l.unified || type === 3,
+        entries4k: e4k,
+        entries2m: e2m,
+      }),
+    );
   }
   return [...byLevel.values()].sort((a, b) => a.level - b.level);
 }

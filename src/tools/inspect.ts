@@ -288,12 +288,12 @@ function primerName(v: SmapsVma, path: string): string | undefined {
  * import assert from "node:assert/strict";
  * const vmas = parseSmaps("7f0000001000-7f0000003000 r-xp 00001000 08:01 7 /lib/x.so\n");
  * const seg = { index: 0, flags: 5, vaddr: 0x1000, memsz: 0x2000, filesz: 0x2000, offset: 0x1000 };
- * assert.equal(biasFromVmas("/lib/x.so", [seg], vmas, 4096)?.toString(16), "7f0000000000");
+ * const bias = biasFromVmas({ path: "/lib/x.so", segments: [seg] }, vmas, 4096);
+ * assert.equal(bias?.toString(16), "7f0000000000");
  * ```
  */
 export function biasFromVmas(
-  path: string,
-  segments: readonly LoadSegment[],
+  { path, segments }: { path: string; segments: readonly LoadSegment[] },
   vmas: readonly SmapsVma[],
   pageSize: number,
 ): number | undefined {
@@ -839,7 +839,8 @@ export function inspectProcess(
     if (segments.length === 0) continue;
     const main = path === exe;
     const fromAuxv = main ? biasFromAuxv(auxv, phdrs) : undefined;
-    const bias = fromAuxv ?? biasFromVmas(path, segments, smaps, pageSize);
+    const bias = fromAuxv ??
+      biasFromVmas({ path, segments }, smaps, pageSize);
     if (bias === undefined) {
       unreadable.push({
         path,
