@@ -741,6 +741,31 @@ export function formatAutoCalls(plan: AutoPlan): string {
 }
 
 /**
+ * One value not accepted, as said in messages: the variable, the value, what
+ * is wrong and what is allowed. `run()` says it too, for `PAGE_PRIMER`.
+ *
+ * @example
+ * ```ts
+ * import { formatAutoIssue, parsePagePrimer } from "./auto_config.ts";
+ * import assert from "node:assert/strict";
+ * assert.match(
+ *   formatAutoIssue(parsePagePrimer("remap,bogus").error!),
+ *   /^PAGE_PRIMER="remap,bogus": unknown action "bogus"; allowed: on /,
+ * );
+ * ```
+ *
+ * @param issue An issue from a plan or from {@linkcode parsePagePrimer}.
+ * @returns One line, without the `page-primer:` prefix.
+ */
+export function formatAutoIssue(issue: AutoIssue): string {
+  return `${issue.variable}=${
+    issue.message.startsWith(`"${issue.value}"`)
+      ? issue.message
+      : `"${issue.value}": ${issue.message}`
+  }`;
+}
+
+/**
  * The plan's errors as one line for stderr, starting with `page-primer:`
  * and saying whether the program goes on unprimed or exits; `undefined`
  * when there is none.
@@ -759,13 +784,7 @@ export function formatAutoCalls(plan: AutoPlan): string {
  */
 export function formatAutoErrors(plan: AutoPlan): string | undefined {
   if (plan.errors.length === 0) return undefined;
-  const what = plan.errors.map((e) =>
-    `${e.variable}=${
-      e.message.startsWith(`"${e.value}"`)
-        ? e.message
-        : `"${e.value}": ${e.message}`
-    }`
-  ).join("; ");
+  const what = plan.errors.map(formatAutoIssue).join("; ");
   return `page-primer: ${what}; ${
     plan.strict
       ? "exiting with code 1 because PAGE_PRIMER_STRICT=1"
