@@ -24,6 +24,7 @@ import {
   canMapMore,
   countVmas,
   fastPathUnavailable,
+  readFileVmas,
   readVmaStats,
 } from "../src/sys/vma_stats.ts";
 
@@ -176,4 +177,23 @@ test("addVmaStats reads only what its records do not cover; canMapMore; countVma
   const n = countVmas(c);
   const maps = parseMaps(c.readText("/proc/self/maps")).length;
   assert.ok(Math.abs(n - maps) < 16, `${n} lines, ${maps} VMAs`);
+});
+
+test("readFileVmas equals the file-backed VMAs of /proc/self/maps, on both paths", () => {
+  const c = libc();
+  for (const smaps of [false, true]) {
+    for (let attempt = 0;; attempt++) {
+      const maps = parseMaps(c.readText("/proc/self/maps"))
+        .filter((v) => v.inode !== 0);
+      const got = readFileVmas(c, { smaps });
+      const again = parseMaps(c.readText("/proc/self/maps"))
+        .filter((v) => v.inode !== 0);
+      if (JSON.stringify(maps) !== JSON.stringify(again) && attempt < 5) {
+        continue;
+      }
+      assert.ok(maps.length > 0);
+      assert.deepEqual(got, maps);
+      break;
+    }
+  }
 });
