@@ -134,14 +134,18 @@ export interface LockRun {
  * ```ts ignore
  * import { libc } from "./sys/libc.ts";
  * import { lockRanges } from "./mlock.ts";
- * lockRanges(libc(), [{ start: 0x1000, end: 0x2000 }], {}, { vmLck: 0, capIpcLock: true });
+ * lockRanges(libc(), [{ start: 0x1000, end: 0x2000 }], {
+ *   status: { vmLck: 0, capIpcLock: true },
+ * });
  * ```
  */
 export function lockRanges(
   c: Libc,
   ranges: readonly LockRange[],
-  options: MlockOptions,
-  status: { vmLck: number; capIpcLock: boolean },
+  { onFault = false, status }: MlockOptions & {
+    /** This process's locked bytes and whether it has `CAP_IPC_LOCK` (`readStatus`). */
+    status: { vmLck: number; capIpcLock: boolean };
+  },
 ): LockRun {
   const warnings: string[] = [];
   const needed = ranges.reduce((n, r) => n + (r.end - r.start), 0);
@@ -161,7 +165,6 @@ export function lockRanges(
       warnings.push(`could not raise RLIMIT_MEMLOCK: ${String(e)}`);
     }
   }
-  const onFault = options.onFault === true;
   const results: LockResult[] = [];
   for (const r of ranges) {
     const len = r.end - r.start;

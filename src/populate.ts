@@ -43,6 +43,8 @@ export interface PopulateResult {
 
 /** Options of {@linkcode populateRanges}. */
 export interface PopulateRangesOptions {
+  /** The system page size (the fallback reads one byte per page). */
+  pageSize: number;
   /** Skip `MADV_POPULATE_READ` and use the fallback (tests use this). */
   forceFallback?: boolean;
 }
@@ -62,15 +64,15 @@ function touch(start: number, end: number, pageSize: number): number {
  * ```ts ignore
  * import { libc } from "./sys/libc.ts";
  * import { populateRanges } from "./populate.ts";
- * populateRanges(libc(), [{ start: 0x1000, end: 0x2000 }], 4096);
+ * populateRanges(libc(), [{ start: 0x1000, end: 0x2000 }], { pageSize: 4096 });
  * ```
  */
 export function populateRanges(
   c: Libc,
   ranges: readonly LockRange[],
-  pageSize: number,
-  options: PopulateRangesOptions = {},
+  options: PopulateRangesOptions,
 ): { results: PopulateResult[]; warnings: string[] } {
+  const { pageSize } = options;
   const warnings: string[] = [];
   let fallback = options.forceFallback === true;
   const results: PopulateResult[] = [];

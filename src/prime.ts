@@ -310,7 +310,10 @@ export class Primer {
     t0: number,
     objects: readonly LoadedObject[],
   ): PrimeOutcome {
-    const found = inspect(c, objects, this.#objects, base.requested);
+    const found = inspect(c, objects, {
+      selectors: this.#objects,
+      requested: base.requested,
+    });
     if (found.unmatched && base.requested.length === 0) {
       base.warnings.push(found.unmatched);
     }
@@ -462,8 +465,10 @@ interface Inspection {
 function inspect(
   c: Libc,
   objects: readonly LoadedObject[],
-  selectors: readonly ObjectSelector[],
-  requested: readonly SegmentAction[],
+  { selectors, requested }: {
+    selectors: readonly ObjectSelector[];
+    requested: readonly SegmentAction[];
+  },
 ): Inspection {
   const pageSize = c.pageSize();
   const before = readSmaps(c);
@@ -521,13 +526,12 @@ function remapStep(
   found: Inspection,
   options: RemapOptions,
 ): { report: RemapReport; after: SmapsVma[]; perfMapMs: number } {
-  const done = remapObjects(
-    c,
-    found.selected,
-    found.ranges,
+  const done = remapObjects(c, {
+    objects: found.selected,
+    ranges: found.ranges,
     options,
-    found.before,
-  );
+    before: found.before,
+  });
   const { after, ...report } = done;
   let perfMapMs = 0;
   if (
@@ -579,7 +583,7 @@ function mlockStep(
     }
     return { start, end };
   });
-  const run = lockRanges(c, lockTargets, options, readStatus(c));
+  const run = lockRanges(c, lockTargets, { ...options, status: readStatus(c) });
   const ms = performance.now() - t;
   run.results.forEach((res, i) => {
     if (res.error) found.errors.set(found.usable[i], res.error);
@@ -591,7 +595,7 @@ function mlockStep(
 function populateStep(c: Libc, found: Inspection): StepRun {
   const t = performance.now();
   const todo = found.usable.filter((r) => !found.errors.has(r));
-  const run = populateRanges(c, todo, found.pageSize);
+  const run = populateRanges(c, todo, { pageSize: found.pageSize });
   const ms = performance.now() - t;
   run.results.forEach((res, i) => {
     if (res.error) found.errors.set(todo[i], res.error);

@@ -18,7 +18,11 @@ function denoPlan(align: "aggressive" | "conservative") {
   const { smaps, bias, path } = denoFixture();
   const obj = { path, main: true, bias, segments: DENO_LOADS };
   const ranges = segmentRanges(obj, 4096);
-  return { plan: planRemap([obj], ranges, smaps, align), ranges, smaps };
+  return {
+    plan: planRemap({ objects: [obj], ranges, vmas: smaps, align }),
+    ranges,
+    smaps,
+  };
 }
 
 test("planRemap (deno fixture, aggressive): rodata and text, 2 MiB aligned, gaps free", () => {
@@ -75,10 +79,21 @@ test("planRemap: a mapping in the gap stops the growth; ranges already ours are 
     } rw-p 00000000 00:00 0\n`,
   )[0];
   const vmas = [...smaps, blocker].sort((a, b) => a.start - b.start);
-  const plan = planRemap([obj], ranges, vmas, "aggressive");
+  const plan = planRemap({
+    objects: [obj],
+    ranges,
+    vmas,
+    align: "aggressive",
+  });
   const text = plan.regions.find((r) => r.kind === "text")!;
   assert.equal(text.start, Math.ceil(textStart / HUGE_PAGE) * HUGE_PAGE);
-  const again = planRemap([obj], ranges, smaps, "aggressive", plan.regions);
+  const again = planRemap({
+    objects: [obj],
+    ranges,
+    vmas: smaps,
+    align: "aggressive",
+    ours: plan.regions,
+  });
   assert.equal(again.regions.length, 0);
   assert.equal(
     again.skipped.filter((s) => /already remapped/.test(s.reason)).length,
@@ -125,7 +140,12 @@ test("planRemap (bun fixture): non-PIE text cannot grow into rodata", () => {
     ],
   };
   const ranges = segmentRanges(obj, 4096);
-  const plan = planRemap([obj], ranges, smaps, "aggressive");
+  const plan = planRemap({
+    objects: [obj],
+    ranges,
+    vmas: smaps,
+    align: "aggressive",
+  });
   const t = plan.regions.find((r) => r.kind === "text")!;
   assert.equal(t.start, 0x1c00000);
   assert.equal(t.gaps.length, 0);
@@ -140,7 +160,12 @@ test("planRemap (bun fixture): non-PIE text cannot grow into rodata", () => {
 test("forHugetlb: no growth below a segment that starts at file offset 0", () => {
   const { smaps, bias, path } = denoFixture();
   const obj = { path, main: true, bias, segments: DENO_LOADS };
-  const plan = planRemap([obj], segmentRanges(obj, 4096), smaps, "aggressive");
+  const plan = planRemap({
+    objects: [obj],
+    ranges: segmentRanges(obj, 4096),
+    vmas: smaps,
+    align: "aggressive",
+  });
   const h = forHugetlb(plan);
   for (const r of h.regions) {
     assert.ok(

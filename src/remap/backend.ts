@@ -261,13 +261,13 @@ export function decideRemap(
     o.path.startsWith("/") && !o.path.endsWith(" (deleted)") &&
     !isTrampolinePath(o.path)
   );
-  const thpPlan = planRemap(
-    eligible,
-    input.ranges,
-    input.smaps,
-    input.align,
-    input.ours ?? [],
-  );
+  const thpPlan = planRemap({
+    objects: eligible,
+    ranges: input.ranges,
+    vmas: input.smaps,
+    align: input.align,
+    ours: input.ours ?? [],
+  });
   const hugetlbPlan = forHugetlb(thpPlan);
   const needed = hugePagesNeeded(hugetlbPlan);
   const pool: HugetlbPool = {

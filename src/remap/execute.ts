@@ -165,18 +165,19 @@ function reserve(c: Libc, start: number, end: number): boolean {
  * import { remapObjects } from "./execute.ts";
  * const c = libc();
  * const exe = mainExecutable(c);
- * const report = remapObjects(c, [exe], segmentRanges(exe, 4096), {});
+ * const report = remapObjects(c, {
+ *   objects: [exe],
+ *   ranges: segmentRanges(exe, 4096),
+ *   options: {},
+ * });
  * console.log(report.text);
  * ```
  */
 export function remapObjects(
   c: Libc,
-  objects: readonly LoadedObject[],
-  ranges: readonly SegmentRange[],
-  options: RemapOptions,
-  before?: readonly SmapsVma[],
+  request: Omit<RemapInput, "t0">,
 ): RemapReport & { after: SmapsVma[] } {
-  const input = { objects, ranges, options, before, t0: performance.now() };
+  const input = { ...request, t0: performance.now() };
   // Before the first remap of the process, nothing is recorded: plan and
   // check without a trampoline, load it only when there is work (loading
   // needs mappings and a memfd, which the checks may show are not there).
@@ -186,12 +187,17 @@ export function remapObjects(
     : tramp.locked(() => remapLocked(c, tramp, input));
 }
 
-/** What {@linkcode remapLocked} works on. */
-interface RemapInput {
+/** What {@linkcode remapObjects} is asked, and when it started. */
+export interface RemapInput {
+  /** The objects whose code and read-only data may move. */
   objects: readonly LoadedObject[];
+  /** Their page-aligned LOAD ranges (`segmentRanges`). */
   ranges: readonly SegmentRange[];
+  /** The checked options of `remap()`. */
   options: RemapOptions;
+  /** smaps as read just before, when the caller has it (saves a read). */
   before?: readonly SmapsVma[];
+  /** `performance.now()` at the start, for the report's `ms`. */
   t0: number;
 }
 
@@ -412,21 +418,24 @@ function openShare(c: Libc, pre: Preflight): ShareRun | undefined {
   return undefined;
 }
 
-/** The report row of a range of a region, before it is measured. */
-function regionRow(
-  region: PlannedRegion,
-  start: number,
-  end: number,
-  notes: string[],
-) {
+/** A region being swapped and the notes gathered on it. */
+interface RegionTask {
+  /** The region (with its gaps as reserved, once they are). */
+  region: PlannedRegion;
+  /** Things worth knowing, for its report row. */
+  notes: string[];
+}
+
+/** The report row of a region, before it is measured. */
+function regionRow({ region, notes }: RegionTask) {
   return {
     object: region.object,
     index: region.index,
     kind: region.kind,
     perms: region.perms,
     notes,
-    start,
-    end,
+    start: region.start,
+    end: region.end,
     dataStart: region.dataStart,
     dataEnd: region.dataEnd,
     fileOffset: region.fileOffset,
@@ -439,12 +448,11 @@ function regionRow(
 /** Records a region that failed before anything was changed. */
 function failedBefore(
   ctx: RunContext,
-  region: PlannedRegion,
-  notes: string[],
+  task: RegionTask,
   error: StepError,
 ): void {
   ctx.results.push({
-    ...regionRow(region, region.start, region.end, notes),
+    ...regionRow(task),
     status: "failed",
     error,
     ms: 0,
@@ -460,7 +468,7 @@ function swapRegion(ctx: RunContext, region: PlannedRegion): void {
   const notes: string[] = [];
   const opened = openedFile(ctx, region);
   if (typeof opened === "string") {
-    failedBefore(ctx, region, notes, {
+    failedBefore(ctx, { region, notes }, {
       step: "open",
       code: "ESTALE",
       errno: ERRNO.ESTALE,
@@ -470,7 +478,7 @@ function swapRegion(ctx: RunContext, region: PlannedRegion): void {
   }
   const planned = reserveGaps(ctx.c, region, notes);
   if (planned === undefined) {
-    failedBefore(ctx, region, notes, {
+    failedBefore(ctx, { region, notes }, {
       step: "reserve",
       code: "EEXIST",
       errno: ERRNO.EEXIST,
@@ -478,18 +486,19 @@ function swapRegion(ctx: RunContext, region: PlannedRegion): void {
     });
     return;
   }
-  const memory = copyMemory(ctx, planned, opened, notes);
+  const task = { region: planned, notes };
+  const memory = copyMemory(ctx, task, opened);
   if (typeof memory === "object" && "error" in memory) {
     for (const g of planned.gaps) ctx.c.munmap(g.start, g.end - g.start);
-    failedBefore(ctx, region, notes, memory.error);
+    failedBefore(ctx, { region, notes }, memory.error);
     return;
   }
-  const swap = runSwap(ctx, planned, opened, memory, notes);
+  const swap = runSwap(ctx, task, { opened, memory });
   if (swap.res.errno !== 0) {
     // Drop our reservations; after a failed mremap, only those still
     // ours (it may have unmapped them before failing).
     releaseGaps(ctx.c, planned.gaps, swap.res.step === "mremap");
-    ctx.results.push(swapFailure(planned, swap.res, swap.ms, notes));
+    ctx.results.push(swapFailure(task, swap));
     return;
   }
   // A library stays loaded while its code runs from our copy.
@@ -505,7 +514,7 @@ function swapRegion(ctx: RunContext, region: PlannedRegion): void {
     ...(pin !== undefined ? { pin } : {}),
   });
   ctx.results.push({
-    ...regionRow(planned, planned.start, planned.end, notes),
+    ...regionRow(task),
     status: "remapped",
     ms: swap.ms,
     ...(memory?.shared !== undefined ? { shared: memory.shared } : {}),
@@ -520,7 +529,11 @@ function openedFile(
   const key = `${region.object}\0${region.dev}\0${region.inode}`;
   let opened = ctx.files.get(key);
   if (opened === undefined) {
-    opened = openIdentified(ctx.c, region.object, region.dev, region.inode);
+    opened = openIdentified(ctx.c, {
+      path: region.object,
+      dev: region.dev,
+      inode: region.inode,
+    });
     ctx.files.set(key, opened);
   }
   return opened;
@@ -583,12 +596,12 @@ interface CopyMemory {
  */
 function copyMemory(
   ctx: RunContext,
-  region: PlannedRegion,
+  task: RegionTask,
   opened: { fd: number; file: FileIdentity },
-  notes: string[],
 ): CopyMemory | { error: StepError } | undefined {
+  const { region } = task;
   const shared = ctx.share
-    ? sharedMemory(ctx, ctx.share, region, opened, notes)
+    ? sharedMemory(ctx, task, { share: ctx.share, opened })
     : undefined;
   if (shared !== undefined || !ctx.ops.memfd) return shared;
   let fd: number | undefined;
@@ -616,10 +629,11 @@ function copyMemory(
  */
 function sharedMemory(
   ctx: RunContext,
-  share: ShareRun,
-  region: PlannedRegion,
-  opened: { fd: number; file: FileIdentity },
-  notes: string[],
+  { region, notes }: RegionTask,
+  { share, opened }: {
+    share: ShareRun;
+    opened: { fd: number; file: FileIdentity };
+  },
 ): CopyMemory | undefined {
   if (!region.equalsFile) {
     notes.push(
@@ -662,10 +676,8 @@ function sharedMemory(
  */
 function runSwap(
   ctx: RunContext,
-  region: PlannedRegion,
-  opened: { fd: number },
-  memory: CopyMemory | undefined,
-  notes: string[],
+  { region, notes }: RegionTask,
+  { opened, memory }: { opened: { fd: number }; memory?: CopyMemory },
 ): { res: TrampolineResult; ms: number; onHugetlb: boolean } {
   const t = performance.now();
   const swapWith = (hugetlb: boolean) =>
@@ -739,21 +751,19 @@ function swapNotes(
 
 /** The report row of a failed swap, saying whether the code is intact. */
 function swapFailure(
-  region: PlannedRegion,
-  res: TrampolineResult,
-  ms: number,
-  notes: string[],
+  task: RegionTask,
+  { res, ms }: { res: TrampolineResult; ms: number },
 ): RegionReport {
-  const { start, end } = region;
+  const { start, end, equalsFile } = task.region;
   const after = res.step !== "mremap"
     ? "; nothing was changed"
     : !res.recovered
     ? "; the region could not be verified intact"
-    : region.equalsFile
+    : equalsFile
     ? "; the file was mapped back, the code is intact"
     : "; the bytes were copied back from the copy, intact";
   return {
-    ...regionRow(region, start, end, notes),
+    ...regionRow(task),
     status: "failed",
     error: {
       step: res.step,

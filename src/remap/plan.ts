@@ -113,6 +113,20 @@ export interface RemapPlan {
   skipped: SkippedRegion[];
 }
 
+/** What {@linkcode planRemap} plans from. */
+export interface PlanInput {
+  /** Objects whose segments are considered. */
+  objects: readonly LoadedObject[];
+  /** Their page-aligned LOAD ranges (`segmentRanges`). */
+  ranges: readonly SegmentRange[];
+  /** The process's VMAs, sorted by address (parsed maps or smaps). */
+  vmas: readonly Vma[];
+  /** Alignment strategy. */
+  align: Alignment;
+  /** Ranges page-primer already swapped (skipped as done); none by default. */
+  ours?: readonly Gap[];
+}
+
 /** Prefix of the names page-primer gives its anonymous copies. */
 export const NAME_PREFIX = "page-primer:";
 
@@ -135,22 +149,14 @@ function isOurs(v: Vma): boolean {
  * ```ts
  * import { planRemap } from "./plan.ts";
  * import assert from "node:assert/strict";
- * const plan = planRemap([], [], [], "aggressive");
+ * const plan = planRemap({ objects: [], ranges: [], vmas: [], align: "aggressive" });
  * assert.equal(plan.regions.length, 0);
  * ```
  *
- * @param objects Objects whose segments are considered.
- * @param ranges Their page-aligned LOAD ranges (`segmentRanges`).
- * @param vmas The process's VMAs, sorted by address (parsed maps or smaps).
- * @param align Alignment strategy.
- * @param ours Ranges page-primer already swapped (skipped as done).
+ * @param input What to plan from.
  */
 export function planRemap(
-  objects: readonly LoadedObject[],
-  ranges: readonly SegmentRange[],
-  vmas: readonly Vma[],
-  align: Alignment,
-  ours: readonly Gap[] = [],
+  { objects, ranges, vmas, align, ours = [] }: PlanInput,
 ): RemapPlan {
   const regions: PlannedRegion[] = [];
   const skipped: SkippedRegion[] = [];

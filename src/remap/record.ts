@@ -161,12 +161,21 @@ function readBuildIdFromFd(c: Libc, fd: number, size: number) {
   }
 }
 
-/** Opens `path` and checks it is the file mapped with `dev`/`inode`. */
+/**
+ * Opens `path` and checks it is the file mapped with `dev`/`inode`; why
+ * not, when it is not.
+ *
+ * @example
+ * ```ts ignore
+ * import { libc } from "../sys/libc.ts";
+ * import { openIdentified } from "./record.ts";
+ * const got = openIdentified(libc(), { path: "/usr/bin/deno", dev: "fe:00", inode: 77 });
+ * if (typeof got === "string") console.error(got);
+ * ```
+ */
 export function openIdentified(
   c: Libc,
-  path: string,
-  dev: string,
-  inode: number,
+  { path, dev, inode }: { path: string; dev: string; inode: number },
 ): { fd: number; file: FileIdentity } | string {
   let fd: number;
   try {

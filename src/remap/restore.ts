@@ -149,12 +149,7 @@ function restoreFromFile(
   tramp: Trampoline,
   swap: ActiveSwap,
 ): string | undefined {
-  const opened = openIdentified(
-    c,
-    swap.file.path,
-    swap.file.dev,
-    swap.file.inode,
-  );
+  const opened = openIdentified(c, swap.file);
   if (typeof opened === "string") return `${opened}; kept the in-memory copy`;
   try {
     if (
