@@ -23,12 +23,22 @@ import { addressOf, runtimeInfo } from "../sys/ffi.ts";
 import { errnoName, type Libc } from "../sys/libc.ts";
 import { hugeBytes, type SmapsVma, sumIn } from "../sys/maps.ts";
 import { readSmaps } from "../sys/objects.ts";
+import { HUGE_PAGE } from "../sys/hugetlb.ts";
 import { thpStatus } from "../sys/thp.ts";
 import {
   CALIBRATE_WORDS,
   loadTrampoline,
   type Trampoline,
 } from "../remap/trampoline.ts";
+import {
+  PP_CAL_F_HUGE,
+  PP_CAL_F_SYSCALL,
+  PP_CAL_MAP,
+  PP_CAL_RUN,
+  PP_CAL_STEP,
+  PP_CAL_UNMAP,
+  PP_CALIBRATE,
+} from "../remap/trampoline_abi.ts";
 
 /** What happens per call besides the call. */
 export type CalibrationVariant = "call" | "syscall";
@@ -188,27 +198,22 @@ export const MAX_FOOTPRINT_PAGES = 8192;
 export const MIN_EFFECT = 0.02;
 
 const PAGE = 4096;
-const HUGE = 2 * 1024 * 1024;
 const LINE = 64;
 const MIN_PAIRS = 6;
 const MAX_PAIRS = 64;
 const PROBE_CALLS = 2000;
 const DEFAULT_SPREADS_MIB = [1, 4, 16] as const;
 const VARIANTS: readonly CalibrationVariant[] = ["call", "syscall"];
-/** `PP_CAL_*` and `PP_CAL_F_*` of `trampoline/primer.h`. */
-const OP = { map: 1n, run: 2n, unmap: 3n } as const;
-const F_HUGE = 1n;
-const F_SYSCALL = 2n;
 /** `enum pp_cal_step`, by number. */
-const STEPS = [
-  "",
-  "check",
-  "mmap",
-  "munmap of the alignment slack",
-  "madvise",
-  "mprotect read+exec",
-  "munmap",
-];
+/** What each `PP_CAL_STEP_*` of `trampoline/primer.h` did, for messages. */
+const STEPS: Record<number, string> = {
+  [PP_CAL_STEP.PP_CAL_STEP_CHECK]: "check",
+  [PP_CAL_STEP.PP_CAL_STEP_MAP]: "mmap",
+  [PP_CAL_STEP.PP_CAL_STEP_TRIM]: "munmap of the alignment slack",
+  [PP_CAL_STEP.PP_CAL_STEP_ADVISE]: "madvise",
+  [PP_CAL_STEP.PP_CAL_STEP_PROTECT]: "mprotect read+exec",
+  [PP_CAL_STEP.PP_CAL_STEP_UNMAP]: "munmap",
+};
 
 /** The calibration could not run: `reason` says why, for "cannot measure". */
 export class CalibrationError extends Error {
@@ -324,15 +329,20 @@ export interface CodeArea {
   collapseErrno: number;
 }
 
-function request(fields: Record<number, bigint>): BigUint64Array {
+/** A `struct pp_calibrate` with the given fields set (the others 0). */
+function request(
+  fields: Partial<Record<keyof typeof PP_CALIBRATE, bigint>>,
+): BigUint64Array {
   const w = new BigUint64Array(CALIBRATE_WORDS);
-  for (const [i, v] of Object.entries(fields)) w[Number(i)] = v;
+  for (const [name, v] of Object.entries(fields)) {
+    w[PP_CALIBRATE[name as keyof typeof PP_CALIBRATE]] = v;
+  }
   return w;
 }
 
 function failure(w: BigUint64Array, what: string): CalibrationError {
-  const step = Number(w[10]);
-  const errno = Number(w[11]);
+  const step = Number(w[PP_CALIBRATE.step]);
+  const errno = Number(w[PP_CALIBRATE.err]);
   return new CalibrationError(
     `${what}: ${STEPS[step] ?? `step ${step}`} failed with ${errnoName(errno)}`,
   );
@@ -362,18 +372,23 @@ export function mapCode(
   huge: boolean,
 ): CodeArea {
   const { image } = spread;
-  const len = Math.ceil(image.length / HUGE) * HUGE;
+  const len = Math.ceil(image.length / HUGE_PAGE) * HUGE_PAGE;
   const w = request({
-    0: OP.map,
-    1: huge ? F_HUGE : 0n,
-    3: BigInt(len),
-    4: BigInt(addressOf(image)),
-    5: BigInt(image.length),
+    op: BigInt(PP_CAL_MAP),
+    flags: huge ? BigInt(PP_CAL_F_HUGE) : 0n,
+    len: BigInt(len),
+    image: BigInt(addressOf(image)),
+    imageLen: BigInt(image.length),
   });
   if (t.calibrate(w) !== 0) {
     throw failure(w, `mapping ${len >> 20} MiB of code`);
   }
-  return { start: Number(w[2]), len, huge, collapseErrno: Number(w[12]) };
+  return {
+    start: Number(w[PP_CALIBRATE.start]),
+    len,
+    huge,
+    collapseErrno: Number(w[PP_CALIBRATE.collapseErr]),
+  };
 }
 
 /** What one run of calls returned. */
@@ -412,16 +427,19 @@ export function runCode(
     );
   }
   const w = request({
-    0: OP.run,
-    1: variant === "syscall" ? F_SYSCALL : 0n,
-    2: BigInt(area.start),
-    3: BigInt(area.len),
-    6: BigInt(addressOf(spread.table)),
-    7: BigInt(spread.table.length),
-    8: BigInt(calls),
+    op: BigInt(PP_CAL_RUN),
+    flags: variant === "syscall" ? BigInt(PP_CAL_F_SYSCALL) : 0n,
+    start: BigInt(area.start),
+    len: BigInt(area.len),
+    table: BigInt(addressOf(spread.table)),
+    tableLen: BigInt(spread.table.length),
+    calls: BigInt(calls),
   });
   if (t.calibrate(w) !== 0) throw failure(w, "calling the code");
-  return { value: Number(w[9]), cpuNs: Number(w[13]) };
+  return {
+    value: Number(w[PP_CALIBRATE.x]),
+    cpuNs: Number(w[PP_CALIBRATE.cpuNs]),
+  };
 }
 
 /**
@@ -438,9 +456,9 @@ export function runCode(
  */
 export function unmapCode(t: Trampoline, area: CodeArea): void {
   const w = request({
-    0: OP.unmap,
-    2: BigInt(area.start),
-    3: BigInt(area.len),
+    op: BigInt(PP_CAL_UNMAP),
+    start: BigInt(area.start),
+    len: BigInt(area.len),
   });
   if (t.calibrate(w) !== 0) throw failure(w, "unmapping the code");
 }
