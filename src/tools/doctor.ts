@@ -923,7 +923,9 @@ function calibrationFinding({ input }: DiagnoseContext): Finding[] {
       ? "advice"
       : "note",
     message: cal.verdict === "loses"
-      ? `${cal.summary}. A remap is likely to slow such a workload on this machine: leave it off, or measure the workload itself`
+      ? `${cal.summary}. A remap is likely to slow such a workload on this machine: leave it off (the preload's default, PAGE_PRIMER=on, locks without remapping), or measure the workload itself`
+      : cal.verdict === "pays"
+      ? `${cal.summary}. To remap at start: PAGE_PRIMER=remap with the preload, or prime().remap(true) in code`
       : cal.summary,
   }];
 }
