@@ -89,7 +89,7 @@ export class FootprintProbe {
    * Reads this process's code ranges.
    *
    * @example
-   * ```ts no-eval
+   * ```ts ignore
    * import { FootprintProbe } from "./footprint.ts";
    * const probe = new FootprintProbe();
    * console.log(await probe.around(async () => 0));
@@ -124,7 +124,7 @@ export class FootprintProbe {
    * The CPU's instruction TLB from CPUID, or why it is unknown.
    *
    * @example
-   * ```ts no-eval
+   * ```ts ignore
    * import { FootprintProbe } from "./footprint.ts";
    * console.log(new FootprintProbe().itlb());
    * ```

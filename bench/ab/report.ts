@@ -533,7 +533,7 @@ export const GAIN_SVG = "ab-gain-vs-footprint.svg";
  * needs).
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { resultBase } from "./report.ts";
  * console.log(resultBase(result)); // "ab-deno"
  * ```
@@ -578,7 +578,7 @@ export function readResults(dir: string, date?: string): AbResult[] {
  * `.split`): the summary a reader looks for in the JSON. Pure.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { withSummary } from "./report.ts";
  * console.log(withSummary(result).workloads[0].ratios);
  * ```
@@ -604,6 +604,67 @@ export function withSummary(r: AbResult): AbResult {
   };
 }
 
+/**
+ * The JSON file's layout: below depth 2 everything is indented; from there
+ * a value whose JSON fits in {@linkcode JSON_LINE} characters takes one
+ * line, as does everything from {@linkcode JSON_INDENT_DEPTH} down.
+ */
+const JSON_INDENT_DEPTH = 4;
+
+/** The longest value written on one line above {@linkcode JSON_INDENT_DEPTH}. */
+const JSON_LINE = 240;
+
+/** Milliseconds and µs per op are stored to 0.1 ns: far below the noise. */
+function roundTimes(key: string, value: unknown): unknown {
+  return (key === "ms" || key === "usPerOp") && typeof value === "number"
+    ? Math.round(value * 1e4) / 1e4
+    : value;
+}
+
+function jsonAt(v: unknown, depth: number): string {
+  if (v === null || typeof v !== "object") return JSON.stringify(v);
+  const line = JSON.stringify(v, roundTimes);
+  if (
+    depth >= JSON_INDENT_DEPTH || (depth >= 2 && line.length <= JSON_LINE)
+  ) return line;
+  const pad = " ".repeat(depth + 1);
+  const end = " ".repeat(depth);
+  if (Array.isArray(v)) {
+    if (v.length === 0) return "[]";
+    return `[\n${
+      v.map((x) => pad + jsonAt(x, depth + 1)).join(",\n")
+    }\n${end}]`;
+  }
+  const entries = Object.entries(v).filter(([, x]) => x !== undefined);
+  if (entries.length === 0) return "{}";
+  return `{\n${
+    entries.map(([k, x]) =>
+      `${pad}${JSON.stringify(k)}: ${jsonAt(roundTimes(k, x), depth + 1)}`
+    ).join(",\n")
+  }\n${end}}`;
+}
+
+/**
+ * The JSON text of a result: the top levels indented (the summary reads as
+ * a list), each small or deep value (a timed batch, a mode switch, a
+ * comparison's interval, a list of ratios) on one line; batch and switch
+ * times rounded to 0.1 ns. Pure.
+ *
+ * @example
+ * ```ts
+ * import { resultJson } from "./report.ts";
+ * console.log(resultJson({ a: { b: [{ ms: 1.234567891, x: [1, 2] }] } }));
+ * // {
+ * //  "a": {
+ * //   "b": [{"ms":1.2346,"x":[1,2]}]
+ * //  }
+ * // }
+ * ```
+ */
+export function resultJson(v: unknown): string {
+  return jsonAt(v, 0) + "\n";
+}
+
 /** Writes the charts of every result in `dir`; returns their paths. */
 export function writeCharts(dir: string): { ratios: string; gain: string } {
   const all = readResults(dir);
@@ -626,7 +687,7 @@ export function writeReports(
   const base = join(dir, resultBase(r));
   const json = `${base}.json`;
   const md = `${base}.md`;
-  writeFileSync(json, JSON.stringify(withSummary(r), null, 1) + "\n");
+  writeFileSync(json, resultJson(withSummary(r)));
   writeFileSync(md, renderMarkdown(r));
   const charts = writeCharts(dir);
   return { json, md, svg: charts.ratios, gain: charts.gain };
