@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs every test under tests/ on Deno and on Bun, and on Deno the doc
-# examples of the modules in DOC_MODULES, then prints one line per runtime
+# examples of every module, then prints one line per runtime
 # and a last line "N passed, N failed" summing both.
 cd "$(dirname "$0")/.."
 out="${TMPDIR:-/tmp}/page-primer-test.$$"
@@ -9,25 +9,34 @@ mkdir -p "$out"
 echo "== deno test" >&2
 node_modules/.bin/deno test -A --junit-path="$out/deno-tests.xml" tests/
 deno_rc=$?
-# The doc examples (deno test --doc, no permissions) of the modules whose
-# examples all run as they are; an example that needs FFI or changes the
-# process is marked `ts ignore` (Deno runs `no-eval` blocks too). The other
-# modules join this list once their examples pass. Counted as Deno tests.
-DOC_MODULES="mod.ts auto.ts src/auto_config.ts src/mlock.ts src/options.ts
-  src/outcome.ts src/populate.ts src/prime.ts src/remap/backend.ts
-  src/remap/execute.ts src/remap/perf_map.ts src/remap/plan.ts
-  src/remap/record.ts src/remap/report.ts src/remap/restore.ts
-  src/remap/share.ts src/sys/format.ts src/sys/hugetlb.ts src/sys/libc.ts
-  src/sys/limits.ts src/sys/maps.ts src/sys/objects.ts src/sys/segments.ts
-  src/sys/thp.ts src/tools/footprint.ts src/tools/inspect.ts"
+# The doc examples (deno test --doc) of every module: with --allow-read
+# (the ELF examples read the running executable); an example that needs FFI
+# or changes the process is marked `ts ignore` (Deno runs `no-eval` blocks
+# too), except in src/sys/ffi.ts, whose examples only read this process's
+# memory through FFI and run with --allow-ffi. Counted as Deno tests.
+DOC_MODULES="mod.ts auto.ts cli.ts src/auto_config.ts src/mlock.ts
+  src/options.ts src/outcome.ts src/populate.ts src/prime.ts
+  src/remap/backend.ts src/remap/execute.ts src/remap/perf_map.ts
+  src/remap/plan.ts src/remap/record.ts src/remap/report.ts
+  src/remap/restore.ts src/remap/share.ts src/remap/trampoline.ts
+  src/remap/trampoline_abi.ts src/sys/elf.ts src/sys/format.ts
+  src/sys/hugetlb.ts src/sys/libc.ts src/sys/limits.ts src/sys/maps.ts
+  src/sys/objects.ts src/sys/segments.ts src/sys/thp.ts
+  src/tools/calibrate.ts src/tools/doctor.ts src/tools/footprint.ts
+  src/tools/inspect.ts"
+DOC_FFI_MODULES="src/sys/ffi.ts"
 echo "== deno test --doc" >&2
 # shellcheck disable=SC2086 # one word per module
-node_modules/.bin/deno test --doc --junit-path="$out/deno-doc.xml" $DOC_MODULES
+node_modules/.bin/deno test --doc --allow-read --junit-path="$out/deno-doc.xml" $DOC_MODULES
 doc_rc=$?
+# shellcheck disable=SC2086
+node_modules/.bin/deno test --doc --allow-read --allow-ffi --junit-path="$out/deno-doc-ffi.xml" $DOC_FFI_MODULES
+[ $? -eq 0 ] || doc_rc=1
 # One Deno report for the count; a missing part leaves it missing, which
 # junit_count.mjs reports as a run that did not finish.
-if [ -f "$out/deno-tests.xml" ] && [ -f "$out/deno-doc.xml" ]; then
-  cat "$out/deno-tests.xml" "$out/deno-doc.xml" >"$out/deno.xml"
+if [ -f "$out/deno-tests.xml" ] && [ -f "$out/deno-doc.xml" ] &&
+  [ -f "$out/deno-doc-ffi.xml" ]; then
+  cat "$out/deno-tests.xml" "$out/deno-doc.xml" "$out/deno-doc-ffi.xml" >"$out/deno.xml"
 fi
 echo "== bun test" >&2
 node_modules/.bin/bun test --timeout 900000 --reporter=junit --reporter-outfile="$out/bun.xml" tests/

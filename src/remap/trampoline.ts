@@ -544,7 +544,7 @@ function perfMapWords(
  * open too; the descriptor stays open for that).
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "../sys/libc.ts";
  * import { loadTrampoline } from "./trampoline.ts";
  * console.log(loadTrampoline(libc()).path);
@@ -603,7 +603,7 @@ function firstLoaded(c: Libc): Trampoline | undefined {
  * loading it: `undefined` means nothing was ever remapped here.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "../sys/libc.ts";
  * import { loadedTrampoline } from "./trampoline.ts";
  * console.log(loadedTrampoline(libc()) === undefined);

@@ -355,7 +355,7 @@ function failure(w: BigUint64Array, what: string): CalibrationError {
  * the caller to check in smaps ({@linkcode areaOnHuge}).
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "../sys/libc.ts";
  * import { loadTrampoline } from "../remap/trampoline.ts";
  * import { FUNCTION_CODE, mapCode, spreadCode, unmapCode } from "./calibrate.ts";
@@ -404,7 +404,7 @@ export interface RunResult {
  * each followed by a `gettid()` system call in the `"syscall"` variant.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "../sys/libc.ts";
  * import { loadTrampoline } from "../remap/trampoline.ts";
  * import { expectedSum, FUNCTION_CODE, mapCode, runCode, spreadCode } from "./calibrate.ts";
@@ -446,7 +446,7 @@ export function runCode(
  * Unmaps an area {@linkcode mapCode} returned.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "../sys/libc.ts";
  * import { loadTrampoline } from "../remap/trampoline.ts";
  * import { FUNCTION_CODE, mapCode, spreadCode, unmapCode } from "./calibrate.ts";
@@ -467,7 +467,7 @@ export function unmapCode(t: Trampoline, area: CodeArea): void {
  * Bytes of an area on 2 MiB pages, from smaps.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "../sys/libc.ts";
  * import { readSmaps } from "../sys/objects.ts";
  * import { loadTrampoline } from "../remap/trampoline.ts";
@@ -854,7 +854,7 @@ function measureAll(t: Trampoline, setups: Setup[], end: number): void {
  * can: read a verdict as this machine's, at this moment.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "../sys/libc.ts";
  * import { calibrate } from "./calibrate.ts";
  * const cal = calibrate(libc(), { footprintPages: 800 });
@@ -941,7 +941,7 @@ export function calibrate(
  * ns per call on each page size and the ratio with its interval.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "../sys/libc.ts";
  * import { calibrate, formatCalibration } from "./calibrate.ts";
  * console.log(formatCalibration(calibrate(libc())));

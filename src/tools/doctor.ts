@@ -284,7 +284,7 @@ export function parseHugetlbMounts(text: string): string[] {
  * coverage prediction (smaps read once).
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "../sys/libc.ts";
  * import { gatherDoctor } from "./doctor.ts";
  * console.log(gatherDoctor(libc()).facts.thp.enabled);
@@ -597,7 +597,7 @@ function hugetlbRoute(
  * 2 MiB pages now or after their command.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "../sys/libc.ts";
  * import { doctor, recommendedRoutes } from "./doctor.ts";
  * console.log(recommendedRoutes(doctor(libc()))); // e.g. ["thp", "memfd"]
@@ -965,7 +965,7 @@ function byStatus(findings: readonly Finding[]): Finding[] {
  * check of a table (`FINDINGS`); blockers first. Pure.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "../sys/libc.ts";
  * import { diagnose, gatherDoctor } from "./doctor.ts";
  * const report = diagnose(gatherDoctor(libc()));
@@ -1028,7 +1028,7 @@ export interface DoctorOptions {
  * against 4 KiB code pages too.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "../sys/libc.ts";
  * import { doctor, formatDoctor } from "./doctor.ts";
  * console.log(formatDoctor(doctor(libc())));
@@ -1055,7 +1055,7 @@ function cov(c: Coverage): string {
  * predicted coverage per strategy, then the findings with their commands.
  *
  * @example
- * ```ts no-eval
+ * ```ts ignore
  * import { libc } from "../sys/libc.ts";
  * import { doctor, formatDoctor } from "./doctor.ts";
  * console.log(formatDoctor(doctor(libc())));
