@@ -20,10 +20,10 @@ import {
 } from "./sys/libc.ts";
 import { basename } from "./sys/format.ts";
 import { lockRanges, type MlockOptions } from "./mlock.ts";
+import { alignedRanges, readFileVmas, readVmaStats } from "./sys/vma_stats.ts";
 import {
   loadedObjects,
   mainExecutable,
-  readSmaps,
   readStatus,
   unpinObjects,
 } from "./sys/objects.ts";
@@ -331,7 +331,7 @@ export class Primer {
       ? found.before
       : remapped !== undefined && !this.#mlock && !this.#populate
       ? remapped.after
-      : readSmaps(c);
+      : readVmaStats(c, alignedRanges(found.ranges)).vmas;
     const segments = segmentReports(found, after, base.requested);
     const totals = totalsOf(segments);
     const reasons = failureReasons({ found, after, remap, totals, base });
@@ -471,15 +471,18 @@ function inspect(
   },
 ): Inspection {
   const pageSize = c.pageSize();
-  const before = readSmaps(c);
   const selected = selectObjects(objects, selectors);
   const unmatched = selected.length === 0
     ? unmatchedMessage(objects, selectors)
     : undefined;
+  const files = readFileVmas(c);
   const ranges: SegmentRange[] = selected.flatMap((o) => {
     const loads = segmentRanges(o, pageSize);
-    return [...loads, ...aliasRanges(o, loads, before)];
+    return [...loads, ...aliasRanges(o, loads, files)];
   });
+  // Only the VMAs where the ranges are (and the 2 MiB pages around them,
+  // where a remap plan looks), not the whole process.
+  const before = readVmaStats(c, alignedRanges(ranges)).vmas;
   const errors = new Map<SegmentRange, StepError>();
   const partlyUnmapped = new Set<SegmentRange>();
   for (const r of ranges) {

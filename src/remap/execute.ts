@@ -26,7 +26,13 @@ import {
 } from "../sys/libc.ts";
 import { maxMapHeadroom, memcgProblem } from "../sys/limits.ts";
 import { hugeBytes, parseMaps, type SmapsVma, sumIn } from "../sys/maps.ts";
-import { readSmaps } from "../sys/objects.ts";
+import {
+  addVmaStats,
+  alignedRanges,
+  canMapMore,
+  countVmas,
+  readVmaStats,
+} from "../sys/vma_stats.ts";
 import type { LoadedObject, SegmentRange } from "../sys/segments.ts";
 import { thpStatus } from "../sys/thp.ts";
 import {
@@ -307,7 +313,14 @@ function preflight(
   const pageSize = options.pageSize ?? "2m";
   const page4k = pageSize === "4k";
   const thp = thpStatus(c);
-  const maps: SmapsVma[] = before ? [...before] : readSmaps(c);
+  // The VMAs where the ranges and this process's copies are, not all.
+  const where = alignedRanges([
+    ...ranges,
+    ...[...(record?.swaps.values() ?? [])].map((a) => a.region),
+  ]);
+  const maps: SmapsVma[] = before
+    ? addVmaStats(c, before, where)
+    : readVmaStats(c, where).vmas;
   const shareWanted = options.share && !page4k
     ? options.share === true ? {} : options.share
     : undefined;
@@ -354,7 +367,7 @@ function preflight(
     return { ...pre, stop: choice.unavailable };
   }
   if (backend === "thp" && thp.reason) pre.warnings.push(thp.reason);
-  pre.stop = mapCountProblem(c, maps.length, plan.regions.length) ??
+  pre.stop = mapCountProblem(c, plan.regions.length) ??
     (BACKEND_OPS[backend].chargesMemcg && !shareWanted
       ? memcgProblem(
         c.tryReadText("/proc/self/cgroup") ?? "",
@@ -383,13 +396,13 @@ function copyResident(
 }
 
 /** Why `vm.max_map_count` leaves no room for the plan, or undefined. */
-function mapCountProblem(
-  c: Libc,
-  current: number,
-  regions: number,
-): string | undefined {
-  const headroom = maxMapHeadroom(c, current);
+function mapCountProblem(c: Libc, regions: number): string | undefined {
   const needed = regions * MAPS_PER_REGION;
+  // Counting the VMAs costs more the more there are: count only when
+  // making `needed` mappings fails.
+  if (canMapMore(c, needed)) return undefined;
+  const current = countVmas(c);
+  const headroom = maxMapHeadroom(c, current);
   if (headroom >= needed) return undefined;
   return `vm.max_map_count leaves room for ${headroom} more mappings, a remap needs up to ${needed}: nothing remapped; raise it with sysctl -w vm.max_map_count=${
     current + needed + 1024
@@ -813,12 +826,19 @@ function finishShare(ctx: RunContext, share: ShareRun): void {
 }
 
 /**
- * Reads smaps once after the swaps: each copy's bytes on 2 MiB pages and
- * its identity as maps shows it (checked before a restore acts on it),
- * with a warning for a partial copy and for memfd copies left on 4 KiB.
+ * Reads the VMAs of the ranges and copies once after the swaps: each
+ * copy's bytes on 2 MiB pages and its identity as maps shows it (checked
+ * before a restore acts on it), with a warning for a partial copy and for
+ * memfd copies left on 4 KiB.
  */
 function verify(ctx: RunContext): SmapsVma[] {
-  const smaps = readSmaps(ctx.c);
+  const smaps = readVmaStats(
+    ctx.c,
+    alignedRanges([
+      ...ctx.input.ranges,
+      ...[...ctx.record.swaps.values()].map((a) => a.region),
+    ]),
+  ).vmas;
   for (const r of ctx.results) {
     if (r.status !== "remapped") continue;
     const swap = ctx.record.swaps.get(r.start)!;
