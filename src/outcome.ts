@@ -6,6 +6,7 @@
  */
 
 import {
+  type Align,
   basename,
   formatBytes,
   formatMiB,
@@ -348,93 +349,13 @@ export class PrimeOutcome implements PrimeOutcomeData {
 
   /** The readable report: a table of segments, totals, time, warnings and errors. */
   format(): string {
-    const head = `page-primer: ${this.runtime}, pid ${this.pid}` +
-      (this.kernel ? `, Linux ${this.kernel}` : "") +
-      (this.disabled
-        ? `: ${this.reason ?? "PAGE_PRIMER=off: nothing done"}`
-        : `: ${
-          this.requested.length ? this.requested.join(" + ") : "inspect"
-        }` +
-          ` ${this.ok ? "ok" : "NOT OK"}`);
-    const lines = [head];
+    const head = formatHead(this);
     if (this.disabled) return head;
+    const lines = [head];
     if (this.reason !== undefined) lines.push(`  reason: ${this.reason}`);
-    if (this.segments.length > 0) {
-      const rows = this.segments.map((s) => [
-        basename(s.object),
-        s.origin === "alias" ? `${s.index}*` : String(s.index),
-        s.perms,
-        s.kind,
-        formatMiB(s.bytes),
-        formatMiB(s.residentBefore),
-        formatMiB(s.resident),
-        formatMiB(s.locked),
-        formatMiB(s.huge),
-        statusText(s, this.remap),
-      ]);
-      const t = this.totals;
-      rows.push([
-        "total",
-        "",
-        "",
-        "",
-        formatMiB(t.bytes),
-        formatMiB(t.residentBefore),
-        formatMiB(t.resident),
-        formatMiB(t.locked),
-        formatMiB(t.huge),
-        t.failed ? `${t.failed} failed` : "",
-      ]);
-      const table = formatTable(
-        [
-          "object",
-          "seg",
-          "perm",
-          "kind",
-          "MiB",
-          "rss before",
-          "rss after",
-          "locked",
-          "huge",
-          "status",
-        ],
-        rows,
-        [
-          "left",
-          "right",
-          "left",
-          "left",
-          "right",
-          "right",
-          "right",
-          "right",
-          "right",
-          "left",
-        ],
-      );
-      lines.push(...table.split("\n").map((l) => "  " + l));
-      if (this.segments.some((s) => s.origin === "alias")) {
-        lines.push(
-          "  * a second mapping of the executable made by the runtime (V8's embedded builtins), not a LOAD segment",
-        );
-      }
-      lines.push(
-        `  resident ${formatPercent(t.resident, t.bytes)}, locked ${
-          formatPercent(t.locked, t.bytes)
-        } of ${formatBytes(t.bytes)}`,
-      );
-    }
+    if (this.segments.length > 0) lines.push(...formatSegments(this));
     if (this.remap !== undefined) lines.push(...formatRemap(this.remap));
-    const d = this.durations;
-    lines.push(
-      `  time: ${d.totalMs.toFixed(1)} ms (inspect ${
-        d.inspectMs.toFixed(1)
-      }, remap ${d.remapMs.toFixed(1)}, mlock ${
-        d.mlockMs.toFixed(1)
-      }, populate ${d.populateMs.toFixed(1)}${
-        d.perfMapMs ? `, perf map ${d.perfMapMs.toFixed(1)}` : ""
-      })`,
-    );
+    lines.push(formatDurations(this.durations));
     for (const s of this.segments) {
       if (s.error) {
         lines.push(
@@ -467,6 +388,113 @@ export class PrimeOutcome implements PrimeOutcomeData {
   }
 }
 
+/** The first line: runtime, pid, kernel, what was asked and whether it worked. */
+function formatHead(o: PrimeOutcome): string {
+  const what = o.disabled
+    ? `: ${o.reason ?? "PAGE_PRIMER=off: nothing done"}`
+    : `: ${o.requested.length ? o.requested.join(" + ") : "inspect"} ${
+      o.ok ? "ok" : "NOT OK"
+    }`;
+  return `page-primer: ${o.runtime}, pid ${o.pid}` +
+    (o.kernel ? `, Linux ${o.kernel}` : "") + what;
+}
+
+/** A column of the segment table: header, alignment, and the cell of a segment and of the total. */
+interface SegmentColumn {
+  header: string;
+  align: Align;
+  cell: (s: SegmentReport, remap: RemapReport | undefined) => string;
+  total: (t: Totals) => string;
+}
+
+const SEGMENT_COLUMNS: readonly SegmentColumn[] = [
+  {
+    header: "object",
+    align: "left",
+    cell: (s) => basename(s.object),
+    total: () => "total",
+  },
+  {
+    header: "seg",
+    align: "right",
+    cell: (s) => s.origin === "alias" ? `${s.index}*` : String(s.index),
+    total: () => "",
+  },
+  { header: "perm", align: "left", cell: (s) => s.perms, total: () => "" },
+  { header: "kind", align: "left", cell: (s) => s.kind, total: () => "" },
+  {
+    header: "MiB",
+    align: "right",
+    cell: (s) => formatMiB(s.bytes),
+    total: (t) => formatMiB(t.bytes),
+  },
+  {
+    header: "rss before",
+    align: "right",
+    cell: (s) => formatMiB(s.residentBefore),
+    total: (t) => formatMiB(t.residentBefore),
+  },
+  {
+    header: "rss after",
+    align: "right",
+    cell: (s) => formatMiB(s.resident),
+    total: (t) => formatMiB(t.resident),
+  },
+  {
+    header: "locked",
+    align: "right",
+    cell: (s) => formatMiB(s.locked),
+    total: (t) => formatMiB(t.locked),
+  },
+  {
+    header: "huge",
+    align: "right",
+    cell: (s) => formatMiB(s.huge),
+    total: (t) => formatMiB(t.huge),
+  },
+  {
+    header: "status",
+    align: "left",
+    cell: (s, remap) => statusText(s, remap),
+    total: (t) => t.failed ? `${t.failed} failed` : "",
+  },
+];
+
+/** The segment table with its total, footnote and summary line. */
+function formatSegments(o: PrimeOutcome): string[] {
+  const rows = o.segments.map((s) =>
+    SEGMENT_COLUMNS.map((c) => c.cell(s, o.remap))
+  );
+  rows.push(SEGMENT_COLUMNS.map((c) => c.total(o.totals)));
+  const table = formatTable(
+    SEGMENT_COLUMNS.map((c) => c.header),
+    rows,
+    SEGMENT_COLUMNS.map((c) => c.align),
+  );
+  const lines = table.split("\n").map((l) => "  " + l);
+  if (o.segments.some((s) => s.origin === "alias")) {
+    lines.push(
+      "  * a second mapping of the executable made by the runtime (V8's embedded builtins), not a LOAD segment",
+    );
+  }
+  const t = o.totals;
+  lines.push(
+    `  resident ${formatPercent(t.resident, t.bytes)}, locked ${
+      formatPercent(t.locked, t.bytes)
+    } of ${formatBytes(t.bytes)}`,
+  );
+  return lines;
+}
+
+/** The time line: the run and each step. */
+function formatDurations(d: Durations): string {
+  return `  time: ${d.totalMs.toFixed(1)} ms (inspect ${
+    d.inspectMs.toFixed(1)
+  }, remap ${d.remapMs.toFixed(1)}, mlock ${d.mlockMs.toFixed(1)}, populate ${
+    d.populateMs.toFixed(1)
+  }${d.perfMapMs ? `, perf map ${d.perfMapMs.toFixed(1)}` : ""})`;
+}
+
 function formatRemap(r: RemapReport): string[] {
   const lines = [
     `  remap (${
@@ -492,26 +520,7 @@ function formatRemap(r: RemapReport): string[] {
       }`,
     );
   }
-  if (r.regions.length > 0) {
-    const rows = r.regions.map((x) => [
-      basename(x.object),
-      String(x.index),
-      x.perms,
-      x.kind,
-      "0x" + x.start.toString(16),
-      formatMiB(x.bytes),
-      formatMiB(x.huge),
-      x.status === "failed"
-        ? `FAILED ${x.error?.step}: ${x.error?.code}`
-        : x.status,
-    ]);
-    const table = formatTable(
-      ["object", "seg", "perm", "kind", "at", "MiB", "huge", "status"],
-      rows,
-      ["left", "right", "left", "left", "left", "right", "right", "left"],
-    );
-    lines.push(...table.split("\n").map((l) => "  " + l));
-  }
+  if (r.regions.length > 0) lines.push(...formatRegions(r.regions));
   lines.push(
     `  on 2 MiB pages: text ${formatMiB(r.text.huge)} of ${
       formatMiB(r.text.bytes)
@@ -532,23 +541,47 @@ function formatRemap(r: RemapReport): string[] {
       lines.push(`  note: ${basename(x.object)} seg ${x.index}: ${n}`);
     }
   }
-  // One line per segment and reason: a data segment has many small VMAs.
+  lines.push(...formatSkipped(r.skipped));
+  for (const w of r.warnings) lines.push(`  warning: ${w}`);
+  return lines;
+}
+
+/** The table of the remapped regions. */
+function formatRegions(regions: RemapReport["regions"]): string[] {
+  const rows = regions.map((x) => [
+    basename(x.object),
+    String(x.index),
+    x.perms,
+    x.kind,
+    "0x" + x.start.toString(16),
+    formatMiB(x.bytes),
+    formatMiB(x.huge),
+    x.status === "failed"
+      ? `FAILED ${x.error?.step}: ${x.error?.code}`
+      : x.status,
+  ]);
+  const table = formatTable(
+    ["object", "seg", "perm", "kind", "at", "MiB", "huge", "status"],
+    rows,
+    ["left", "right", "left", "left", "left", "right", "right", "left"],
+  );
+  return table.split("\n").map((l) => "  " + l);
+}
+
+/** One line per segment and reason: a data segment has many small VMAs. */
+function formatSkipped(skipped: RemapReport["skipped"]): string[] {
   const groups = new Map<string, { n: number; bytes: number }>();
-  for (const k of r.skipped) {
+  for (const k of skipped) {
     const key = `${basename(k.object)} seg ${k.index}\u0000${k.reason}`;
     const g = groups.get(key) ?? { n: 0, bytes: 0 };
     g.n++;
     g.bytes += k.end - k.start;
     groups.set(key, g);
   }
-  for (const [key, g] of groups) {
+  return [...groups].map(([key, g]) => {
     const [where, why] = key.split("\u0000");
-    lines.push(
-      `  skipped: ${where}: ${g.n} VMA${g.n > 1 ? "s" : ""} (${
-        formatBytes(g.bytes)
-      }): ${why}`,
-    );
-  }
-  for (const w of r.warnings) lines.push(`  warning: ${w}`);
-  return lines;
+    return `  skipped: ${where}: ${g.n} VMA${g.n > 1 ? "s" : ""} (${
+      formatBytes(g.bytes)
+    }): ${why}`;
+  });
 }

@@ -14,6 +14,7 @@
 
 import {
   addressOf,
+  type BoundFunction,
   memory,
   type NativeLibrary,
   openLibrary,
@@ -361,10 +362,7 @@ function bind(lib: NativeLibrary<typeof SYMBOLS>, path: string): Trampoline {
       `the trampoline at ${path} speaks ABI ${abi}, this page-primer needs ${PP_ABI_VERSION}: rebuild it (npm run build:trampoline)`,
     );
   }
-  const runFn = lib.symbols.pp_run!;
-  const perfMapFn = lib.symbols.pp_perf_map!;
-  const cpuidFn = lib.symbols.pp_cpuid!;
-  const calibrateFn = lib.symbols.pp_calibrate!;
+  const { pp_run, pp_perf_map, pp_cpuid, pp_calibrate } = lib.symbols;
   const area = Number(lib.symbols.pp_registry!());
   const areaSize = Number(lib.symbols.pp_registry_size!());
   let depth = 0;
@@ -382,95 +380,121 @@ function bind(lib: NativeLibrary<typeof SYMBOLS>, path: string): Trampoline {
         if (--depth === 0) lib.symbols.pp_unlock!();
       }
     },
-    readRecord() {
-      const len = Number(
-        new DataView(memory(area, 8).slice().buffer).getBigUint64(0, true),
-      );
-      return len === 0
-        ? ""
-        : new TextDecoder().decode(memory(area + 8, len).slice());
-    },
-    writeRecord(text) {
-      const bytes = new TextEncoder().encode(text);
-      if (bytes.length + 8 > areaSize) {
-        throw new RangeError(
-          `page-primer's record of remapped regions is full (${bytes.length} bytes)`,
-        );
-      }
-      memory(area + 8, bytes.length).set(bytes);
-      const len = new Uint8Array(8);
-      new DataView(len.buffer).setBigUint64(0, BigInt(bytes.length), true);
-      memory(area, 8).set(len);
-    },
-    cpuid(leaf, subleaf) {
-      if (
-        !Number.isInteger(leaf) || leaf < 0 || leaf > 0xffffffff ||
-        !Number.isInteger(subleaf) || subleaf < 0 || subleaf > 0xffffffff
-      ) {
-        throw new RangeError(
-          `cpuid: leaf and subleaf must be integers 0..0xffffffff; got ${leaf}, ${subleaf}`,
-        );
-      }
-      const out = new Uint32Array(4);
-      if (cpuidFn(leaf, subleaf, addressOf(out)) !== 0) {
-        throw new Error(
-          `cpuid: there is no CPUID instruction on ${runtimeInfo().arch}; ask for it on x86_64 only`,
-        );
-      }
-      return [out[0]!, out[1]!, out[2]!, out[3]!];
-    },
+    readRecord: () => readRegistry(area),
+    writeRecord: (text) => writeRegistry(area, areaSize, text),
+    cpuid: (leaf, subleaf) => callCpuid(pp_cpuid!, leaf, subleaf),
     calibrate(request) {
       if (request.length !== CALIBRATE_WORDS) {
         throw new RangeError(
           `calibrate: the request must have ${CALIBRATE_WORDS} words; got ${request.length}`,
         );
       }
-      return Number(calibrateFn(addressOf(request)));
+      return Number(pp_calibrate!(addressOf(request)));
     },
-    perfMap(request, scratch) {
-      const words = perfMapWords(request, scratch);
-      perfMapFn(addressOf(words));
-      const at = (i: number) => Number(words[i]);
-      return {
-        step: stepLabel(PP_PM_STEP, PERF_MAP_STEP_LABELS, at(PP_PERF_MAP.step)),
-        errno: at(PP_PERF_MAP.err),
-        at: at(PP_PERF_MAP.at),
-        need: at(PP_PERF_MAP.need),
-        count: at(PP_PERF_MAP.count),
-        shared: at(PP_PERF_MAP.shared),
-        symbols: at(PP_PERF_MAP.symbols),
-        covered: at(PP_PERF_MAP.covered),
-        written: at(PP_PERF_MAP.written),
-      };
-    },
-    run(records) {
-      if (records.length === 0) return [];
-      const words = new BigUint64Array(records.length * PP_REGION_WORDS);
-      const keep: Uint8Array[] = [];
-      records.forEach((r, i) => {
-        let name = 0n;
-        if (r.name !== undefined) {
-          const b = new TextEncoder().encode(r.name + "\0");
-          keep.push(b);
-          name = BigInt(addressOf(b));
-        }
-        regionWords(words.subarray(i * PP_REGION_WORDS), r, name);
-      });
-      runFn(addressOf(words), records.length);
-      keep.length = 0;
-      return records.map((_, i) => {
-        const w = words.subarray(i * PP_REGION_WORDS);
-        return {
-          step: stepLabel(PP_STEP, STEP_LABELS, Number(w[PP_REGION.step])),
-          errno: Number(w[PP_REGION.err]),
-          collapseErrno: Number(w[PP_REGION.collapseErr]),
-          nameErrno: Number(w[PP_REGION.nameErr]),
-          recovered: w[PP_REGION.recovered] === 1n,
-          calls: Number(w[PP_REGION.calls]),
-        };
-      });
-    },
+    perfMap: (request, scratch) => callPerfMap(pp_perf_map!, request, scratch),
+    run: (records) => runRecords(pp_run!, records),
   };
+}
+
+/** The text in the process-wide registry (length word, then UTF-8). */
+function readRegistry(area: number): string {
+  const len = Number(
+    new DataView(memory(area, 8).slice().buffer).getBigUint64(0, true),
+  );
+  return len === 0
+    ? ""
+    : new TextDecoder().decode(memory(area + 8, len).slice());
+}
+
+/** Writes the registry's text and its length word. */
+function writeRegistry(area: number, areaSize: number, text: string): void {
+  const bytes = new TextEncoder().encode(text);
+  if (bytes.length + 8 > areaSize) {
+    throw new RangeError(
+      `page-primer's record of remapped regions is full (${bytes.length} bytes)`,
+    );
+  }
+  memory(area + 8, bytes.length).set(bytes);
+  const len = new Uint8Array(8);
+  new DataView(len.buffer).setBigUint64(0, BigInt(bytes.length), true);
+  memory(area, 8).set(len);
+}
+
+/** `pp_cpuid`, with its arguments checked. */
+function callCpuid(
+  fn: BoundFunction,
+  leaf: number,
+  subleaf: number,
+): CpuidRegisters {
+  if (
+    !Number.isInteger(leaf) || leaf < 0 || leaf > 0xffffffff ||
+    !Number.isInteger(subleaf) || subleaf < 0 || subleaf > 0xffffffff
+  ) {
+    throw new RangeError(
+      `cpuid: leaf and subleaf must be integers 0..0xffffffff; got ${leaf}, ${subleaf}`,
+    );
+  }
+  const out = new Uint32Array(4);
+  if (fn(leaf, subleaf, addressOf(out)) !== 0) {
+    throw new Error(
+      `cpuid: there is no CPUID instruction on ${runtimeInfo().arch}; ask for it on x86_64 only`,
+    );
+  }
+  return [out[0]!, out[1]!, out[2]!, out[3]!];
+}
+
+/** `pp_perf_map` on a request, and what it reported. */
+function callPerfMap(
+  fn: BoundFunction,
+  request: PerfMapRequest,
+  scratch: PerfMapScratch,
+): PerfMapResult {
+  const words = perfMapWords(request, scratch);
+  fn(addressOf(words));
+  const at = (i: number) => Number(words[i]);
+  return {
+    step: stepLabel(PP_PM_STEP, PERF_MAP_STEP_LABELS, at(PP_PERF_MAP.step)),
+    errno: at(PP_PERF_MAP.err),
+    at: at(PP_PERF_MAP.at),
+    need: at(PP_PERF_MAP.need),
+    count: at(PP_PERF_MAP.count),
+    shared: at(PP_PERF_MAP.shared),
+    symbols: at(PP_PERF_MAP.symbols),
+    covered: at(PP_PERF_MAP.covered),
+    written: at(PP_PERF_MAP.written),
+  };
+}
+
+/** `pp_run` on the records (their names kept alive over the call), and each one's result. */
+function runRecords(
+  fn: BoundFunction,
+  records: readonly TrampolineRecord[],
+): TrampolineResult[] {
+  if (records.length === 0) return [];
+  const words = new BigUint64Array(records.length * PP_REGION_WORDS);
+  const keep: Uint8Array[] = [];
+  records.forEach((r, i) => {
+    let name = 0n;
+    if (r.name !== undefined) {
+      const b = new TextEncoder().encode(r.name + "\0");
+      keep.push(b);
+      name = BigInt(addressOf(b));
+    }
+    regionWords(words.subarray(i * PP_REGION_WORDS), r, name);
+  });
+  fn(addressOf(words), records.length);
+  keep.length = 0;
+  return records.map((_, i) => {
+    const w = words.subarray(i * PP_REGION_WORDS);
+    return {
+      step: stepLabel(PP_STEP, STEP_LABELS, Number(w[PP_REGION.step])),
+      errno: Number(w[PP_REGION.err]),
+      collapseErrno: Number(w[PP_REGION.collapseErr]),
+      nameErrno: Number(w[PP_REGION.nameErr]),
+      recovered: w[PP_REGION.recovered] === 1n,
+      calls: Number(w[PP_REGION.calls]),
+    };
+  });
 }
 
 /** The `PP_F_*` flags of a record. */
