@@ -18,6 +18,7 @@ import {
   type StepError,
   SyscallError,
 } from "./sys/libc.ts";
+import { formatAutoIssue, parsePagePrimer } from "./auto_config.ts";
 import { basename } from "./sys/format.ts";
 import { lockRanges, type MlockOptions } from "./mlock.ts";
 import { alignedRanges, readFileVmas, readVmaStats } from "./sys/vma_stats.ts";
@@ -402,9 +403,23 @@ function platformProblem(os: string, arch: string): string | undefined {
 
 const OFF_REASON = "PAGE_PRIMER=off in the environment: nothing done";
 
-/** `PAGE_PRIMER` says off (`off`, `0`, `false`, `no` or `none`). */
-function envOff(v: string | undefined): boolean {
-  return v !== undefined && /^(off|0|false|no|none)$/i.test(v.trim());
+/**
+ * What `PAGE_PRIMER` makes of this run, read by the preload's parser (the
+ * one parser of the variable): off, a value not accepted (the run does
+ * nothing and says which value), or go on.
+ */
+function pagePrimerStop(
+  raw: string | undefined,
+): { reason: string; disabled: boolean } | undefined {
+  const sw = parsePagePrimer(raw);
+  if (sw.off) return { reason: OFF_REASON, disabled: true };
+  if (sw.error) {
+    return {
+      reason: `${formatAutoIssue(sw.error)}; nothing done`,
+      disabled: false,
+    };
+  }
+  return undefined;
 }
 
 /**
@@ -418,9 +433,8 @@ function connect(
 ): { c: Libc } | { reason: string; disabled: boolean } {
   const why = ffiAvailability();
   if (why !== undefined) {
-    return envOff(runtimeEnv("PAGE_PRIMER"))
-      ? { reason: OFF_REASON, disabled: true }
-      : { reason: why, disabled: false };
+    return pagePrimerStop(runtimeEnv("PAGE_PRIMER")) ??
+      { reason: why, disabled: false };
   }
   let c: Libc;
   try {
@@ -437,10 +451,7 @@ function connect(
   } catch {
     // uname cannot fail in practice; leave it empty if it does.
   }
-  if (envOff(c.getenv("PAGE_PRIMER"))) {
-    return { reason: OFF_REASON, disabled: true };
-  }
-  return { c };
+  return pagePrimerStop(c.getenv("PAGE_PRIMER")) ?? { c };
 }
 
 /** What the inspect step found: the ranges to act on and the failures so far. */

@@ -239,6 +239,24 @@ for (const rt of RUNTIMES) {
     }
   });
 
+  test(`${rt}: a PAGE_PRIMER value not accepted stops run(), naming it`, async () => {
+    const child = await startChild(rt, { mlock: true }, {
+      env: { PAGE_PRIMER: "mlock,bogus" },
+    });
+    try {
+      const out = child.outcome;
+      assert.equal(out.ok, false);
+      assert.equal(out.disabled, false);
+      assert.match(String(out.reason), /"bogus"/);
+      assert.match(String(out.reason), /nothing done/);
+      assert.equal(out.segments.length, 0);
+      const locked = child.smaps().filter((v) => v.vmFlags.includes("lo"));
+      assert.equal(locked.length, 0, "something got locked for a bad value");
+    } finally {
+      await child.finish();
+    }
+  });
+
   test(`${rt}: objects() selects shared libraries too`, async () => {
     const child = await startChild(rt, { objects: ["main", "libc.so"] });
     try {
