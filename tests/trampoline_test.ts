@@ -113,7 +113,7 @@ test("it loads from a memfd and rejects a bad record with EINVAL, changing nothi
     dataStart: 0x200000 + 4096,
     dataLen: 4096,
     prot: 5,
-    small: false,
+    page4k: false,
     fd: -1,
     fileOffset: 0,
   }]);
@@ -126,7 +126,7 @@ test("it loads from a memfd and rejects a bad record with EINVAL, changing nothi
     dataStart: 0x200000,
     dataLen: 4096,
     prot: 7, // W+X is refused
-    small: false,
+    page4k: false,
     fd: -1,
     fileOffset: 0,
   }]);

@@ -53,7 +53,7 @@ static int check_region(struct pp_region *r)
 	    (r->flags & (PP_F_FROM_FILE | PP_F_SHARED)))
 		return 0; /* file bytes must never stand in for memory */
 	if (r->op == PP_OP_RESTORE && (r->flags & PP_F_DIFFERS_FROM_FILE) &&
-	    (!(r->flags & PP_F_SMALL) || (r->flags & (PP_F_HUGETLB | PP_F_MEMFD))))
+	    (!(r->flags & PP_F_4K) || (r->flags & (PP_F_HUGETLB | PP_F_MEMFD))))
 		return 0; /* a restore by copy is a plain 4 KiB one */
 	return 1;
 }
@@ -113,7 +113,7 @@ static long stage_alloc(struct pp_region *r, uint64_t *out)
 
 static long stage_advise(struct pp_region *r, uint64_t stage)
 {
-	long advice = (r->flags & PP_F_SMALL) ? MADV_NOHUGEPAGE : MADV_HUGEPAGE;
+	long advice = (r->flags & PP_F_4K) ? MADV_NOHUGEPAGE : MADV_HUGEPAGE;
 	long ret;
 
 	if (r->flags & PP_F_HUGETLB)
@@ -177,7 +177,7 @@ static void stage_finish(struct pp_region *r, uint64_t stage)
 {
 	long ret;
 
-	if (!(r->flags & (PP_F_SMALL | PP_F_HUGETLB))) {
+	if (!(r->flags & (PP_F_4K | PP_F_HUGETLB))) {
 		ret = sys(r, PP_SYS_MADVISE, stage, r->len, MADV_COLLAPSE,
 				  0, 0, 0);
 		r->collapse_err = is_err(ret) ? (uint64_t)-ret : 0;

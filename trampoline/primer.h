@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#define PP_ABI_VERSION 9
+#define PP_ABI_VERSION 10
 
 #define HUGE_SIZE (2UL << 20)
 
@@ -15,7 +15,7 @@
 #define PP_OP_RESTORE 2
 
 /* Flags. */
-#define PP_F_SMALL 0x1     /* copy on 4 KiB pages: no THP, no collapse */
+#define PP_F_4K 0x1        /* copy on 4 KiB pages: no THP, no collapse */
 #define PP_F_FROM_FILE 0x2 /* fill with pread from fd (mapping == file) */
 #define PP_F_HUGETLB 0x4   /* stage in the reserved hugetlb pool */
 #define PP_F_MEMFD 0x8     /* stage in the memfd stage_fd (MAP_SHARED) */

@@ -48,7 +48,7 @@ export interface BackendOps {
   /**
    * The copy is on 4 KiB pages (`remap({ pageSize: "4k" })`): no collapse,
    * and no huge-page figure is expected. The trampoline's record flag for it
-   * is `PP_F_SMALL` (execute.ts passes this as the swap record's `small`).
+   * is `PP_F_4K` (the swap record's `page4k`).
    */
   page4k: boolean;
   /** The memory cgroup is charged for the copy (hugetlb pages are not). */

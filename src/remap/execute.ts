@@ -701,8 +701,7 @@ function runSwap(
       dataStart: region.dataStart,
       dataLen: region.dataEnd - region.dataStart,
       prot: protOf(region.perms),
-      // The trampoline's flag for a 4 KiB copy: PP_F_SMALL (trampoline.ts).
-      small: ctx.ops.page4k,
+      page4k: ctx.ops.page4k,
       hugetlb,
       memfd: memory?.fd,
       shared: memory?.shared !== undefined,

@@ -37,7 +37,7 @@ function restoreRecord(swap: ActiveSwap, fd: number): TrampolineRecord {
     dataStart: r.dataStart,
     dataLen: r.dataEnd - r.dataStart,
     prot: swap.prot,
-    small: byCopy,
+    page4k: byCopy,
     hugetlb: !byCopy && swap.hugetlb,
     equalsFile: r.equalsFile,
     fd: byCopy ? -1 : fd,

@@ -25,12 +25,12 @@ import { TRAMPOLINE_SO_BASE64 } from "./trampoline_so.ts";
 import {
   PP_ABI_VERSION,
   PP_CALIBRATE_WORDS,
+  PP_F_4K,
   PP_F_DIFFERS_FROM_FILE,
   PP_F_FROM_FILE,
   PP_F_HUGETLB,
   PP_F_MEMFD,
   PP_F_SHARED,
-  PP_F_SMALL,
   PP_OP_RESTORE,
   PP_OP_SWAP,
   PP_PERF_MAP,
@@ -97,7 +97,7 @@ export interface TrampolineRecord {
   /** Final protection (PROT_*). */
   prot: number;
   /** Copy on 4 KiB pages instead of 2 MiB ones. */
-  small: boolean;
+  page4k: boolean;
   /** Fill with pread from `fd` (only when the mapping holds no private page). */
   fromFile?: boolean;
   /** Stage in the reserved hugetlb pool instead of THP. */
@@ -113,7 +113,7 @@ export interface TrampolineRecord {
    * `false` when the bytes in memory differ from the file (RELRO, private
    * pages): the file is never mapped over them; a failed swap is undone
    * from the stage and `"restore"` copies memory onto 4 KiB pages (with
-   * `small: true`). Default `true`.
+   * `page4k: true`). Default `true`.
    */
   equalsFile?: boolean;
   /** Name for the anonymous VMA, or `undefined`. */
@@ -499,7 +499,7 @@ function runRecords(
 
 /** The `PP_F_*` flags of a record. */
 function regionFlags(r: TrampolineRecord): number {
-  return (r.small ? PP_F_SMALL : 0) | (r.fromFile ? PP_F_FROM_FILE : 0) |
+  return (r.page4k ? PP_F_4K : 0) | (r.fromFile ? PP_F_FROM_FILE : 0) |
     (r.hugetlb ? PP_F_HUGETLB : 0) | (r.memfd !== undefined ? PP_F_MEMFD : 0) |
     (r.shared ? PP_F_SHARED : 0) |
     (r.equalsFile === false ? PP_F_DIFFERS_FROM_FILE : 0);

@@ -3,7 +3,7 @@
 // of its records (every field is 64 bits).
 
 /** `PP_ABI_VERSION` of primer.h. */
-export const PP_ABI_VERSION = 9;
+export const PP_ABI_VERSION = 10;
 
 /** `PP_OP_SWAP` of primer.h. */
 export const PP_OP_SWAP = 1;
@@ -11,8 +11,8 @@ export const PP_OP_SWAP = 1;
 /** `PP_OP_RESTORE` of primer.h. */
 export const PP_OP_RESTORE = 2;
 
-/** `PP_F_SMALL` of primer.h. */
-export const PP_F_SMALL = 0x1;
+/** `PP_F_4K` of primer.h. */
+export const PP_F_4K = 0x1;
 
 /** `PP_F_FROM_FILE` of primer.h. */
 export const PP_F_FROM_FILE = 0x2;

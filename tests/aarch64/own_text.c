@@ -153,7 +153,7 @@ static int differs(uint64_t flags)
 
 static uint64_t restore_flags(uint64_t flags)
 {
-	return differs(flags) ? flags | PP_F_SMALL : flags;
+	return differs(flags) ? flags | PP_F_4K : flags;
 }
 
 static uint64_t run(struct pp_region *r)
@@ -299,7 +299,7 @@ int main(int argc, char **argv)
 	       (unsigned long)text.start, (unsigned long)(text.len >> 10),
 	       (unsigned long)text.off);
 	scenario("thp", 0, fd, want, mixed);
-	scenario("4k", PP_F_SMALL, fd, want, mixed);
+	scenario("4k", PP_F_4K, fd, want, mixed);
 	scenario("from file", PP_F_FROM_FILE, fd, want, mixed);
 	{
 		/* A record refused at the check changes nothing. */

@@ -66,8 +66,8 @@ const record = {
   fd,
   fileOffset,
 };
-for (const small of [false, true]) {
-  const [swap] = t.run([{ op: "swap", small, ...record }]);
+for (const page4k of [false, true]) {
+  const [swap] = t.run([{ op: "swap", page4k, ...record }]);
   const swapped = {
     step: swap.step,
     errno: swap.errno,
@@ -75,11 +75,11 @@ for (const small of [false, true]) {
     mismatches: mismatches(),
     works: work() === expected,
   };
-  const [restore] = t.run([{ op: "restore", small, ...record }]);
+  const [restore] = t.run([{ op: "restore", page4k, ...record }]);
   console.log(
     "RESULT",
     JSON.stringify({
-      step: small ? "swap 4k" : "swap thp",
+      step: page4k ? "swap 4k" : "swap thp",
       bytes: end - start,
       swap: swapped,
       restore: {
