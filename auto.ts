@@ -102,7 +102,12 @@ function concrete(p: AutoPlan): { plan: AutoPlan; note?: string } {
     const status = readStatus(c);
     const needed = seen.totals.bytes - seen.totals.locked;
     const rlimit = c.getrlimit(RLIMIT_MEMLOCK);
-    const b = lockBudget(needed, status.vmLck, rlimit, status.capIpcLock);
+    const b = lockBudget({
+      needed,
+      alreadyLocked: status.vmLck,
+      rlimit,
+      capIpcLock: status.capIpcLock,
+    });
     if (b.fits) return { plan: resolveDefault(p, true) };
     const limit = rlimit.max === Infinity
       ? "unlimited"

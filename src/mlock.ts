@@ -37,15 +37,21 @@ export interface LockBudget {
  * ```ts
  * import { lockBudget } from "./mlock.ts";
  * import assert from "node:assert/strict";
- * const b = lockBudget(64 << 20, 0, { cur: 8 << 20, max: Infinity }, false);
+ * const b = lockBudget({ needed: 64 << 20, alreadyLocked: 0, rlimit: { cur: 8 << 20, max: Infinity }, capIpcLock: false });
  * assert.deepEqual([b.raiseTo === 64 << 20, b.fits], [true, true]);
  * ```
  */
 export function lockBudget(
-  needed: number,
-  alreadyLocked: number,
-  rlimit: Rlimit,
-  capIpcLock: boolean,
+  { needed, alreadyLocked, rlimit, capIpcLock }: {
+    /** Bytes to lock. */
+    needed: number;
+    /** Bytes the process has locked already (`VmLck`). */
+    alreadyLocked: number;
+    /** `RLIMIT_MEMLOCK`. */
+    rlimit: Rlimit;
+    /** The process has `CAP_IPC_LOCK`, so the limit does not apply. */
+    capIpcLock: boolean;
+  },
 ): LockBudget {
   const want = needed + alreadyLocked;
   if (capIpcLock || rlimit.cur >= want) {
@@ -150,7 +156,12 @@ export function lockRanges(
   const warnings: string[] = [];
   const needed = ranges.reduce((n, r) => n + (r.end - r.start), 0);
   const rlimit = c.getrlimit(RLIMIT_MEMLOCK);
-  const budget = lockBudget(needed, status.vmLck, rlimit, status.capIpcLock);
+  const budget = lockBudget({
+    needed,
+    alreadyLocked: status.vmLck,
+    rlimit,
+    capIpcLock: status.capIpcLock,
+  });
   let limit = rlimit.cur;
   if (budget.raiseTo !== undefined) {
     try {

@@ -354,12 +354,12 @@ function facts(over: Partial<DoctorFacts> = {}): DoctorFacts {
     pid: 42,
     kernel: "6.18.44",
     arch: "x86_64",
-    thp: thpVerdict(
-      "always [madvise] never",
-      "[madvise] never",
-      false,
-      "6.18.44",
-    ),
+    thp: thpVerdict({
+      enabled: "always [madvise] never",
+      defrag: "[madvise] never",
+      processDisabled: false,
+      release: "6.18.44",
+    }),
     shmemEnabled: "never",
     hugetlb: {
       supported: true,
@@ -515,7 +515,12 @@ test("diagnose: blockers: memlock without CAP_IPC_LOCK, no way to huge pages, ma
   );
   const old = diagnose(input({
     kernel: "5.15.0",
-    thp: thpVerdict("always madvise [never]", "[never]", false, "5.15.0"),
+    thp: thpVerdict({
+      enabled: "always madvise [never]",
+      defrag: "[never]",
+      processDisabled: false,
+      release: "5.15.0",
+    }),
   }));
   assert.equal(old.ok, false);
   const remap = old.findings.find((f) => f.topic === "remap")!;
@@ -537,12 +542,12 @@ test("diagnose: blockers: memlock without CAP_IPC_LOCK, no way to huge pages, ma
 });
 
 test("diagnose: THP disabled for the process: only the hugetlb pool is recommended, no command that would not help", () => {
-  const disabled = thpVerdict(
-    "always [madvise] never",
-    "[madvise] never",
-    true,
-    "6.18.44",
-  );
+  const disabled = thpVerdict({
+    enabled: "always [madvise] never",
+    defrag: "[madvise] never",
+    processDisabled: true,
+    release: "6.18.44",
+  });
   for (const available of [0, 60]) {
     const r = diagnose(input({
       thp: disabled,

@@ -75,12 +75,12 @@ function input(over: Partial<DoctorFacts> = {}): DoctorInput {
     pid: 4242,
     kernel: "6.18.1",
     arch: "x86_64",
-    thp: thpVerdict(
-      "always [madvise] never",
-      "always defer defer+madvise [madvise] never",
-      false,
-      "6.18.1",
-    ),
+    thp: thpVerdict({
+      enabled: "always [madvise] never",
+      defrag: "always defer defer+madvise [madvise] never",
+      processDisabled: false,
+      release: "6.18.1",
+    }),
     shmemEnabled: "advise",
     hugetlb: {
       supported: true,
@@ -152,7 +152,12 @@ test("diagnose: everything as wanted is ok, and the plan is the made-up runtime'
 
 test("diagnose: THP never, with MADV_COLLAPSE (advice, remap still works) and without (remap blocked)", () => {
   const never = (kernel: string) =>
-    thpVerdict("always madvise [never]", "[madvise]", false, kernel);
+    thpVerdict({
+      enabled: "always madvise [never]",
+      defrag: "[madvise]",
+      processDisabled: false,
+      release: kernel,
+    });
   const withCollapse = diagnose(input({ thp: never("6.18.1") }));
   const thp = findingOf(withCollapse.findings, "thp");
   assert.equal(thp.status, "advice");
@@ -208,7 +213,12 @@ test("diagnose: THP never, with MADV_COLLAPSE (advice, remap still works) and wi
 
 test("diagnose: THP always is ok without the madvise remark; defrag never is advice", () => {
   const report = diagnose(input({
-    thp: thpVerdict("[always] madvise never", "[never]", false, "6.18.1"),
+    thp: thpVerdict({
+      enabled: "[always] madvise never",
+      defrag: "[never]",
+      processDisabled: false,
+      release: "6.18.1",
+    }),
   }));
   const defrag = findingOf(report.findings, "thp-defrag");
   assert.equal(defrag.status, "advice");
@@ -346,7 +356,12 @@ test("diagnose: vm.max_map_count without room for the remap's mappings is a bloc
 });
 
 test("diagnose: THP disabled for the process leaves the hugetlb pool as the only route", () => {
-  const thp = thpVerdict("always [madvise] never", "[madvise]", true, "6.18.1");
+  const thp = thpVerdict({
+    enabled: "always [madvise] never",
+    defrag: "[madvise]",
+    processDisabled: true,
+    release: "6.18.1",
+  });
   const noPool = diagnose(input({
     thp,
     hugetlb: { ...input().facts.hugetlb, total: 0, free: 0, available: 0 },

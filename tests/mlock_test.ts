@@ -7,30 +7,45 @@ import { MiB } from "./fixtures/deno_layout.ts";
 
 test("lockBudget: CAP_IPC_LOCK ignores the limit; soft raised up to hard", () => {
   assert.equal(
-    lockBudget(100 * MiB, 0, { cur: 8 * MiB, max: 8 * MiB }, true).fits,
+    lockBudget({
+      needed: 100 * MiB,
+      alreadyLocked: 0,
+      rlimit: { cur: 8 * MiB, max: 8 * MiB },
+      capIpcLock: true,
+    }).fits,
     true,
   );
-  const short = lockBudget(100 * MiB, 0, { cur: 8 * MiB, max: 8 * MiB }, false);
+  const short = lockBudget({
+    needed: 100 * MiB,
+    alreadyLocked: 0,
+    rlimit: { cur: 8 * MiB, max: 8 * MiB },
+    capIpcLock: false,
+  });
   assert.equal(short.fits, false);
   assert.equal(short.raiseTo, undefined);
-  const raise = lockBudget(
-    100 * MiB,
-    MiB,
-    { cur: 8 * MiB, max: Infinity },
-    false,
-  );
+  const raise = lockBudget({
+    needed: 100 * MiB,
+    alreadyLocked: MiB,
+    rlimit: { cur: 8 * MiB, max: Infinity },
+    capIpcLock: false,
+  });
   assert.equal(raise.fits, true);
   assert.equal(raise.raiseTo, 101 * MiB);
-  const partial = lockBudget(
-    100 * MiB,
-    0,
-    { cur: 8 * MiB, max: 64 * MiB },
-    false,
-  );
+  const partial = lockBudget({
+    needed: 100 * MiB,
+    alreadyLocked: 0,
+    rlimit: { cur: 8 * MiB, max: 64 * MiB },
+    capIpcLock: false,
+  });
   assert.equal(partial.fits, false);
   assert.equal(partial.raiseTo, 64 * MiB);
   assert.equal(
-    lockBudget(MiB, 0, { cur: 8 * MiB, max: 8 * MiB }, false).raiseTo,
+    lockBudget({
+      needed: MiB,
+      alreadyLocked: 0,
+      rlimit: { cur: 8 * MiB, max: 8 * MiB },
+      capIpcLock: false,
+    }).raiseTo,
     undefined,
   );
 });

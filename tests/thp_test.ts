@@ -6,30 +6,48 @@ import { thpVerdict } from "../src/sys/thp.ts";
 
 test("thpVerdict: process-wide disable, never with and without MADV_COLLAPSE", () => {
   assert.equal(
-    thpVerdict("always [madvise] never", "[madvise]", false, "6.18.1").usable,
+    thpVerdict({
+      enabled: "always [madvise] never",
+      defrag: "[madvise]",
+      processDisabled: false,
+      release: "6.18.1",
+    }).usable,
     true,
   );
-  const off = thpVerdict("always [madvise] never", "[madvise]", true, "6.18.1");
+  const off = thpVerdict({
+    enabled: "always [madvise] never",
+    defrag: "[madvise]",
+    processDisabled: true,
+    release: "6.18.1",
+  });
   assert.equal(off.usable, false);
   assert.match(off.reason!, /PR_SET_THP_DISABLE/);
-  const never61 = thpVerdict(
-    "always madvise [never]",
-    "[madvise]",
-    false,
-    "6.1.0",
-  );
+  const never61 = thpVerdict({
+    enabled: "always madvise [never]",
+    defrag: "[madvise]",
+    processDisabled: false,
+    release: "6.1.0",
+  });
   assert.equal(never61.usable, true);
   assert.match(never61.reason!, /MADV_COLLAPSE/);
-  const never515 = thpVerdict(
-    "always madvise [never]",
-    "[madvise]",
-    false,
-    "5.15.0",
-  );
+  const never515 = thpVerdict({
+    enabled: "always madvise [never]",
+    defrag: "[madvise]",
+    processDisabled: false,
+    release: "5.15.0",
+  });
   assert.equal(never515.usable, false);
   assert.match(
     never515.reason!,
     /echo madvise > \/sys\/kernel\/mm\/transparent_hugepage\/enabled/,
   );
-  assert.equal(thpVerdict(undefined, undefined, false, "6.18.1").usable, false);
+  assert.equal(
+    thpVerdict({
+      enabled: undefined,
+      defrag: undefined,
+      processDisabled: false,
+      release: "6.18.1",
+    }).usable,
+    false,
+  );
 });

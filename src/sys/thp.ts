@@ -74,14 +74,20 @@ export function kernelVersion(release: string): [number, number] {
  * ```ts
  * import { thpVerdict } from "./thp.ts";
  * import assert from "node:assert/strict";
- * assert.equal(thpVerdict("always [madvise] never", "madvise", false, "6.18.0").usable, true);
+ * assert.equal(thpVerdict({ enabled: "always [madvise] never", defrag: "madvise", processDisabled: false, release: "6.18.0" }).usable, true);
  * ```
  */
 export function thpVerdict(
-  enabledText: string | undefined,
-  defragText: string | undefined,
-  processDisabled: boolean,
-  release: string,
+  { enabled: enabledText, defrag: defragText, processDisabled, release }: {
+    /** `enabled` of the THP sysfs directory, undefined without THP. */
+    enabled: string | undefined;
+    /** `defrag` of the THP sysfs directory. */
+    defrag: string | undefined;
+    /** `PR_SET_THP_DISABLE` is set for this process. */
+    processDisabled: boolean;
+    /** The kernel release (`uname -r`). */
+    release: string;
+  },
 ): ThpStatus {
   const [maj, min] = kernelVersion(release);
   const collapse = maj > 6 || (maj === 6 && min >= 1);
@@ -145,10 +151,10 @@ export function thpStatus(c: Libc): ThpStatus {
   } catch {
     disabled = false;
   }
-  return thpVerdict(
-    c.tryReadText(`${THP_DIR}/enabled`),
-    c.tryReadText(`${THP_DIR}/defrag`),
-    disabled,
-    c.kernelRelease(),
-  );
+  return thpVerdict({
+    enabled: c.tryReadText(`${THP_DIR}/enabled`),
+    defrag: c.tryReadText(`${THP_DIR}/defrag`),
+    processDisabled: disabled,
+    release: c.kernelRelease(),
+  });
 }

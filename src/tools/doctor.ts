@@ -477,7 +477,7 @@ export function predictCoverage(input: {
  * import { thpVerdict } from "../sys/thp.ts";
  * import assert from "node:assert/strict";
  * const routes = hugePageRoutes({
- *   thp: thpVerdict("always [madvise] never", "madvise", true, "6.18.0"),
+ *   thp: thpVerdict({ enabled: "always [madvise] never", defrag: "madvise", processDisabled: true, release: "6.18.0" }),
  *   shmemEnabled: "advise",
  *   pool: { supported: true, total: 0, available: 0 },
  * }, 44);
@@ -849,10 +849,12 @@ function memlockFinding({ facts }: DiagnoseContext): Finding[] {
       command: ulimit,
     }];
   }
-  const budget = lockBudget(m.needed, m.vmLck, {
-    cur: m.soft ?? Infinity,
-    max: m.hard ?? Infinity,
-  }, m.capIpcLock);
+  const budget = lockBudget({
+    needed: m.needed,
+    alreadyLocked: m.vmLck,
+    rlimit: { cur: m.soft ?? Infinity, max: m.hard ?? Infinity },
+    capIpcLock: m.capIpcLock,
+  });
   if (budget.fits) {
     return [{
       topic: "memlock",
