@@ -367,15 +367,37 @@ function preflight(
     return { ...pre, stop: choice.unavailable };
   }
   if (backend === "thp" && thp.reason) pre.warnings.push(thp.reason);
+  const charged = shareWanted
+    ? 0
+    : memcgCharge(plan.regions, BACKEND_OPS[backend], options.backend);
   pre.stop = mapCountProblem(c, plan.regions.length) ??
-    (BACKEND_OPS[backend].chargesMemcg && !shareWanted
+    (charged > 0
       ? memcgProblem(
         c.tryReadText("/proc/self/cgroup") ?? "",
         (f) => c.tryReadText(f),
-        plan.regions.reduce((n, r) => n + (r.end - r.start), 0),
+        charged,
       )
       : undefined);
   return pre;
+}
+
+/**
+ * Bytes a remap may charge to the memory cgroup: the copies themselves, but
+ * for hugetlb pages (not charged) only the page cache a fill from the file
+ * reads in; with `backend: "auto"` a region the pool runs short for goes to
+ * THP, so all of it counts then.
+ */
+function memcgCharge(
+  regions: readonly PlannedRegion[],
+  ops: BackendOps,
+  wanted: RemapOptions["backend"],
+): number {
+  const fallback = ops.hugetlb && (wanted ?? "auto") === "auto";
+  return regions.reduce(
+    (n, r) =>
+      ops.chargesMemcg || fallback || r.equalsFile ? n + (r.end - r.start) : n,
+    0,
+  );
 }
 
 /** Resident bytes of this process's copies (smaps Rss, hugetlb included). */

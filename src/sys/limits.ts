@@ -75,11 +75,11 @@ export function memcgProblem(
           formatBytes(Math.max(0, room))
         } more (limit ${formatBytes(limit)}, in use ${
           formatBytes(usage)
-        }); the copies need ${formatBytes(need)} plus ${
+        }); the remap may charge it ${formatBytes(need)} plus ${
           formatBytes(MEMCG_MARGIN)
         } of room, and a charge over the limit ends in the OOM killer: nothing remapped; raise ${
           v2 ? "memory.max" : "memory.limit_in_bytes"
-        }, or use backend "hugetlb" (not charged to the memory controller) or share: true`;
+        }, or use backend "hugetlb" (its pages are not charged to the memory controller, only the page cache a fill from the file reads in) or share: true`;
       }
     }
     if (dir === root) break;
