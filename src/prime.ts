@@ -220,7 +220,9 @@ export class Primer {
   }
 
   /**
-   * Runs the actions and measures the result from `/proc/self/smaps`.
+   * Runs the actions and measures the result from the kernel (per-range VMA
+   * statistics: `PROCMAP_QUERY` and `PAGEMAP_SCAN`, or smaps where those are
+   * missing or memory is locked).
    * Environment problems (not Linux, no `--allow-ffi`, no libc) never throw
    * unless strict: the outcome has `ok: false` and the reason.
    *
@@ -458,7 +460,7 @@ function connect(
 interface Inspection {
   /** The system page size. */
   pageSize: number;
-  /** smaps before any action. */
+  /** The VMA statistics (smaps fields) of the primed ranges before any action. */
   before: SmapsVma[];
   /** The objects the selectors matched. */
   selected: LoadedObject[];

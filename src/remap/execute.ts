@@ -201,7 +201,7 @@ export interface RemapInput {
   ranges: readonly SegmentRange[];
   /** The checked options of `remap()`. */
   options: RemapOptions;
-  /** smaps as read just before, when the caller has it (saves a read). */
+  /** The VMA statistics of the ranges as read just before, when the caller has them. */
   before?: readonly SmapsVma[];
   /** `performance.now()` at the start, for the report's `ms`. */
   t0: number;
@@ -252,6 +252,10 @@ function remapLocked(
   const pre = preflight(c, record, input);
   if (pre.stop !== undefined) {
     pre.warnings.push(pre.stop);
+    return pre.report([], pre.maps);
+  }
+  // Never remapped here and nothing to remap: no trampoline needed.
+  if (tramp === undefined && pre.plan.regions.length === 0) {
     return pre.report([], pre.maps);
   }
   if (tramp === undefined || record === undefined) {
@@ -367,9 +371,12 @@ function preflight(
     return { ...pre, stop: choice.unavailable };
   }
   if (backend === "thp" && thp.reason) pre.warnings.push(thp.reason);
-  const charged = shareWanted
-    ? 0
-    : memcgCharge(plan.regions, BACKEND_OPS[backend], options.backend);
+  const charged = shareWanted ? 0 : memcgCharge({
+    regions: plan.regions,
+    ops: BACKEND_OPS[backend],
+    wanted: options.backend,
+    vmas: maps,
+  });
   pre.stop = mapCountProblem(c, plan.regions.length) ??
     (charged > 0
       ? memcgProblem(
@@ -384,20 +391,23 @@ function preflight(
 /**
  * Bytes a remap may charge to the memory cgroup: the copies themselves, but
  * for hugetlb pages (not charged) only the page cache a fill from the file
- * reads in; with `backend: "auto"` a region the pool runs short for goes to
- * THP, so all of it counts then.
+ * reads in, the part of each region not resident now; with `backend:
+ * "auto"` a region the pool runs short for goes to THP, so all of it counts
+ * then.
  */
-function memcgCharge(
-  regions: readonly PlannedRegion[],
-  ops: BackendOps,
-  wanted: RemapOptions["backend"],
-): number {
+function memcgCharge({ regions, ops, wanted, vmas }: {
+  regions: readonly PlannedRegion[];
+  ops: BackendOps;
+  wanted: RemapOptions["backend"];
+  vmas: readonly SmapsVma[];
+}): number {
   const fallback = ops.hugetlb && (wanted ?? "auto") === "auto";
-  return regions.reduce(
-    (n, r) =>
-      ops.chargesMemcg || fallback || r.equalsFile ? n + (r.end - r.start) : n,
-    0,
-  );
+  return regions.reduce((n, r) => {
+    if (ops.chargesMemcg || fallback) return n + (r.end - r.start);
+    if (!r.equalsFile) return n;
+    const resident = sumIn(vmas, r.dataStart, r.dataEnd, (v) => v.rss);
+    return n + Math.max(0, r.dataEnd - r.dataStart - resident);
+  }, 0);
 }
 
 /** Resident bytes of this process's copies (smaps Rss, hugetlb included). */

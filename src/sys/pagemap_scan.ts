@@ -167,8 +167,9 @@ function open(c: Libc): Session | string {
       vecAt: addressOf(new Uint8Array(vecBuf)),
     };
     // The feature test: scan the page of the argument itself.
-    const at = s.argAt - (s.argAt % 4096);
-    const r = rawScan(s, at, at + 4096, PAGE_IS_PRESENT);
+    const page = c.pageSize();
+    const at = s.argAt - (s.argAt % page);
+    const r = rawScan(s, at, at + page, PAGE_IS_PRESENT);
     if (r < 0) {
       const e = c.errno();
       c.close(fd);
@@ -236,7 +237,8 @@ export function pagemapScanAvailable(c: Libc): string | undefined {
  * ```
  */
 export function scanRuns(c: Libc, start: number, end: number): PageRun[] {
-  if (start % 4096 !== 0 || end % 4096 !== 0 || !(start <= end)) {
+  const page = c.pageSize();
+  if (start % page !== 0 || end % page !== 0 || !(start <= end)) {
     throw new RangeError(
       `scanRuns(): [0x${start.toString(16)}, 0x${
         end.toString(16)

@@ -683,10 +683,14 @@ function orderOf(
   return { table, prefix };
 }
 
-/** Checks in smaps: every 2 MiB area entirely huge, no 4 KiB area huge. */
-function verifyPages(c: Libc, setups: readonly Setup[], when: string): void {
+/** Checks in smaps: every 2 MiB area entirely huge, no 4 KiB area huge; returns what smaps showed. */
+function verifyPages(
+  c: Libc,
+  setups: readonly Setup[],
+  when: string,
+): { hugeOnHuge: number; smallOnHuge: number }[] {
   const smaps = readSmaps(c);
-  for (const s of setups) {
+  return setups.map((s) => {
     const onHuge = areaOnHuge(smaps, s.huge);
     if (onHuge !== s.huge.len) {
       throw new CalibrationError(
@@ -706,7 +710,8 @@ function verifyPages(c: Libc, setups: readonly Setup[], when: string): void {
         } MiB of the 4 KiB-page code on 2 MiB pages ${when}, despite MADV_NOHUGEPAGE`,
       );
     }
-  }
+    return { hugeOnHuge: onHuge, smallOnHuge: small };
+  });
 }
 
 /**
@@ -899,15 +904,15 @@ export function calibrate(
     verifyPages(c, setups, "before the measurement");
     sizeSamples(t, setups, options.sampleMs ?? 0.5);
     measureAll(t, setups, t0 + (options.seconds ?? 1.5) * 1000);
-    verifyPages(c, setups, "after the measurement");
-    const spreads = setups.map((s): CalibrationSpread => {
+    const seen = verifyPages(c, setups, "after the measurement");
+    const spreads = setups.map((s, i): CalibrationSpread => {
       const rows = s.variants.map(rowOf);
       return {
         pages: s.pages,
         footprint: s.footprint,
         areaBytes: s.huge.len,
-        hugeAreaOnHuge: s.huge.len,
-        smallAreaOnHuge: 0,
+        hugeAreaOnHuge: seen[i]!.hugeOnHuge,
+        smallAreaOnHuge: seen[i]!.smallOnHuge,
         rows,
         verdict: spreadVerdict(rows),
       };
