@@ -37,6 +37,8 @@ export const LIBC_SYMBOLS = {
   mlock2: { args: ["u64", "u64", "u32"], returns: "i32", optional: true },
   munlock: { args: ["u64", "u64"], returns: "i32" },
   madvise: { args: ["u64", "u64", "i32"], returns: "i32" },
+  mprotect: { args: ["u64", "u64", "i32"], returns: "i32" },
+  ioctl: { args: ["i32", "u64", "u64"], returns: "i32" },
   getrlimit: { args: ["i32", "u64"], returns: "i32" },
   setrlimit: { args: ["i32", "u64"], returns: "i32" },
   prctl: { args: ["i32", "u64", "u64", "u64", "u64"], returns: "i32" },
@@ -102,6 +104,8 @@ export const AT_PHNUM = 5;
 /** Page size. */
 export const AT_PAGESZ = 6;
 
+/** `mmap`/`mprotect` protection: no access. */
+export const PROT_NONE = 0;
 /** `mmap` protection: readable. */
 export const PROT_READ = 1;
 /** `mmap` protection: writable. */
@@ -648,6 +652,20 @@ export class Libc {
   /** `madvise(addr, len, advice)`. */
   madvise(addr: number, len: number, advice: number): void {
     this.#check("madvise", this.#fn("madvise")(addr, len, advice));
+  }
+
+  /** `mprotect(addr, len, prot)`. */
+  mprotect(addr: number, len: number, prot: number): void {
+    this.#check("mprotect", this.#fn("mprotect")(addr, len, prot));
+  }
+
+  /**
+   * `ioctl(fd, request, arg)` with a pointer argument; returns what the
+   * kernel returned (negative: see {@linkcode Libc.errno}), for callers
+   * that test a feature and read the errno themselves.
+   */
+  ioctl(fd: number, request: number, arg: number): number {
+    return this.#fn("ioctl")(fd, request, arg);
   }
 
   /** `mmap(...)`; returns the address. */

@@ -31,8 +31,8 @@
  * @module
  */
 
-import { addressOf, openLibrary } from "./ffi.ts";
-import { type Libc, LIBC_NAMES } from "./libc.ts";
+import { addressOf } from "./ffi.ts";
+import type { Libc } from "./libc.ts";
 
 /** `_IOWR('f', 16, struct pm_scan_arg)` with the 96-byte structure. */
 export const PAGEMAP_SCAN = 0xc0606610;
@@ -145,12 +145,6 @@ function open(c: Libc): Session | string {
   if (unavailable !== undefined) return unavailable;
   let fd = -1;
   try {
-    const lib = openLibrary(
-      LIBC_NAMES,
-      {
-        ioctl: { args: ["i32", "u64", "u64"], returns: "i32" },
-      } as const,
-    );
     fd = c.openRead("/proc/self/pagemap");
     // From an ArrayBuffer: Bun moves a small typed array made without one
     // when its `.buffer` is first read, changing its address.
@@ -159,7 +153,7 @@ function open(c: Libc): Session | string {
     const arg = new Uint8Array(argBuf);
     const s: Session = {
       fd,
-      ioctl: lib.symbols.ioctl!,
+      ioctl: (fd, request, arg) => c.ioctl(fd, request, arg),
       arg,
       argAt: addressOf(arg),
       view: new DataView(argBuf),

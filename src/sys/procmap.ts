@@ -27,8 +27,8 @@
  * @module
  */
 
-import { addressOf, openLibrary } from "./ffi.ts";
-import { type Libc, LIBC_NAMES } from "./libc.ts";
+import { addressOf } from "./ffi.ts";
+import type { Libc } from "./libc.ts";
 import type { Vma } from "./maps.ts";
 
 /** `_IOWR('f', 17, struct procmap_query)` with the 104-byte structure. */
@@ -105,10 +105,6 @@ export interface QueryOptions {
   fileBacked?: boolean;
 }
 
-const IOCTL_SYMBOLS = {
-  ioctl: { args: ["i32", "u64", "u64"], returns: "i32" },
-} as const;
-
 interface Session {
   fd: number;
   ioctl: (fd: number, request: number, arg: number) => number;
@@ -142,7 +138,6 @@ function open(c: Libc): Session | string {
   if (unavailable !== undefined) return unavailable;
   let fd = -1;
   try {
-    const lib = openLibrary(LIBC_NAMES, IOCTL_SYMBOLS);
     fd = c.openRead("/proc/self/maps");
     // Buffers made from an ArrayBuffer: Bun moves a small typed array made
     // without one when its `.buffer` is first read, changing its address.
@@ -151,7 +146,7 @@ function open(c: Libc): Session | string {
     const buildId = new Uint8Array(new ArrayBuffer(BUILD_ID_MAX_BYTES));
     const s: Session = {
       fd,
-      ioctl: lib.symbols.ioctl!,
+      ioctl: (fd, request, arg) => c.ioctl(fd, request, arg),
       arg,
       argAt: addressOf(arg),
       view: new DataView(arg.buffer),

@@ -34,14 +34,14 @@
  */
 
 import { parseMaps, parseSmaps, type SmapsVma, type Vma } from "./maps.ts";
-import { openLibrary } from "./ffi.ts";
 import { HUGE_PAGE } from "./hugetlb.ts";
 import {
   type Libc,
-  LIBC_NAMES,
   MAP_ANONYMOUS,
   MAP_PRIVATE,
+  PROT_NONE,
   PROT_READ,
+  SyscallError,
 } from "./libc.ts";
 import { parseStatus } from "./objects.ts";
 import {
@@ -489,17 +489,6 @@ export function alignedRanges(
   return out;
 }
 
-/** `PROT_NONE`: the probe's every other page. */
-const PROT_NONE = 0;
-
-const PROBE_SYMBOLS = {
-  mprotect: { args: ["u64", "u64", "i32"], returns: "i32" },
-} as const;
-let probeLib: ReturnType<typeof openProbe> | undefined;
-function openProbe() {
-  return openLibrary(LIBC_NAMES, PROBE_SYMBOLS).symbols;
-}
-
 /**
  * Whether this process can make `room` more mappings under
  * `vm.max_map_count`, tested by making them: one reservation split into
@@ -524,13 +513,14 @@ export function canMapMore(c: Libc, room: number): boolean {
     return false;
   }
   try {
-    probeLib ??= openProbe();
+    // Every other page without access: `room` VMAs that cannot merge.
     for (let i = 1; i < room; i += 2) {
-      if (probeLib.mprotect!(at + i * page, page, PROT_NONE) !== 0) {
-        return false;
-      }
+      c.mprotect(at + i * page, page, PROT_NONE);
     }
     return true;
+  } catch (e) {
+    if (e instanceof SyscallError) return false; // ENOMEM: the limit
+    throw e;
   } finally {
     c.munmap(at, room * page);
   }
