@@ -12,8 +12,9 @@ deno_rc=$?
 # The doc examples (deno test --doc) of every module: with --allow-read
 # (the ELF examples read the running executable); an example that needs FFI
 # or changes the process is marked `ts ignore` (Deno runs `no-eval` blocks
-# too), except in src/sys/ffi.ts, whose examples only read this process's
-# memory through FFI and run with --allow-ffi. Counted as Deno tests.
+# too), except in the modules of DOC_FFI_MODULES, whose examples only read
+# this process's memory and its VMAs through FFI (or make and unmap a probe
+# mapping) and run with --allow-ffi. Counted as Deno tests.
 DOC_MODULES="mod.ts auto.ts cli.ts src/auto_config.ts src/mlock.ts
   src/options.ts src/outcome.ts src/populate.ts src/prime.ts
   src/remap/backend.ts src/remap/execute.ts src/remap/perf_map.ts
@@ -24,7 +25,8 @@ DOC_MODULES="mod.ts auto.ts cli.ts src/auto_config.ts src/mlock.ts
   src/sys/objects.ts src/sys/segments.ts src/sys/thp.ts
   src/tools/calibrate.ts src/tools/doctor.ts src/tools/footprint.ts
   src/tools/inspect.ts"
-DOC_FFI_MODULES="src/sys/ffi.ts"
+DOC_FFI_MODULES="src/sys/ffi.ts src/sys/pagemap_scan.ts src/sys/procmap.ts
+  src/sys/vma_stats.ts"
 echo "== deno test --doc" >&2
 # shellcheck disable=SC2086 # one word per module
 node_modules/.bin/deno test --doc --allow-read --junit-path="$out/deno-doc.xml" $DOC_MODULES
