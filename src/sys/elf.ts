@@ -17,11 +17,12 @@
  * ```ts
  * import { bytesSource, parseElf, PT_LOAD } from "@x/page-primer/elf";
  *
+ * import assert from "node:assert/strict";
+ *
  * const elf = parseElf(bytesSource(Deno.readFileSync(Deno.execPath())));
- * console.log(elf.buildId);
- * for (const ph of elf.programHeaders) {
- *   if (ph.type === PT_LOAD) console.log(ph.vaddr.toString(16), ph.memsz);
- * }
+ * assert.match(elf.buildId ?? "", /^[0-9a-f]+$/);
+ * const loads = elf.programHeaders.filter((ph) => ph.type === PT_LOAD);
+ * assert.ok(loads.some((ph) => ph.memsz > 0));
  * ```
  *
  * @module
@@ -35,12 +36,13 @@
  * @example Distinguish malformed input from other errors
  * ```ts
  * import { bytesSource, ElfError, parseElfHeader } from "@x/page-primer/elf";
+ * import assert from "node:assert/strict";
  *
  * try {
  *   parseElfHeader(bytesSource(new Uint8Array(8)));
  * } catch (error) {
  *   if (!(error instanceof ElfError)) throw error;
- *   console.log(error.message); // "not an ELF file: bad magic ..."
+ *   assert.match(error.message, /^not an ELF file/);
  * }
  * ```
  */
@@ -102,8 +104,10 @@ export interface ByteSource {
  * ```ts
  * import { bytesSource, parseElfHeader } from "@x/page-primer/elf";
  *
+ * import assert from "node:assert/strict";
+ *
  * const header = parseElfHeader(bytesSource(Deno.readFileSync(Deno.execPath())));
- * console.log(header.entry.toString(16));
+ * assert.ok(header.entry > 0);
  * ```
  *
  * @param bytes The complete data to read from.
@@ -605,8 +609,10 @@ const NOTE_HEADER_SIZE = 12;
  * ```ts
  * import { bytesSource, parseElfHeader } from "@x/page-primer/elf";
  *
+ * import assert from "node:assert/strict";
+ *
  * const header = parseElfHeader(bytesSource(Deno.readFileSync(Deno.execPath())));
- * console.log(`entry 0x${header.entry.toString(16)}, ${header.phnum} segments`);
+ * assert.ok(header.entry > 0 && header.phnum > 0);
  * ```
  *
  * @param src The ELF file.
@@ -749,9 +755,9 @@ export function parseProgramHeaders(
  * import { bytesSource, parseElfHeader, readProgramHeaders } from "@x/page-primer/elf";
  *
  * const src = bytesSource(Deno.readFileSync(Deno.execPath()));
- * for (const ph of readProgramHeaders(src, parseElfHeader(src))) {
- *   console.log(ph.type, ph.vaddr.toString(16), ph.memsz);
- * }
+ * import assert from "node:assert/strict";
+ * const headers = readProgramHeaders(src, parseElfHeader(src));
+ * assert.ok(headers.length > 0 && headers.every((ph) => ph.memsz >= ph.filesz));
  * ```
  *
  * @param src The ELF file.
@@ -786,9 +792,9 @@ export function readProgramHeaders(
  * import { bytesSource, parseElfHeader, readSectionHeaders } from "@x/page-primer/elf";
  *
  * const src = bytesSource(Deno.readFileSync(Deno.execPath()));
- * for (const s of readSectionHeaders(src, parseElfHeader(src))) {
- *   console.log(s.name, s.addr.toString(16), s.size);
- * }
+ * import assert from "node:assert/strict";
+ * const names = readSectionHeaders(src, parseElfHeader(src)).map((s) => s.name);
+ * assert.ok(names.includes(".text"));
  * ```
  *
  * @param src The ELF file.
@@ -867,7 +873,11 @@ export function readSectionHeaders(
  *
  * const src = bytesSource(Deno.readFileSync(Deno.execPath()));
  * const interp = parseElf(src).sections.find((s) => s.name === ".interp");
- * if (interp) console.log(new TextDecoder().decode(readSectionData(src, interp)));
+ * import assert from "node:assert/strict";
+ * if (interp) {
+ *   const path = new TextDecoder().decode(readSectionData(src, interp));
+ *   assert.match(path, /^\/.*ld-linux/);
+ * }
  * ```
  *
  * @param src The ELF file.
@@ -901,7 +911,8 @@ export function readSectionData(
  * const src = bytesSource(Deno.readFileSync("/lib/x86_64-linux-gnu/libc.so.6"));
  * const sections = readSectionHeaders(src, parseElfHeader(src));
  * const malloc = readSymbols(src, sections, ".dynsym").find((s) => s.name === "malloc");
- * console.log(malloc?.value.toString(16));
+ * import assert from "node:assert/strict";
+ * assert.ok((malloc?.value ?? 0) > 0);
  * ```
  *
  * @param src The ELF file.
@@ -968,7 +979,8 @@ export function readSymbols(
  *
  * const src = bytesSource(Deno.readFileSync(Deno.execPath()));
  * const layout = symbolTableLayout(src, parseElf(src).sections, ".dynsym");
- * console.log(layout?.count, "symbols,", layout?.strings.size, "bytes of names");
+ * import assert from "node:assert/strict";
+ * assert.ok((layout?.count ?? 0) > 0 && (layout?.strings.size ?? 0) > 0);
  * ```
  */
 export interface SymbolTableLayout {
@@ -1022,7 +1034,10 @@ export interface StringTableLayout {
  *
  * const src = bytesSource(Deno.readFileSync(Deno.execPath()));
  * const elf = parseElf(src);
- * console.log(symbolTableLayout(src, elf.sections, ".symtab") ?? "stripped");
+ * import assert from "node:assert/strict";
+ * // A stripped executable has no .symtab: undefined, not an error.
+ * const layout = symbolTableLayout(src, elf.sections, ".symtab");
+ * assert.ok(layout === undefined || layout.count > 0);
  * ```
  *
  * @param src The ELF file.
@@ -1153,7 +1168,8 @@ export interface SymbolChunk {
  *     for (let i = 0; i < c.count; i++) if (c.type[i] === 2) functions++;
  *   }
  * }
- * console.log(functions);
+ * import assert from "node:assert/strict";
+ * assert.ok(functions > 0);
  * ```
  *
  * @param src The ELF file.
@@ -1225,7 +1241,7 @@ export function* symbolChunks(
  * fall in it come one after another (sorted, or grouped by
  * `Math.floor(offset / chunkBytes)`).
  *
- * @example Print the names of the first symbols of a table
+ * @example Read the names of the first symbols of a table
  * ```ts
  * import { bytesSource, parseElf, symbolChunks, symbolTableLayout, visitStrings } from "@x/page-primer/elf";
  *
@@ -1233,8 +1249,11 @@ export function* symbolChunks(
  * const layout = symbolTableLayout(src, parseElf(src).sections, ".dynsym")!;
  * const first = symbolChunks(src, layout, 8).next().value!;
  * const offsets = first.name.subarray(0, first.count);
+ * const names: string[] = [];
  * visitStrings(src, layout.strings, offsets, (_, bytes, start) =>
- *   console.log(new TextDecoder().decode(bytes.subarray(start, bytes.indexOf(0, start)))));
+ *   names.push(new TextDecoder().decode(bytes.subarray(start, bytes.indexOf(0, start)))));
+ * import assert from "node:assert/strict";
+ * assert.equal(names.length, first.count);
  * ```
  *
  * @param src The ELF file.
@@ -1398,7 +1417,8 @@ export function parseNotes(bytes: Uint8Array, align: 4 | 8 = 4): ElfNote[] {
  * import { bytesSource, parseElfHeader, readBuildId } from "@x/page-primer/elf";
  *
  * const src = bytesSource(Deno.readFileSync(Deno.execPath()));
- * console.log(readBuildId(src, parseElfHeader(src))); // e.g. "96e76380bc78..."
+ * import assert from "node:assert/strict";
+ * assert.match(readBuildId(src, parseElfHeader(src)) ?? "", /^[0-9a-f]{16,}$/);
  * ```
  *
  * @param src The ELF file.
@@ -1429,7 +1449,8 @@ export function readBuildId(
  * import { bytesSource, parseElf } from "@x/page-primer/elf";
  *
  * const elf = parseElf(bytesSource(Deno.readFileSync(Deno.execPath())));
- * console.log(elf.buildId, elf.sections.length, elf.symbols(".dynsym").length);
+ * import assert from "node:assert/strict";
+ * assert.ok(elf.sections.length > 0 && elf.symbols(".dynsym").length > 0);
  * ```
  *
  * @param src The ELF file.
