@@ -414,7 +414,19 @@ export function parseMaps(text: string): Vma[] {
   return out;
 }
 
-function newSmapsVma(v: Vma): SmapsVma {
+/**
+ * A smaps record of a maps line with every figure 0, for a parser or
+ * another source of the figures to fill in.
+ *
+ * @example
+ * ```ts
+ * import { newSmapsVma, parseMaps } from "./maps.ts";
+ * import assert from "node:assert/strict";
+ * const [v] = parseMaps("00400000-00452000 r-xp 00000000 08:02 173521 /usr/bin/dbus-daemon\n");
+ * assert.equal(newSmapsVma(v!).rss, 0);
+ * ```
+ */
+export function newSmapsVma(v: Vma): SmapsVma {
   return {
     start: v.start,
     end: v.end,

@@ -33,7 +33,13 @@
  * @module
  */
 
-import { parseMaps, parseSmaps, type SmapsVma, type Vma } from "./maps.ts";
+import {
+  newSmapsVma,
+  parseMaps,
+  parseSmaps,
+  type SmapsVma,
+  type Vma,
+} from "./maps.ts";
 import { HUGE_PAGE } from "./hugetlb.ts";
 import {
   type Libc,
@@ -177,39 +183,11 @@ function record(v: ProcmapVma, hugetlb: boolean): SmapsVma {
     ...(hugetlb ? ["ht"] : []),
   ];
   return {
-    start: v.start,
-    end: v.end,
-    perms: v.perms,
-    read: v.read,
-    write: v.write,
-    exec: v.exec,
-    shared: v.shared,
-    offset: v.offset,
-    dev: v.dev,
-    inode: v.inode,
-    path: v.path,
+    ...newSmapsVma(v),
     size: v.end - v.start,
-    rss: 0,
-    pss: 0,
-    sharedClean: 0,
-    sharedDirty: 0,
-    privateClean: 0,
-    privateDirty: 0,
-    referenced: 0,
-    anonymous: 0,
-    swap: 0,
-    locked: 0,
-    anonHugePages: 0,
-    shmemPmdMapped: 0,
-    filePmdMapped: 0,
-    privateHugetlb: 0,
-    sharedHugetlb: 0,
     kernelPageSize: v.pageSize,
     mmuPageSize: v.pageSize,
-    thpEligible: undefined,
     vmFlags,
-    fields: {},
-    values: {},
   };
 }
 
