@@ -573,3 +573,38 @@ export function runtimeEnv(name: string): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * A little-endian u64 field of a kernel structure as a number; exact below
+ * 2^53 (addresses, sizes, inodes).
+ *
+ * @example
+ * ```ts
+ * import { setU64, u64 } from "./ffi.ts";
+ * import assert from "node:assert/strict";
+ * const view = new DataView(new ArrayBuffer(8));
+ * setU64(view, 0, 0x7f12_3456_7000);
+ * assert.equal(u64(view, 0), 0x7f12_3456_7000);
+ * ```
+ */
+export function u64(view: DataView, at: number): number {
+  return view.getUint32(at + 4, true) * 0x1_0000_0000 +
+    view.getUint32(at, true);
+}
+
+/**
+ * Writes a number below 2^53 as a little-endian u64 field.
+ *
+ * @example
+ * ```ts
+ * import { setU64 } from "./ffi.ts";
+ * import assert from "node:assert/strict";
+ * const view = new DataView(new ArrayBuffer(8));
+ * setU64(view, 0, 2 ** 32 + 1);
+ * assert.equal(view.getBigUint64(0, true), 2n ** 32n + 1n);
+ * ```
+ */
+export function setU64(view: DataView, at: number, value: number): void {
+  view.setUint32(at, value % 0x1_0000_0000, true);
+  view.setUint32(at + 4, Math.floor(value / 0x1_0000_0000), true);
+}

@@ -31,7 +31,7 @@
  * @module
  */
 
-import { addressOf } from "./ffi.ts";
+import { addressOf, setU64, u64 } from "./ffi.ts";
 import type { Libc } from "./libc.ts";
 
 /** `_IOWR('f', 16, struct pm_scan_arg)` with the 96-byte structure. */
@@ -126,16 +126,6 @@ interface Session {
 
 let session: Session | undefined;
 let unavailable: string | undefined;
-
-function u64(view: DataView, at: number): number {
-  return view.getUint32(at + 4, true) * 0x1_0000_0000 +
-    view.getUint32(at, true);
-}
-
-function setU64(view: DataView, at: number, value: number): void {
-  view.setUint32(at, value % 0x1_0000_0000, true);
-  view.setUint32(at + 4, Math.floor(value / 0x1_0000_0000), true);
-}
 
 const ALL = PAGE_IS_FILE | PAGE_IS_PRESENT | PAGE_IS_SWAPPED |
   PAGE_IS_PFNZERO | PAGE_IS_HUGE;

@@ -27,7 +27,7 @@
  * @module
  */
 
-import { addressOf } from "./ffi.ts";
+import { addressOf, setU64, u64 } from "./ffi.ts";
 import type { Libc } from "./libc.ts";
 import type { Vma } from "./maps.ts";
 
@@ -121,17 +121,6 @@ const decoder = new TextDecoder();
 
 let session: Session | undefined;
 let unavailable: string | undefined;
-
-/** A little-endian u64 field; exact below 2^53 (addresses, sizes, inodes). */
-function u64(view: DataView, at: number): number {
-  return view.getUint32(at + 4, true) * 0x1_0000_0000 +
-    view.getUint32(at, true);
-}
-
-function setU64(view: DataView, at: number, value: number): void {
-  view.setUint32(at, value % 0x1_0000_0000, true);
-  view.setUint32(at + 4, Math.floor(value / 0x1_0000_0000), true);
-}
 
 function open(c: Libc): Session | string {
   if (session !== undefined) return session;
