@@ -25,14 +25,27 @@ function count(path) {
     names.filter((n) => names.some((m) => m.startsWith(n + " > "))),
   );
   let passed = 0, failed = 0, skipped = 0;
+  const failures = [];
   for (const [i, c] of cases.entries()) {
     if (groups.has(names[i])) continue;
     const body = c[3] ?? "";
-    if (/<(failure|error)\b/.test(body)) failed++;
-    else if (/<skipped\b/.test(body)) skipped++;
+    if (/<(failure|error)\b/.test(body)) {
+      failed++;
+      failures.push({ name: names[i], why: unescape(failureText(body)) });
+    } else if (/<skipped\b/.test(body)) skipped++;
     else passed++;
   }
-  return { passed, failed, skipped, missing: false };
+  return { passed, failed, skipped, missing: false, failures };
+}
+
+// The first lines of a failure's message, so that the end of a CI log
+// (often all one gets to see) names what failed and why.
+function failureText(body) {
+  const m = /<(failure|error)\b([^>]*?)(\/>|>([\s\S]*?)<\/\1>)/.exec(body);
+  const message = /\bmessage="([^"]*)"/.exec(m?.[2] ?? "")?.[1] ?? "";
+  const text = (m?.[4] ?? "").replace(/^<!\[CDATA\[|\]\]>$/g, "");
+  return [message, text].filter(Boolean).join("\n").split("\n").slice(0, 12)
+    .map((l) => "    " + l.slice(0, 300)).join("\n");
 }
 
 let passed = 0, failed = 0;
@@ -40,6 +53,9 @@ for (
   const [name, path] of [["deno", process.argv[2]], ["bun", process.argv[3]]]
 ) {
   const r = count(path);
+  for (const f of r.failures ?? []) {
+    console.log(`${name} FAILED: ${f.name}\n${f.why}`);
+  }
   console.log(
     `${name}: ${r.passed} passed, ${r.failed} failed, ${r.skipped} skipped` +
       (r.missing ? " (no report: the test run did not finish)" : ""),
