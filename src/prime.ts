@@ -25,6 +25,7 @@ import { alignedRanges, readFileVmas, readVmaStats } from "./sys/vma_stats.ts";
 import {
   loadedObjects,
   mainExecutable,
+  type ProcessStatus,
   readStatus,
   unpinObjects,
 } from "./sys/objects.ts";
@@ -334,7 +335,12 @@ export class Primer {
       ? found.before
       : remapped !== undefined && !this.#mlock && !this.#populate
       ? remapped.after
-      : readVmaStats(c, alignedRanges(found.ranges)).vmas;
+      : readVmaStats(
+        c,
+        alignedRanges(found.ranges),
+        // Locking changes VmLck: the status read at inspect is stale then.
+        this.#mlock ? {} : { vmLck: found.status.vmLck },
+      ).vmas;
     const segments = segmentReports(found, after, base.requested);
     const totals = totalsOf(segments);
     const reasons = failureReasons({ found, after, remap, totals, base });
@@ -460,8 +466,13 @@ function connect(
 interface Inspection {
   /** The system page size. */
   pageSize: number;
-  /** The VMA statistics (smaps fields) of the primed ranges before any action. */
+  /**
+   * The VMA statistics (smaps fields) of `alignedRanges(ranges)` before any
+   * action.
+   */
   before: SmapsVma[];
+  /** `/proc/self/status` as read once at the start of the run. */
+  status: ProcessStatus;
   /** The objects the selectors matched. */
   selected: LoadedObject[];
   /** Why no loaded object matched the selectors, when none did. */
@@ -495,7 +506,10 @@ function inspect(
   });
   // Only the VMAs where the ranges are (and the 2 MiB pages around them,
   // where a remap plan looks), not the whole process.
-  const before = readVmaStats(c, alignedRanges(ranges)).vmas;
+  const status = readStatus(c);
+  const before = readVmaStats(c, alignedRanges(ranges), {
+    vmLck: status.vmLck,
+  }).vmas;
   const errors = new Map<SegmentRange, StepError>();
   const partlyUnmapped = new Set<SegmentRange>();
   for (const r of ranges) {
@@ -515,7 +529,16 @@ function inspect(
       });
     }
   }
-  return { pageSize, before, selected, unmatched, ranges, usable, errors };
+  return {
+    pageSize,
+    before,
+    status,
+    selected,
+    unmatched,
+    ranges,
+    usable,
+    errors,
+  };
 }
 
 /** No loaded object matched `objects(...)`: which selectors, which objects. */
@@ -547,6 +570,7 @@ function remapStep(
     ranges: found.ranges,
     options,
     before: found.before,
+    vmLck: found.status.vmLck,
   });
   const { after, ...report } = done;
   let perfMapMs = 0;
@@ -599,7 +623,10 @@ function mlockStep(
     }
     return { start, end };
   });
-  const run = lockRanges(c, lockTargets, { ...options, status: readStatus(c) });
+  // A remap may have replaced locked pages with unlocked copies since the
+  // status was read.
+  const status = remap ? readStatus(c) : found.status;
+  const run = lockRanges(c, lockTargets, { ...options, status });
   const ms = performance.now() - t;
   run.results.forEach((res, i) => {
     if (res.error) found.errors.set(found.usable[i], res.error);

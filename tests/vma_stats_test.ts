@@ -173,6 +173,21 @@ test("addVmaStats reads only what its records do not cover; canMapMore; countVma
   );
   const more = addVmaStats(c, vmas.slice(1), ranges);
   assert.deepEqual(more.map((v) => v.start), vmas.map((v) => v.start));
+  // Inside `known` (the ranges the records were read for), nothing is
+  // read again, even where the records leave a hole.
+  assert.deepEqual(
+    addVmaStats(c, vmas.slice(1), ranges, { known: ranges }).map((v) =>
+      v.start
+    ),
+    vmas.slice(1).map((v) => v.start),
+  );
+  const [first] = ranges;
+  assert.deepEqual(
+    addVmaStats(c, vmas.slice(1), ranges, {
+      known: [{ start: first.start + 4096, end: first.end }],
+    }).map((v) => v.start),
+    vmas.map((v) => v.start),
+  );
   assert.equal(canMapMore(c, 12), true);
   const n = countVmas(c);
   const maps = parseMaps(c.readText("/proc/self/maps")).length;

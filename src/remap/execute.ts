@@ -76,6 +76,12 @@ import {
 /** Mappings a remap may add per region (stage, trims, gaps, splits). */
 export const MAPS_PER_REGION = 6;
 
+/**
+ * The environment variable choosing how a copy is filled: `memory` (the
+ * default) or `file` (pread from the file where memory equals it).
+ */
+const FILL_ENV = "PAGE_PRIMER_FILL";
+
 /** Times `MADV_COLLAPSE` is tried again after `EAGAIN`. */
 const COLLAPSE_RETRIES = 3;
 
@@ -201,8 +207,17 @@ export interface RemapInput {
   ranges: readonly SegmentRange[];
   /** The checked options of `remap()`. */
   options: RemapOptions;
-  /** The VMA statistics of the ranges as read just before, when the caller has them. */
+  /**
+   * The VMA statistics of `alignedRanges(ranges)` as read just before, when
+   * the caller has them: only what lies outside those ranges is read again.
+   */
   before?: readonly SmapsVma[];
+  /**
+   * `VmLck` of `/proc/self/status` as the caller read it for this run (the
+   * VMA statistics' locked-state check), read once per statistics read when
+   * absent.
+   */
+  vmLck?: number;
   /** `performance.now()` at the start, for the report's `ms`. */
   t0: number;
 }
@@ -232,8 +247,12 @@ interface RunContext {
   /** Each object's file, opened and identified once per run. */
   files: Map<string, { fd: number; file: FileIdentity } | string>;
   share: ShareRun | undefined;
-  /** `PAGE_PRIMER_FILL=memory` forces the copy from memory (tests). */
-  fillFromMemory: boolean;
+  /**
+   * `PAGE_PRIMER_FILL=file`: fill a copy with `pread` from the file where
+   * memory equals it (tests cover that path with it). Default (and
+   * `PAGE_PRIMER_FILL=memory`): from memory, for every backend.
+   */
+  fillFromFile: boolean;
   namingWarned: boolean;
 }
 
@@ -274,7 +293,7 @@ function remapLocked(
     results: [],
     files: new Map(),
     share: pre.shareWanted ? openShare(c, pre) : undefined,
-    fillFromMemory: c.getenv("PAGE_PRIMER_FILL") === "memory",
+    fillFromFile: c.getenv(FILL_ENV) === "file",
     namingWarned: false,
   };
   try {
@@ -312,7 +331,7 @@ function preflight(
   record: SwapRecord | undefined,
   input: RemapInput,
 ): Preflight {
-  const { objects, ranges, options, before, t0 } = input;
+  const { objects, ranges, options, before, vmLck, t0 } = input;
   const align = options.align ?? "aggressive";
   const pageSize = options.pageSize ?? "2m";
   const page4k = pageSize === "4k";
@@ -323,8 +342,8 @@ function preflight(
     ...[...(record?.swaps.values() ?? [])].map((a) => a.region),
   ]);
   const maps: SmapsVma[] = before
-    ? addVmaStats(c, before, where)
-    : readVmaStats(c, where).vmas;
+    ? addVmaStats(c, before, where, { known: alignedRanges(ranges), vmLck })
+    : readVmaStats(c, where, { vmLck }).vmas;
   const shareWanted = options.share && !page4k
     ? options.share === true ? {} : options.share
     : undefined;
@@ -737,10 +756,11 @@ function runSwap(
       hugetlb,
       memfd: memory?.fd,
       shared: memory?.shared !== undefined,
-      // Where memory equals the file (plan.ts: not RELRO, no private
-      // page) fill from the page cache with pread, without faulting the
-      // source in.
-      fromFile: !ctx.fillFromMemory && region.equalsFile,
+      // From memory by default (MADV_POPULATE_READ on the source, then a
+      // copy): measured faster than pread from the page cache on every
+      // backend. PAGE_PRIMER_FILL=file takes pread where memory equals the
+      // file (plan.ts: not RELRO, no private page).
+      fromFile: ctx.fillFromFile && region.equalsFile,
       equalsFile: region.equalsFile,
       // A memfd is named by memfd_create (maps: /memfd:<path>).
       name: ctx.ops.named ? `${NAME_PREFIX}${region.object}` : undefined,
@@ -869,6 +889,7 @@ function verify(ctx: RunContext): SmapsVma[] {
       ...ctx.input.ranges,
       ...[...ctx.record.swaps.values()].map((a) => a.region),
     ]),
+    { vmLck: ctx.input.vmLck },
   ).vmas;
   for (const r of ctx.results) {
     if (r.status !== "remapped") continue;

@@ -93,6 +93,12 @@ export interface VmaStatsOptions {
    * VmLck above 0; `false` does not measure it.
    */
   locked?: boolean | "auto";
+  /**
+   * With `locked: "auto"`: `VmLck` of `/proc/self/status` in bytes as the
+   * caller read it for this run (one read per run, not one per call);
+   * read now when absent.
+   */
+  vmLck?: number;
 }
 
 /** The records and where they came from. */
@@ -310,7 +316,8 @@ export function readVmaStats(
   if (why === undefined && lockedWanted === true) {
     lockedWhy = "locked state asked for";
   } else if (why === undefined && lockedWanted === "auto") {
-    const vmLck = parseStatus(c.readText("/proc/self/status")).vmLck;
+    const vmLck = options.vmLck ??
+      parseStatus(c.readText("/proc/self/status")).vmLck;
     if (vmLck > 0) {
       lockedWhy = `VmLck is ${vmLck} bytes: locked state asked for`;
     }
@@ -406,11 +413,29 @@ function coveredBy(sorted: readonly SmapsVma[], r: AddressRange): boolean {
   return false;
 }
 
+/** The parts of `ranges` outside every range of `known`. */
+function outside(
+  ranges: readonly AddressRange[],
+  known: readonly AddressRange[],
+): AddressRange[] {
+  let parts = ranges.filter((r) => r.start < r.end);
+  for (const k of known) {
+    parts = parts.flatMap((r) =>
+      k.end <= r.start || r.end <= k.start ? [r] : [
+        ...(r.start < k.start ? [{ start: r.start, end: k.start }] : []),
+        ...(k.end < r.end ? [{ start: k.end, end: r.end }] : []),
+      ]
+    );
+  }
+  return parts;
+}
+
 /**
  * {@linkcode readVmaStats} of the ranges not yet covered by `vmas`, added
  * to them: `vmas` plus the VMAs over the rest of `ranges`, once each, in
  * address order. A range counts as covered when VMAs of `vmas` map all of
- * it without a gap.
+ * it without a gap, or, for the parts inside `known` (the ranges `vmas`
+ * was read for), always: a hole there was read as a hole.
  *
  * @example Usage
  * ```ts
@@ -425,15 +450,14 @@ export function addVmaStats(
   c: Libc,
   vmas: readonly SmapsVma[],
   ranges: readonly AddressRange[],
-  options: VmaStatsOptions = {},
+  options: VmaStatsOptions & { known?: readonly AddressRange[] } = {},
 ): SmapsVma[] {
+  const { known = [], ...read } = options;
   const sorted = [...vmas].sort((a, b) => a.start - b.start);
-  const missing = ranges.filter((r) =>
-    r.start < r.end && !coveredBy(sorted, r)
-  );
+  const missing = outside(ranges, known).filter((r) => !coveredBy(sorted, r));
   if (missing.length === 0) return [...vmas];
   const seen = new Map(vmas.map((v) => [v.start, v]));
-  for (const v of readVmaStats(c, missing, options).vmas) {
+  for (const v of readVmaStats(c, missing, read).vmas) {
     if (!seen.has(v.start)) seen.set(v.start, v);
   }
   return [...seen.values()].sort((a, b) => a.start - b.start);
