@@ -123,14 +123,32 @@ static long stage_advise(struct pp_region *r, uint64_t stage)
 	return is_err(ret) ? fail(r, PP_STEP_ADVISE, ret) : 0;
 }
 
-/* Every page now: a short pool or a hugetlb/memory cgroup limit fails here
- * with an errno, not as a SIGBUS or OOM kill in the fill. EINVAL: a kernel
- * before 5.14 (no MADV_POPULATE_WRITE); go on. A shared copy is filled. */
+/* Every page now where a fault in the fill could not fail cleanly: a short
+ * hugetlb pool or a hugetlb cgroup limit fails here with an errno, not as a
+ * SIGBUS in the fill; 4 KiB pages are cheaper faulted in one call than one
+ * fault at a time. An anonymous THP stage is not populated: its pages are
+ * faulted by the fill, each 2 MiB page cleared just before its copy (a
+ * populated stage is cleared in one pass and then copied in a second, which
+ * misses the cache twice), and an anonymous fault never raises SIGBUS (a
+ * memory cgroup charge over the limit calls the OOM killer whether the page
+ * is faulted here or in the fill: the caller checks the cgroup's room first).
+ * EINVAL: a kernel before 5.14 (no MADV_POPULATE_WRITE); go on. A shared
+ * copy is filled already. */
+static int stage_needs_populate(const struct pp_region *r)
+{
+	if (r->flags & PP_F_SHARED)
+		return 0;
+	return (r->flags & (PP_F_HUGETLB | PP_F_MEMFD | PP_F_4K)) != 0;
+}
+
 static long stage_populate(struct pp_region *r, uint64_t stage)
 {
-	long ret = (r->flags & PP_F_SHARED) ? 0
-		   : sys(r, PP_SYS_MADVISE, stage, r->len, MADV_POPULATE_WRITE,
-			 0, 0, 0);
+	long ret;
+
+	if (!stage_needs_populate(r))
+		return 0;
+	ret = sys(r, PP_SYS_MADVISE, stage, r->len, MADV_POPULATE_WRITE, 0, 0,
+		  0);
 
 	return is_err(ret) && ret != -22 ? fail(r, PP_STEP_POPULATE, ret) : 0;
 }

@@ -184,6 +184,9 @@ const STEP_LABELS: { [K in keyof typeof PP_STEP]: string } = {
   PP_STEP_POPULATE: "madvise(MADV_POPULATE_WRITE)",
 };
 
+/** `PP_STEP_ADVISE` of a 4 KiB copy, which advises the other way. */
+const ADVISE_4K_LABEL = "madvise(MADV_NOHUGEPAGE)";
+
 /** Labels by value: a step number of an enum in its label, or `step N`. */
 function stepLabel<E extends Record<string, number>>(
   values: E,
@@ -487,7 +490,10 @@ function runRecords(
   return records.map((_, i) => {
     const w = words.subarray(i * PP_REGION_WORDS);
     return {
-      step: stepLabel(PP_STEP, STEP_LABELS, Number(w[PP_REGION.step])),
+      step: records[i].page4k &&
+          w[PP_REGION.step] === BigInt(PP_STEP.PP_STEP_ADVISE)
+        ? ADVISE_4K_LABEL
+        : stepLabel(PP_STEP, STEP_LABELS, Number(w[PP_REGION.step])),
       errno: Number(w[PP_REGION.err]),
       collapseErrno: Number(w[PP_REGION.collapseErr]),
       nameErrno: Number(w[PP_REGION.nameErr]),
