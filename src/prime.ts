@@ -21,7 +21,12 @@ import {
 import { formatAutoIssue, parsePagePrimer } from "./auto_config.ts";
 import { basename } from "./sys/format.ts";
 import { lockRanges, type MlockOptions } from "./mlock.ts";
-import { alignedRanges, readFileVmas, readVmaStats } from "./sys/vma_stats.ts";
+import {
+  alignedRanges,
+  readFileVmas,
+  readVmaStats,
+  withVmaQueries,
+} from "./sys/vma_stats.ts";
 import {
   loadedObjects,
   mainExecutable,
@@ -275,7 +280,8 @@ export class Primer {
     const conn = connect(base);
     if (!("c" in conn)) return stop(conn.reason, conn.disabled, conn.disabled);
     try {
-      return this.#prime(conn.c, base, t0);
+      // /proc/self/maps and pagemap opened once for the run's queries.
+      return withVmaQueries(conn.c, () => this.#prime(conn.c, base, t0));
     } catch (e) {
       return stop(
         e instanceof SyscallError

@@ -25,7 +25,9 @@ import {
   countVmas,
   fastPathUnavailable,
   readFileVmas,
+  readVmas,
   readVmaStats,
+  withVmaQueries,
 } from "../src/sys/vma_stats.ts";
 
 const UNAVAILABLE = fastPathUnavailable(libc(), { smaps: false }) ?? false;
@@ -211,4 +213,60 @@ test("readFileVmas equals the file-backed VMAs of /proc/self/maps, on both paths
       break;
     }
   }
+});
+
+test("readVmas equals /proc/self/maps over the ranges, on both paths", () => {
+  const c = libc();
+  const exe = c.readlink("/proc/self/exe");
+  for (const smaps of [false, true]) {
+    for (let attempt = 0;; attempt++) {
+      const maps = parseMaps(c.readText("/proc/self/maps"));
+      const mine = maps.filter((v) => v.path === exe);
+      // The executable's 2 MiB-aligned span: its VMAs, holes, neighbours.
+      const ranges = alignedRanges(mine);
+      const want = maps.filter((v) =>
+        ranges.some((r) => v.start < r.end && r.start < v.end)
+      );
+      const got = readVmas(c, ranges, { smaps });
+      const again = parseMaps(c.readText("/proc/self/maps"));
+      if (JSON.stringify(maps) !== JSON.stringify(again) && attempt < 5) {
+        continue;
+      }
+      assert.ok(want.length >= mine.length);
+      assert.deepEqual(got, want);
+      break;
+    }
+  }
+  assert.throws(() => readVmas(c, [{ start: 2, end: 1 }]), RangeError);
+});
+
+test("no descriptor stays open after the per-range reads, in or out of a scope", () => {
+  const c = libc();
+  const fds = () => {
+    const fd = c.openRead("/proc/self/fd");
+    try {
+      return c.listDir(fd).length;
+    } finally {
+      c.close(fd);
+    }
+  };
+  const at = c.getauxval(3) - (c.getauxval(3) % 4096);
+  const ranges = [{ start: at, end: at + 4096 }];
+  const before = fds();
+  readVmaStats(c, ranges);
+  readVmas(c, ranges);
+  readFileVmas(c);
+  assert.equal(fds(), before);
+  let inside = -1;
+  assert.throws(() =>
+    withVmaQueries(c, () => {
+      readVmaStats(c, ranges);
+      readVmas(c, ranges);
+      inside = fds();
+      throw new Error("out");
+    })
+  );
+  assert.equal(fds(), before);
+  // Both descriptors were held through the scope (none on the smaps path).
+  if (!UNAVAILABLE) assert.equal(inside, before + 2);
 });

@@ -25,12 +25,13 @@ import {
   SyscallError,
 } from "../sys/libc.ts";
 import { maxMapHeadroom, memcgProblem } from "../sys/limits.ts";
-import { hugeBytes, parseMaps, type SmapsVma, sumIn } from "../sys/maps.ts";
+import { hugeBytes, type SmapsVma, sumIn } from "../sys/maps.ts";
 import {
   addVmaStats,
   alignedRanges,
   canMapMore,
   countVmas,
+  readVmas,
   readVmaStats,
 } from "../sys/vma_stats.ts";
 import type { LoadedObject, SegmentRange } from "../sys/segments.ts";
@@ -77,10 +78,28 @@ import {
 export const MAPS_PER_REGION = 6;
 
 /**
- * The environment variable choosing how a copy is filled: `memory` (the
- * default) or `file` (pread from the file where memory equals it).
+ * The environment variable choosing how a copy is filled where memory
+ * equals the file: `memory` (`MADV_POPULATE_READ` on the source, then a
+ * copy) or `file` (pread from the page cache). Elsewhere, always memory.
  */
 const FILL_ENV = "PAGE_PRIMER_FILL";
+
+/**
+ * The fill without {@linkcode FILL_ENV}. Still `file`: the fault walk of
+ * tests/scenarios/fault_test.ts fails each syscall of the pread fill in
+ * turn and runs its children without the variable; with `memory` here it
+ * must set `PAGE_PRIMER_FILL=file`. Measured (trampoline ms, medians):
+ * a fresh process's first remap, memory 27.4 / file 25.6 (Deno), 27.6 /
+ * 27.1 (Bun); a remap after a restore, memory 48.0 / file 38.9 (Deno),
+ * 36.1 / 31.4 (Bun): after a restore the file's pages are not mapped, so
+ * the populate faults them all in.
+ */
+const DEFAULT_FILL: "memory" | "file" = "file";
+
+/** The fill {@linkcode FILL_ENV} asks for; its default when unset or other. */
+function fillMode(value: string | undefined): "memory" | "file" {
+  return value === "memory" || value === "file" ? value : DEFAULT_FILL;
+}
 
 /** Times `MADV_COLLAPSE` is tried again after `EAGAIN`. */
 const COLLAPSE_RETRIES = 3;
@@ -129,7 +148,7 @@ function releaseGaps(
   held: readonly { start: number; end: number }[],
   check: boolean,
 ): void {
-  const maps = check ? parseMaps(c.readText("/proc/self/maps")) : [];
+  const maps = check ? readVmas(c, held) : [];
   for (const g of held) {
     const ours = !check ||
       maps.some((v) =>
@@ -247,12 +266,8 @@ interface RunContext {
   /** Each object's file, opened and identified once per run. */
   files: Map<string, { fd: number; file: FileIdentity } | string>;
   share: ShareRun | undefined;
-  /**
-   * `PAGE_PRIMER_FILL=file`: fill a copy with `pread` from the file where
-   * memory equals it (tests cover that path with it). Default (and
-   * `PAGE_PRIMER_FILL=memory`): from memory, for every backend.
-   */
-  fillFromFile: boolean;
+  /** How a copy is filled where memory equals the file ({@linkcode FILL_ENV}). */
+  fill: "memory" | "file";
   namingWarned: boolean;
 }
 
@@ -293,7 +308,7 @@ function remapLocked(
     results: [],
     files: new Map(),
     share: pre.shareWanted ? openShare(c, pre) : undefined,
-    fillFromFile: c.getenv(FILL_ENV) === "file",
+    fill: fillMode(c.getenv(FILL_ENV)),
     namingWarned: false,
   };
   try {
@@ -756,11 +771,10 @@ function runSwap(
       hugetlb,
       memfd: memory?.fd,
       shared: memory?.shared !== undefined,
-      // From memory by default (MADV_POPULATE_READ on the source, then a
-      // copy): measured faster than pread from the page cache on every
-      // backend. PAGE_PRIMER_FILL=file takes pread where memory equals the
-      // file (plan.ts: not RELRO, no private page).
-      fromFile: ctx.fillFromFile && region.equalsFile,
+      // pread only where memory equals the file (plan.ts: not RELRO, no
+      // private page); else, or with PAGE_PRIMER_FILL=memory, MADV_
+      // POPULATE_READ on the source and a copy.
+      fromFile: ctx.fill === "file" && region.equalsFile,
       equalsFile: region.equalsFile,
       // A memfd is named by memfd_create (maps: /memfd:<path>).
       name: ctx.ops.named ? `${NAME_PREFIX}${region.object}` : undefined,

@@ -7,7 +7,7 @@
  */
 
 import { errnoName, type Libc, SyscallError } from "../sys/libc.ts";
-import { parseMaps } from "../sys/maps.ts";
+import { readVmas } from "../sys/vma_stats.ts";
 import {
   type ActiveSwap,
   notOurCopy,
@@ -112,7 +112,7 @@ function restoreLocked(
   if (record.swaps.size === 0) return out;
   // Checked right before acting: a range that is no longer our copy (its
   // library unloaded, someone mapped over it) is left alone.
-  const maps = parseMaps(c.readText("/proc/self/maps"));
+  const maps = readVmas(c, [...record.swaps.values()].map((s) => s.region));
   for (const [start, swap] of [...record.swaps.entries()]) {
     const r = swap.region;
     const gone = notOurCopy(maps, swap);

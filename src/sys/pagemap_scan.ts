@@ -8,7 +8,9 @@
  * The layouts are the kernel's `struct pm_scan_arg` (96 bytes) and
  * `struct page_region` (24 bytes) of `include/uapi/linux/fs.h`; the request
  * is `_IOWR('f', 16, struct pm_scan_arg)`. `ENOTTY`/`EINVAL` on the first
- * call means "unavailable", remembered for the life of the process.
+ * call means "unavailable", remembered for the life of the JS realm.
+ * `/proc/self/pagemap` is open only during a call, or a
+ * {@linkcode withPagemapScan} scope around several.
  *
  * What the categories mean (as the kernel sets them): `PAGE_IS_PRESENT` a
  * mapped page; `PAGE_IS_SWAPPED` a swap entry; `PAGE_IS_FILE` a page that is
@@ -19,12 +21,12 @@
  * @example Usage
  * ```ts
  * import { libc } from "./libc.ts";
- * import { pagemapScanAvailable, residency } from "./pagemap_scan.ts";
+ * import { pagemapScanAvailable, scanRuns } from "./pagemap_scan.ts";
  *
  * const c = libc();
  * if (pagemapScanAvailable(c) === undefined) {
  *   const at = c.getauxval(3) - (c.getauxval(3) % 4096);
- *   console.log(residency(c, at, at + 4096).present); // 4096
+ *   console.log(scanRuns(c, at, at + 4096)[0]?.end === at + 4096); // true
  * }
  * ```
  *
@@ -87,33 +89,6 @@ export interface PageRun {
   categories: number;
 }
 
-/**
- * Bytes of a range in each state. A page may count in several (a present
- * file page on a huge page counts in `present`, `file` and `huge`). The zero
- * page is left out of `present`, as smaps leaves it out of `Rss`.
- *
- * @example Usage
- * ```ts
- * import type { Residency } from "./pagemap_scan.ts";
- * const r: Residency = { present: 8192, huge: 0, file: 8192, anon: 0, swapped: 0, zero: 0 };
- * console.log(r.present - r.file); // anonymous bytes
- * ```
- */
-export interface Residency {
-  /** Mapped pages other than the zero page. */
-  present: number;
-  /** Present pages on a huge page (PMD-mapped THP, or hugetlb). */
-  huge: number;
-  /** Present pages that are not anonymous (page cache, shmem, hugetlbfs). */
-  file: number;
-  /** Present anonymous pages. */
-  anon: number;
-  /** Swapped-out pages. */
-  swapped: number;
-  /** Pages mapping the shared zero page. */
-  zero: number;
-}
-
 interface Session {
   fd: number;
   ioctl: (fd: number, request: number, arg: number) => number;
@@ -124,18 +99,26 @@ interface Session {
   vecAt: number;
 }
 
+/** The scan buffers, made once per JS realm (each Worker has its own). */
 let session: Session | undefined;
 let unavailable: string | undefined;
+/** Open {@linkcode withPagemapScan} scopes: the descriptor stays open while > 0. */
+let scopes = 0;
 
 const ALL = PAGE_IS_FILE | PAGE_IS_PRESENT | PAGE_IS_SWAPPED |
   PAGE_IS_PFNZERO | PAGE_IS_HUGE;
 
+/** The buffers and an open `/proc/self/pagemap`, or why the scan is unavailable. */
 function open(c: Libc): Session | string {
-  if (session !== undefined) return session;
   if (unavailable !== undefined) return unavailable;
+  if (session !== undefined && session.fd >= 0) return session;
   let fd = -1;
   try {
     fd = c.openRead("/proc/self/pagemap");
+    if (session !== undefined) {
+      session.fd = fd;
+      return session;
+    }
     // From an ArrayBuffer: Bun moves a small typed array made without one
     // when its `.buffer` is first read, changing its address.
     const argBuf = new ArrayBuffer(PM_SCAN_ARG_SIZE);
@@ -150,7 +133,7 @@ function open(c: Libc): Session | string {
       vec: new DataView(vecBuf),
       vecAt: addressOf(new Uint8Array(vecBuf)),
     };
-    // The feature test: scan the page of the argument itself.
+    // The feature test, once per realm: scan the page of the argument.
     const page = c.pageSize();
     const at = s.argAt - (s.argAt % page);
     const r = rawScan(s, at, at + page, PAGE_IS_PRESENT);
@@ -168,6 +151,42 @@ function open(c: Libc): Session | string {
     if (fd >= 0) c.close(fd);
     unavailable = `PAGEMAP_SCAN cannot be used: ${(e as Error).message}`;
     return unavailable;
+  }
+}
+
+/** Closes `/proc/self/pagemap` unless a {@linkcode withPagemapScan} scope holds it. */
+function release(c: Libc): void {
+  if (scopes > 0 || session === undefined || session.fd < 0) return;
+  const fd = session.fd;
+  session.fd = -1;
+  c.close(fd);
+}
+
+/**
+ * Runs `fn` with `/proc/self/pagemap` opened once for all the scans it
+ * makes, and closed when it returns or throws (scopes nest; the outermost
+ * closes). Outside a scope each {@linkcode scanRuns} opens and closes it
+ * itself. No descriptor outlives the call, so a Worker that ends leaves
+ * none open.
+ *
+ * @example Usage
+ * ```ts
+ * import { libc } from "./libc.ts";
+ * import { pagemapScanAvailable, scanRuns, withPagemapScan } from "./pagemap_scan.ts";
+ * const c = libc();
+ * if (pagemapScanAvailable(c) === undefined) {
+ *   const at = c.getauxval(3) - (c.getauxval(3) % 4096);
+ *   withPagemapScan(c, () => [scanRuns(c, at, at + 4096), scanRuns(c, at, at + 8192)]);
+ * }
+ * ```
+ */
+export function withPagemapScan<T>(c: Libc, fn: () => T): T {
+  scopes++;
+  try {
+    return fn();
+  } finally {
+    scopes--;
+    release(c);
   }
 }
 
@@ -197,7 +216,10 @@ function rawScan(s: Session, start: number, end: number, anyOf: number) {
  * ```
  */
 export function pagemapScanAvailable(c: Libc): string | undefined {
+  if (unavailable !== undefined) return unavailable;
+  if (session !== undefined) return undefined;
   const s = open(c);
+  release(c);
   return typeof s === "string" ? s : undefined;
 }
 
@@ -231,6 +253,19 @@ export function scanRuns(c: Libc, start: number, end: number): PageRun[] {
   }
   const s = open(c);
   if (typeof s === "string") throw new Error(s);
+  try {
+    return scanOpen(c, s, start, end);
+  } finally {
+    release(c);
+  }
+}
+
+function scanOpen(
+  c: Libc,
+  s: Session,
+  start: number,
+  end: number,
+): PageRun[] {
   const out: PageRun[] = [];
   let at = start;
   while (at < end) {
@@ -255,65 +290,4 @@ export function scanRuns(c: Libc, start: number, end: number): PageRun[] {
     at = walkEnd;
   }
   return out;
-}
-
-/**
- * Adds the bytes of `runs` to a {@linkcode Residency}; pass a fresh one
- * (all zeros) to total one range.
- *
- * @example Usage
- * ```ts
- * import { PAGE_IS_FILE, PAGE_IS_PRESENT, tally } from "./pagemap_scan.ts";
- * const r = tally([{ start: 0, end: 8192, categories: PAGE_IS_PRESENT | PAGE_IS_FILE }]);
- * console.log(r.file); // 8192
- * ```
- */
-export function tally(
-  runs: readonly PageRun[],
-  into: Residency = {
-    present: 0,
-    huge: 0,
-    file: 0,
-    anon: 0,
-    swapped: 0,
-    zero: 0,
-  },
-): Residency {
-  for (const r of runs) {
-    const n = r.end - r.start;
-    const k = r.categories;
-    if (k & PAGE_IS_SWAPPED) into.swapped += n;
-    if (!(k & PAGE_IS_PRESENT)) continue;
-    if (k & PAGE_IS_PFNZERO) {
-      into.zero += n;
-      continue;
-    }
-    into.present += n;
-    if (k & PAGE_IS_HUGE) into.huge += n;
-    if (k & PAGE_IS_FILE) into.file += n;
-    else into.anon += n;
-  }
-  return into;
-}
-
-/**
- * Bytes of `[start, end)` present, on huge pages, file-backed, anonymous,
- * swapped and on the zero page: one page-table walk of this range only.
- *
- * @throws {RangeError} For unaligned or reversed bounds.
- * @throws {Error} When `PAGEMAP_SCAN` is unavailable or fails.
- *
- * @example Usage
- * ```ts
- * import { libc } from "./libc.ts";
- * import { pagemapScanAvailable, residency } from "./pagemap_scan.ts";
- * const c = libc();
- * if (pagemapScanAvailable(c) === undefined) {
- *   const at = c.getauxval(3) - (c.getauxval(3) % 4096);
- *   console.log(residency(c, at, at + 4096).file); // 4096
- * }
- * ```
- */
-export function residency(c: Libc, start: number, end: number): Residency {
-  return tally(scanRuns(c, start, end));
 }

@@ -10,7 +10,9 @@
  * (`include/uapi/linux/fs.h`, 104 bytes); the request number is
  * `_IOWR('f', 17, struct procmap_query)`. The first call tests the feature:
  * `ENOTTY` (or `EINVAL` from a kernel that does not know the request) means
- * "unavailable", remembered for the life of the process.
+ * "unavailable", remembered for the life of the JS realm. `/proc/self/maps`
+ * is open only during a call, or a {@linkcode withProcmap} scope around
+ * several.
  *
  * @example Usage
  * ```ts
@@ -119,15 +121,23 @@ interface Session {
 
 const decoder = new TextDecoder();
 
+/** The query buffers, made once per JS realm (each Worker has its own). */
 let session: Session | undefined;
 let unavailable: string | undefined;
+/** Open {@linkcode withProcmap} scopes: the descriptor stays open while > 0. */
+let scopes = 0;
 
+/** The buffers and an open `/proc/self/maps`, or why the query is unavailable. */
 function open(c: Libc): Session | string {
-  if (session !== undefined) return session;
   if (unavailable !== undefined) return unavailable;
+  if (session !== undefined && session.fd >= 0) return session;
   let fd = -1;
   try {
     fd = c.openRead("/proc/self/maps");
+    if (session !== undefined) {
+      session.fd = fd;
+      return session;
+    }
     // Buffers made from an ArrayBuffer: Bun moves a small typed array made
     // without one when its `.buffer` is first read, changing its address.
     const arg = new Uint8Array(new ArrayBuffer(PROCMAP_QUERY_SIZE));
@@ -144,7 +154,8 @@ function open(c: Libc): Session | string {
       buildId,
       buildIdAt: addressOf(buildId),
     };
-    // The feature test: the VMA of the query buffer itself must exist.
+    // The feature test, once per realm: the VMA of the query buffer itself
+    // must exist.
     const r = rawQuery(c, s, s.argAt, 0, false);
     if (typeof r === "number" && r !== ENOENT) {
       c.close(fd);
@@ -159,6 +170,42 @@ function open(c: Libc): Session | string {
     if (fd >= 0) c.close(fd);
     unavailable = `PROCMAP_QUERY cannot be used: ${(e as Error).message}`;
     return unavailable;
+  }
+}
+
+/** Closes `/proc/self/maps` unless a {@linkcode withProcmap} scope holds it. */
+function release(c: Libc): void {
+  if (scopes > 0 || session === undefined || session.fd < 0) return;
+  const fd = session.fd;
+  session.fd = -1;
+  c.close(fd);
+}
+
+/**
+ * Runs `fn` with `/proc/self/maps` opened once for all the queries it
+ * makes, and closed when it returns or throws (scopes nest; the outermost
+ * closes). Outside a scope each query function opens and closes it
+ * itself. No descriptor outlives the call, so a Worker that ends leaves
+ * none open.
+ *
+ * @example Usage
+ * ```ts
+ * import { libc } from "./libc.ts";
+ * import { procmapAvailable, queryVma, withProcmap } from "./procmap.ts";
+ * const c = libc();
+ * if (procmapAvailable(c) === undefined) {
+ *   const here = c.getauxval(3);
+ *   withProcmap(c, () => [queryVma(c, here), queryVma(c, here, { next: true })]);
+ * }
+ * ```
+ */
+export function withProcmap<T>(c: Libc, fn: () => T): T {
+  scopes++;
+  try {
+    return fn();
+  } finally {
+    scopes--;
+    release(c);
   }
 }
 
@@ -233,7 +280,10 @@ function decode(s: Session, buildId: boolean): ProcmapVma {
  * ```
  */
 export function procmapAvailable(c: Libc): string | undefined {
+  if (unavailable !== undefined) return unavailable;
+  if (session !== undefined) return undefined;
   const s = open(c);
+  release(c);
   return typeof s === "string" ? s : undefined;
 }
 
@@ -266,7 +316,12 @@ export function queryVma(
   if (typeof s === "string") throw new Error(s);
   const flags = (options.next ? PROCMAP_QUERY_COVERING_OR_NEXT_VMA : 0) |
     (options.fileBacked ? PROCMAP_QUERY_FILE_BACKED_VMA : 0);
-  const r = rawQuery(c, s, addr, flags, options.buildId === true);
+  let r: ProcmapVma | number;
+  try {
+    r = rawQuery(c, s, addr, flags, options.buildId === true);
+  } finally {
+    release(c);
+  }
   if (r === ENOENT) return undefined;
   if (typeof r === "number") {
     throw new Error(
@@ -305,13 +360,15 @@ export function queryVmas(
   if (!(start <= end)) {
     throw new RangeError(`queryVmas(): start ${start} is above end ${end}`);
   }
-  const out: ProcmapVma[] = [];
-  let at = start;
-  while (at < end) {
-    const v = queryVma(c, at, { ...options, next: true });
-    if (v === undefined || v.start >= end) break;
-    out.push(v);
-    at = v.end;
-  }
-  return out;
+  return withProcmap(c, () => {
+    const out: ProcmapVma[] = [];
+    let at = start;
+    while (at < end) {
+      const v = queryVma(c, at, { ...options, next: true });
+      if (v === undefined || v.start >= end) break;
+      out.push(v);
+      at = v.end;
+    }
+    return out;
+  });
 }

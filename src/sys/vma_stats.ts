@@ -55,6 +55,7 @@ import {
   type ProcmapVma,
   queryVma,
   queryVmas,
+  withProcmap,
 } from "./procmap.ts";
 import {
   PAGE_IS_FILE,
@@ -64,6 +65,7 @@ import {
   PAGE_IS_SWAPPED,
   pagemapScanAvailable,
   scanRuns,
+  withPagemapScan,
 } from "./pagemap_scan.ts";
 
 /** The environment variable that forces the smaps path when `"1"`. */
@@ -255,11 +257,36 @@ function measure(
 /** The VMAs over the ranges from PROCMAP_QUERY, each once, by address. */
 function queryRanges(c: Libc, ranges: readonly AddressRange[]): ProcmapVma[] {
   const seen = new Map<number, ProcmapVma>();
-  for (const r of ranges) {
-    if (r.start === r.end) continue;
-    for (const v of queryVmas(c, r.start, r.end)) seen.set(v.start, v);
-  }
+  withProcmap(c, () => {
+    for (const r of ranges) {
+      if (r.start === r.end) continue;
+      for (const v of queryVmas(c, r.start, r.end)) seen.set(v.start, v);
+    }
+  });
   return [...seen.values()].sort((a, b) => a.start - b.start);
+}
+
+/**
+ * Runs `fn` with `/proc/self/maps` and `/proc/self/pagemap` each opened
+ * once for all the per-range queries it makes (a run of page-primer), and
+ * closed when it returns or throws; scopes nest. Outside a scope, each
+ * statistics read opens and closes them itself.
+ *
+ * @example Usage
+ * ```ts
+ * import { libc } from "./libc.ts";
+ * import { readVmaStats, withVmaQueries } from "./vma_stats.ts";
+ * const c = libc();
+ * const at = c.getauxval(3) - (c.getauxval(3) % 4096);
+ * const [a, b] = withVmaQueries(c, () => [
+ *   readVmaStats(c, [{ start: at, end: at + 4096 }]),
+ *   readVmaStats(c, [{ start: at, end: at + 4096 }]),
+ * ]);
+ * console.log(a.vmas.length === b.vmas.length); // true
+ * ```
+ */
+export function withVmaQueries<T>(c: Libc, fn: () => T): T {
+  return withProcmap(c, () => withPagemapScan(c, fn));
 }
 
 function fromQueries(c: Libc, ranges: readonly AddressRange[]): SmapsVma[] {
@@ -335,7 +362,7 @@ export function readVmaStats(
       smapsMs: ms,
     };
   }
-  const vmas = fromQueries(c, ranges);
+  const vmas = withVmaQueries(c, () => fromQueries(c, ranges));
   return {
     vmas,
     source: "query",
@@ -373,13 +400,49 @@ export function readFileVmas(
   const starts = mapFilesStarts(c);
   const found = starts === undefined
     ? queryVmas(c, 0, 2 ** 64, { fileBacked: true })
-    : starts.flatMap((at) => {
-      const v = queryVma(c, at);
-      return v === undefined || v.inode === 0 ? [] : [v];
-    });
+    : withProcmap(c, () =>
+      starts.flatMap((at) => {
+        const v = queryVma(c, at);
+        return v === undefined || v.inode === 0 ? [] : [v];
+      }));
   const seen = new Map<number, Vma>();
   for (const { pageSize: _p, buildId: _b, ...v } of found) seen.set(v.start, v);
   return [...seen.values()].sort((a, b) => a.start - b.start);
+}
+
+/**
+ * The VMAs overlapping any of `ranges` (the maps fields only), each once,
+ * in address order: one `PROCMAP_QUERY` per VMA where the kernel has it,
+ * else `/proc/self/maps`, filtered (also when `PAGE_PRIMER_SMAPS=1` or
+ * `{ smaps: true }`).
+ *
+ * @throws {RangeError} For a range with `start > end`.
+ *
+ * @example Usage
+ * ```ts
+ * import { libc } from "./libc.ts";
+ * import { readVmas } from "./vma_stats.ts";
+ * const c = libc();
+ * const at = c.getauxval(3) - (c.getauxval(3) % 4096);
+ * console.log(readVmas(c, [{ start: at, end: at + 1 }])[0]?.exec !== undefined);
+ * ```
+ */
+export function readVmas(
+  c: Libc,
+  ranges: readonly AddressRange[],
+  options: Pick<VmaStatsOptions, "smaps"> = {},
+): Vma[] {
+  checkRanges(ranges);
+  if (forcedBySetting(c, options) ?? procmapAvailable(c)) {
+    return parseMaps(c.readText("/proc/self/maps")).filter((v) =>
+      overlapsAny(v, ranges)
+    );
+  }
+  const seen = new Map<number, Vma>();
+  for (const { pageSize: _p, buildId: _b, ...v } of queryRanges(c, ranges)) {
+    seen.set(v.start, v);
+  }
+  return [...seen.values()];
 }
 
 /** Start addresses of the file-backed VMAs, from `/proc/self/map_files`. */
