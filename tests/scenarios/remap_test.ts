@@ -20,6 +20,7 @@ import {
   startChild,
 } from "../helpers.ts";
 import { hugeBytes, type SmapsVma, sumIn } from "../../src/sys/maps.ts";
+import { formatBytes } from "../../src/sys/format.ts";
 import type { PrimeOutcomeData, SegmentReport } from "../../src/outcome.ts";
 
 // THP forced: on a machine with a reserved hugetlb pool, "auto" picks
@@ -57,6 +58,42 @@ function reachable(s: { start: number; end: number }): number {
   return (Math.floor(s.end / HUGE) * HUGE - s.start) / (s.end - s.start);
 }
 
+/**
+ * Checks that every remapped region is on 2 MiB pages, as the outcome and
+ * smaps read here both say. Only with a warning of the remap naming it
+ * ("partial: ...", from execute.ts verify()) may a region be partly on
+ * 4 KiB pages (the kernel had no free 2 MiB page then: memory short or
+ * fragmented), and then still at least 90% of it is huge and smaps shows
+ * the same shortfall. Returns the bytes left on 4 KiB pages, per kind.
+ */
+function checkRegionsHuge(
+  out: PrimeOutcomeData,
+  smaps: readonly SmapsVma[],
+): Map<string, number> {
+  const short = new Map<string, number>();
+  for (const r of out.remap!.regions) {
+    assert.equal(r.status, "remapped");
+    const seen = hugeIn(smaps, { start: r.dataStart, end: r.dataEnd });
+    const what = `${r.kind}: ${r.huge} of ${r.bytes} on huge pages`;
+    assert.equal(seen, r.huge, `${what}; smaps here shows ${seen}`);
+    const partial = `partial: ${formatBytes(r.huge)} of ${
+      formatBytes(r.bytes)
+    } (${
+      ((100 * r.huge) / r.bytes).toFixed(0)
+    }%) of ${r.object} LOAD ${r.index} on 2 MiB pages (`;
+    const warned = out.remap!.warnings.some((w) => w.startsWith(partial));
+    if (r.huge === r.bytes) {
+      assert.ok(!warned, `${what}, yet a warning: ${partial}`);
+      continue;
+    }
+    assert.ok(warned, `${what}, with no "${partial}" warning`);
+    assert.ok(r.huge >= 0.9 * r.bytes, what);
+    console.log(`  (the kernel left part of a region on 4 KiB pages: ${what})`);
+    short.set(r.kind, (short.get(r.kind) ?? 0) + r.bytes - r.huge);
+  }
+  return short;
+}
+
 for (const rt of RUNTIMES) {
   test(`${rt}: remap(true) puts text and rodata on 2 MiB pages, bytes equal the file`, async () => {
     const child = await run(rt, [{ remap: THP }, "verify"]);
@@ -65,6 +102,7 @@ for (const rt of RUNTIMES) {
       const out = rep.results[0].remap!;
       assert.equal(out.ok, true, out.reason);
       const smaps = child.smaps();
+      const short = checkRegionsHuge(out, smaps);
       const text = loadSeg(out, "text");
       const rodata = loadSeg(out, "rodata");
       const textCov = hugeIn(smaps, text) / text.bytes;
@@ -76,21 +114,22 @@ for (const rt of RUNTIMES) {
           out.remap!.ms.toFixed(1)
         } ms`,
       );
-      // Every planned byte got a huge page, and the geometry's best is met.
+      // Every planned byte got a huge page (but what the kernel left on
+      // 4 KiB pages, warned of and checked above), and the geometry's best
+      // is met.
+      const textShort = (short.get("text") ?? 0) / text.bytes;
+      const roShort = (short.get("rodata") ?? 0) / rodata.bytes;
       assert.ok(
-        textCov >= Math.min(0.97, reachable(text)) - 0.001,
-        `text ${textCov}`,
+        textCov + textShort >= Math.min(0.97, reachable(text)) - 0.001,
+        `text ${textCov} (+ ${textShort} on 4 KiB pages, warned of)`,
       );
-      assert.ok(roCov >= 0.95, `rodata ${roCov}`);
+      assert.ok(
+        roCov + roShort >= 0.95,
+        `rodata ${roCov} (+ ${roShort} on 4 KiB pages, warned of)`,
+      );
       for (const r of out.remap!.regions) {
-        assert.equal(r.status, "remapped");
         assert.equal(r.start % HUGE, 0);
         assert.equal(r.end % HUGE, 0);
-        assert.equal(
-          r.huge,
-          r.bytes,
-          `${r.kind}: ${r.huge} of ${r.bytes} on huge pages`,
-        );
       }
       // The copies are anonymous and never writable (so never W+X). The
       // runtimes' own JIT areas are rwx; they are not ours and not checked.
@@ -128,11 +167,7 @@ for (const rt of RUNTIMES) {
       const rep = child.outcome as unknown as Report;
       const out = rep.results[0].remap!;
       assert.equal(out.ok, true, out.reason);
-      assert.ok(
-        out.remap!.regions.every((r) =>
-          r.status === "remapped" && r.huge === r.bytes
-        ),
-      );
+      checkRegionsHuge(out, child.smaps());
       assert.equal(rep.results[1].verify!.mismatches, 0);
       assert.ok(rep.results[1].verify!.bytes > 80 * 1024 * 1024);
     } finally {
