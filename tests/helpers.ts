@@ -1,7 +1,7 @@
 // Shared helpers for the tests: where the runtimes are, and a child process
 // that primes itself and stays alive while the test reads its
 // /proc/<pid>/smaps from outside.
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import {
   closeSync,
   existsSync,
@@ -85,7 +85,7 @@ export interface Child {
   smaps(): SmapsVma[];
   /** Writes a line to its stdin and resolves with the next stdout line starting with `prefix`. */
   ask(line: string, prefix: string): Promise<string>;
-  /** Closes its stdin; resolves with its exit code and output once it exits. */
+  /** Closes its stdin; resolves with its exit code and output once it exited and its output is read to the end. */
   finish(): Promise<{ code: number | null; stdout: string; stderr: string }>;
 }
 
@@ -104,6 +104,55 @@ function removeUnfinishedAtExit(): void {
   // `bun test` emits the process's exit; `deno test` only the unload event.
   process.on("exit", removeAll);
   globalThis.addEventListener?.("unload", removeAll);
+}
+
+/**
+ * How long a child's stdout and stderr may stay open after it exited (held
+ * by a process it started) before {@linkcode closed} stops reading them.
+ */
+const OUTPUT_GRACE_MS = 10_000;
+
+/**
+ * Resolves with a child's exit code and signal once it has exited and its
+ * stdout and stderr are read to their end (its "close" event). Its "exit"
+ * event may come before the last chunks of output are delivered (Deno's
+ * node:child_process does so), and output read then can be cut short. If
+ * a process it started still holds the pipes {@linkcode OUTPUT_GRACE_MS}
+ * after it exited, they are closed and `late` says so (else it is "").
+ *
+ * @example
+ * ```ts no-eval
+ * import { spawn } from "node:child_process";
+ * import { closed } from "./helpers.ts";
+ * const child = spawn("echo", ["hi"], { stdio: ["ignore", "pipe", "pipe"] });
+ * let out = "";
+ * child.stdout!.on("data", (d) => (out += d));
+ * const { code } = await closed(child);
+ * console.log(code, JSON.stringify(out)); // 0 "hi\n"
+ * ```
+ */
+export function closed(
+  child: ChildProcess,
+): Promise<{ code: number | null; signal: string | null; late: string }> {
+  return new Promise((resolve) => {
+    let grace: ReturnType<typeof setTimeout> | undefined;
+    child.on("close", (code, signal) => {
+      clearTimeout(grace);
+      resolve({ code, signal, late: "" });
+    });
+    child.on("exit", (code, signal) => {
+      grace = setTimeout(() => {
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+        resolve({
+          code,
+          signal,
+          late: `\n(output still open ${OUTPUT_GRACE_MS} ms after exit: ` +
+            "a process it started holds it; read no further)",
+        });
+      }, OUTPUT_GRACE_MS);
+    });
+  });
 }
 
 /**
@@ -147,9 +196,10 @@ export function startChild(
   const perfMap = { path: `/tmp/perf-${child.pid}.map` };
   unfinished.add(perfMap);
   removeUnfinishedAtExit();
-  const exited = new Promise<number | null>((resolve) =>
-    child.on("exit", (code) => resolve(code))
-  );
+  const exited = closed(child).then((end) => {
+    if (end.late) stderr += end.late;
+    return end.code;
+  });
   return new Promise((resolve, reject) => {
     let done = false;
     let reported = false;
@@ -162,7 +212,8 @@ export function startChild(
     child.stderr!.on("data", (d) => (stderr += d));
     child.stdout!.on("data", (d) => {
       stdout += d;
-      const m = /^OUTCOME (.*)$/m.exec(stdout);
+      // A whole line only: a chunk may end inside it.
+      const m = /^OUTCOME (.*)\n/m.exec(stdout);
       if (m && !done) {
         done = true;
         reported = true;
@@ -280,13 +331,13 @@ export function run(
       }, options.timeoutMs);
     child.stdout!.on("data", (d) => (stdout += d));
     child.stderr!.on("data", (d) => (stderr += d));
-    child.on("exit", (code, signal) => {
+    closed(child).then(({ code, signal, late }) => {
       clearTimeout(timer);
       resolve({
         code,
         signal,
         stdout,
-        stderr,
+        stderr: stderr + late,
         timedOut,
         ms: performance.now() - t0,
       });

@@ -6,7 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import process from "node:process";
-import { ROOT, runtimePath, RUNTIMES } from "../helpers.ts";
+import { closed, ROOT, runtimePath, RUNTIMES } from "../helpers.ts";
 
 const SECONDS = Number(process.env.PAGE_PRIMER_LOAD_SECONDS ?? 30);
 const NO_WRK = spawnSync("wrk", ["--version"]).error
@@ -48,10 +48,14 @@ function startServer(rt: "deno" | "bun") {
   let err = "";
   child.stdout!.on("data", (d) => (out += d));
   child.stderr!.on("data", (d) => (err += d));
-  const exited = new Promise<number | null>((r) => child.on("exit", r));
+  // Its exit code once its output is read to the end.
+  const exited = closed(child).then((end) => {
+    err += end.late;
+    return end.code;
+  });
   const listening = new Promise<number>((resolve, reject) => {
     const t = setInterval(() => {
-      const m = /LISTENING (\d+)/.exec(out);
+      const m = /LISTENING (\d+)\n/.exec(out);
       if (m) {
         clearInterval(t);
         resolve(Number(m[1]));
@@ -69,7 +73,7 @@ function startServer(rt: "deno" | "bun") {
     > {
       child.stdin!.end();
       const code = await exited;
-      const m = /^OUTCOME (.*)$/m.exec(out);
+      const m = /^OUTCOME (.*)\n/m.exec(out);
       assert.ok(m, `no report; exit ${code}; stderr: ${err}`);
       return { code, report: JSON.parse(m[1]), err };
     },
@@ -92,7 +96,9 @@ function wrk(port: number): Promise<{ code: number | null; stdout: string }> {
     let stdout = "";
     c.stdout!.on("data", (d) => (stdout += d));
     c.stderr!.on("data", (d) => (stdout += d));
-    c.on("exit", (code) => resolve({ code, stdout }));
+    closed(c).then((end) =>
+      resolve({ code: end.code, stdout: stdout + end.late })
+    );
   });
 }
 
@@ -112,7 +118,7 @@ for (const rt of RUNTIMES) {
       const load = await wrk(port);
       const { code, report, err } = await server.finish();
       assert.equal(code, 0, err);
-      const m = /^CHECK (.*)$/m.exec(load.stdout);
+      const m = /^CHECK (.*)\n/m.exec(load.stdout);
       assert.ok(m, load.stdout);
       const check = JSON.parse(m[1]);
       const w = report.workers;
