@@ -6,7 +6,7 @@
  * @module
  */
 
-import { parseElf } from "../sys/elf.ts";
+import { parseElfHeader, readBuildId } from "../sys/elf.ts";
 import { fdSource, type Libc } from "../sys/libc.ts";
 import type { Vma } from "../sys/maps.ts";
 import type { PlannedRegion } from "./plan.ts";
@@ -153,9 +153,15 @@ export function devString(dev: number): string {
   }`;
 }
 
+/**
+ * The build-id of the ELF file open as `fd`: its header, program headers
+ * and the note they point to (section headers only when no note segment
+ * has it), not a whole parse.
+ */
 function readBuildIdFromFd(c: Libc, fd: number, size: number) {
   try {
-    return parseElf(fdSource(c, fd, size)).buildId;
+    const src = fdSource(c, fd, size);
+    return readBuildId(src, parseElfHeader(src));
   } catch {
     return undefined;
   }
