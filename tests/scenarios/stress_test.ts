@@ -34,7 +34,7 @@ for (const rt of [SELF]) {
       0,
       `child crashed or failed (code ${r.code}): ${r.stderr.slice(-2000)}`,
     );
-    const m = /^OUTCOME (.*)$/m.exec(r.stdout);
+    const m = /^OUTCOME (.*)\n/m.exec(r.stdout);
     assert.ok(m, `no outcome: ${r.stdout.slice(-500)} ${r.stderr.slice(-500)}`);
     const out = JSON.parse(m[1]);
     console.log(
