@@ -40,6 +40,7 @@
 
 import process from "node:process";
 import { prime, type PrimeOutcome } from "./mod.ts";
+import { type Inspected, runChosen } from "./src/prime.ts";
 import {
   applyAutoPlan,
   AUTO_VARIABLES,
@@ -52,7 +53,6 @@ import {
 } from "./src/auto_config.ts";
 import { ffiAvailability, runtimeEnv } from "./src/sys/ffi.ts";
 import { libc, RLIMIT_MEMLOCK } from "./src/sys/libc.ts";
-import { readStatus } from "./src/sys/objects.ts";
 import { lockBudget } from "./src/mlock.ts";
 
 export type {
@@ -87,26 +87,22 @@ function say(line: string): void {
 }
 
 /**
- * The default (`on`) made concrete: `mlock` when the selected objects fit
- * the lock limit (raised to the hard limit if need be) or CAP_IPC_LOCK,
- * else `populate`, with the reason.
+ * The default (`on`) made concrete from what the run's inspection saw:
+ * `mlock` when the selected objects fit the lock limit (raised to the hard
+ * limit if need be) or CAP_IPC_LOCK, else `populate`, with the reason.
  */
-function concrete(p: AutoPlan): { plan: AutoPlan; note?: string } {
-  if (!p.defaulted || p.errors.length > 0) return { plan: p };
+function concrete(
+  p: AutoPlan,
+  seen: Inspected,
+): { plan: AutoPlan; note?: string } {
   try {
-    const c = libc();
-    const objects = p.calls.find((x) => x.method === "objects");
-    const look = prime();
-    if (objects?.method === "objects") look.objects(...objects.arg);
-    const seen = look.run();
-    const status = readStatus(c);
-    const needed = seen.totals.bytes - seen.totals.locked;
-    const rlimit = c.getrlimit(RLIMIT_MEMLOCK);
+    const needed = seen.bytes - seen.locked;
+    const rlimit = libc().getrlimit(RLIMIT_MEMLOCK);
     const b = lockBudget({
       needed,
-      alreadyLocked: status.vmLck,
+      alreadyLocked: seen.status.vmLck,
       rlimit,
-      capIpcLock: status.capIpcLock,
+      capIpcLock: seen.status.capIpcLock,
     });
     if (b.fits) return { plan: resolveDefault(p, true) };
     const limit = rlimit.max === Infinity
@@ -119,9 +115,31 @@ function concrete(p: AutoPlan): { plan: AutoPlan; note?: string } {
       } MiB, the hard RLIMIT_MEMLOCK is ${limit} (ulimit -l unlimited, or LimitMEMLOCK=infinity, to lock)`,
     };
   } catch {
-    // The run below meets the same problem and reports it.
+    // The run goes on with the default as it is and meets the problem.
     return { plan: p };
   }
+}
+
+/**
+ * Runs the plan; the default is made concrete on the run's own
+ * inspection (one inspection, not a `prime().run()` first).
+ */
+function runPlan(parsed: AutoPlan): {
+  out: PrimeOutcome;
+  plan: AutoPlan;
+  note?: string;
+} {
+  if (!parsed.defaulted || parsed.errors.length > 0) {
+    return { out: applyAutoPlan(parsed, prime()).run(), plan: parsed };
+  }
+  let chosen: { plan: AutoPlan; note?: string } = { plan: parsed };
+  const objects = parsed.calls.filter((c) => c.method === "objects");
+  const builder = applyAutoPlan({ ...parsed, calls: objects }, prime());
+  const out = runChosen(builder, (seen) => {
+    chosen = concrete(parsed, seen);
+    applyAutoPlan(chosen.plan, builder);
+  });
+  return { out, ...chosen };
 }
 
 function report(p: AutoPlan, out: PrimeOutcome, note?: string): void {
@@ -180,10 +198,11 @@ function primeNow(parsed: AutoPlan): PrimeOutcome | undefined {
   if (parsed.errors.length > 0) return configErrors(parsed);
   const why = ffiAvailability();
   if (why !== undefined) return noFfi(parsed, why);
-  const { plan: p, note } = concrete(parsed);
+  let p = parsed;
+  let note: string | undefined;
   let out: PrimeOutcome;
   try {
-    out = applyAutoPlan(p, prime()).run();
+    ({ out, plan: p, note } = runPlan(parsed));
   } catch (e) {
     // run() does not throw outside strict mode; this guards the promise
     // that a preload never stops the program.

@@ -320,10 +320,13 @@ export class Primer {
     t0: number,
     objects: readonly LoadedObject[],
   ): PrimeOutcome {
-    const found = inspect(c, objects, {
-      selectors: this.#objects,
-      requested: base.requested,
-    });
+    const found = inspect(c, objects, this.#objects);
+    const choose = choosers.get(this);
+    if (choose !== undefined) {
+      choose(seenOf(found));
+      base.requested = this.#requested();
+    }
+    if (base.requested.length > 0) failUnmapped(found);
     if (found.unmatched && base.requested.length === 0) {
       base.warnings.push(found.unmatched);
     }
@@ -487,18 +490,20 @@ interface Inspection {
   ranges: SegmentRange[];
   /** The fully mapped ranges, by priority: the ones mlock and populate act on. */
   usable: SegmentRange[];
+  /** The ranges not wholly mapped: left untouched. */
+  partlyUnmapped: Set<SegmentRange>;
   /** Each failed range's failure; the steps add theirs. */
   errors: Map<SegmentRange, StepError>;
 }
 
-/** Reads smaps, selects the objects and their ranges, sets the unmapped aside. */
+/**
+ * Selects the objects and their ranges, reads their VMA statistics, sets
+ * the partly unmapped aside.
+ */
 function inspect(
   c: Libc,
   objects: readonly LoadedObject[],
-  { selectors, requested }: {
-    selectors: readonly ObjectSelector[];
-    requested: readonly SegmentAction[];
-  },
+  selectors: readonly ObjectSelector[],
 ): Inspection {
   const pageSize = c.pageSize();
   const selected = selectObjects(objects, selectors);
@@ -524,17 +529,6 @@ function inspect(
     }
   }
   const usable = byPriority(ranges.filter((r) => !partlyUnmapped.has(r)));
-  for (const r of partlyUnmapped) {
-    if (requested.length > 0) {
-      errors.set(r, {
-        step: "inspect",
-        code: "ENOMEM",
-        errno: ERRNO.ENOMEM,
-        message:
-          "part of this segment's range is not mapped (unmapped or replaced by someone else); left untouched",
-      });
-    }
-  }
   return {
     pageSize,
     before,
@@ -543,8 +537,22 @@ function inspect(
     unmatched,
     ranges,
     usable,
+    partlyUnmapped,
     errors,
   };
+}
+
+/** With actions asked for, each partly unmapped range fails (left untouched). */
+function failUnmapped(found: Inspection): void {
+  for (const r of found.partlyUnmapped) {
+    found.errors.set(r, {
+      step: "inspect",
+      code: "ENOMEM",
+      errno: ERRNO.ENOMEM,
+      message:
+        "part of this segment's range is not mapped (unmapped or replaced by someone else); left untouched",
+    });
+  }
 }
 
 /** No loaded object matched `objects(...)`: which selectors, which objects. */
@@ -756,6 +764,61 @@ function remapShortfall(
   if (r.pageSize === "4k" || moved.length === 0) return undefined;
   if (moved.some((x) => x.huge > 0)) return undefined;
   return `no 2 MiB pages were obtained: the ${moved.length} region(s) of ${names} remapped with the ${r.backend} backend are on 4 KiB pages, which gains nothing over the file's pages; \`cli.ts doctor\` names the routes that give this process 2 MiB pages (the hugetlb pool, remap({ backend: "hugetlb" }), does whenever it is large enough), and restore() gives the copies back`;
+}
+
+/** What {@linkcode runChosen}'s chooser sees of the inspection. */
+export interface Inspected {
+  /** Bytes of the selected objects' ranges (`totals.bytes` of the outcome). */
+  bytes: number;
+  /** Of which locked now (`totals.locked`). */
+  locked: number;
+  /** `/proc/self/status` as the run read it. */
+  status: ProcessStatus;
+}
+
+/** Choosers of the runs under way in {@linkcode runChosen}. */
+const choosers = new WeakMap<Primer, (seen: Inspected) => void>();
+
+function seenOf(found: Inspection): Inspected {
+  let locked = 0;
+  for (const r of found.ranges) {
+    locked += measureRange(found.before, r.start, r.end).locked;
+  }
+  return {
+    bytes: found.ranges.reduce((n, r) => n + r.end - r.start, 0),
+    locked,
+    status: found.status,
+  };
+}
+
+/**
+ * Runs `primer` with its actions chosen by `choose` once its objects are
+ * inspected, on that inspection: a decision that depends on what is
+ * selected (the preload's default: mlock when it fits the lock limit)
+ * without a `prime().run()` first, which would inspect the process twice.
+ * `choose` calls the builder's methods (`objects` is already applied).
+ * Internal: not exported by mod.ts.
+ *
+ * @example
+ * ```ts
+ * import { prime, runChosen } from "./prime.ts";
+ * import assert from "node:assert/strict";
+ * const out = runChosen(prime(), (seen) => {
+ *   assert.ok(seen.bytes > 0);
+ * });
+ * assert.deepEqual(out.requested, []);
+ * ```
+ */
+export function runChosen(
+  primer: Primer,
+  choose: (seen: Inspected) => void,
+): PrimeOutcome {
+  choosers.set(primer, choose);
+  try {
+    return primer.run();
+  } finally {
+    choosers.delete(primer);
+  }
 }
 
 /**

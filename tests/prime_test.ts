@@ -12,6 +12,7 @@ import {
   startChild,
 } from "./helpers.ts";
 import type { SegmentReport } from "../src/outcome.ts";
+import { type Inspected, prime, runChosen } from "../src/prime.ts";
 
 const NEEDS_ROOT = isRoot()
   ? false
@@ -316,4 +317,23 @@ test("deno without --allow-ffi: ok false, the reason names --allow-ffi, no crash
   assert.match(r.stderr, /NOT OK/);
   assert.match(r.stderr, /--allow-ffi/);
   assert.doesNotMatch(r.stderr, /error: Uncaught/);
+});
+
+test("runChosen: the chooser sees the run's own inspection and sets its actions", () => {
+  const look = prime().run();
+  let seen: Inspected | undefined;
+  const builder = prime();
+  const out = runChosen(builder, (s) => {
+    seen = s;
+    builder.populate(true);
+  });
+  assert.ok(look.ok && out.ok, out.reason);
+  assert.equal(seen!.bytes, look.totals.bytes);
+  assert.equal(seen!.bytes, out.totals.bytes);
+  assert.equal(seen!.locked, look.totals.locked);
+  assert.ok(seen!.status.threads > 0);
+  assert.deepEqual(out.requested, ["populate"]);
+  assert.ok(out.segments.every((s) => s.actions.includes("populate")));
+  // Without a chooser, nothing is asked: inspect only.
+  assert.deepEqual(runChosen(prime(), () => {}).requested, []);
 });
