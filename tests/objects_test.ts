@@ -77,3 +77,22 @@ test("readStatus: thread count and VmLck from /proc/self/status", () => {
   const lck = Number(/VmLck:\s+(\d+) kB/.exec(text)![1]) * 1024;
   assert.equal(s.vmLck, lck);
 });
+
+test("loadedObjects: library paths from one query each equal those from maps", () => {
+  const c = libc();
+  for (let attempt = 0;; attempt++) {
+    const maps = parseMaps(readFileSync("/proc/self/maps", "utf8"));
+    const fromMaps = loadedObjects(c, { vmas: maps }).map((o) => o.path);
+    const queried = loadedObjects(c).map((o) => o.path);
+    const again = loadedObjects(c, {
+      vmas: parseMaps(readFileSync("/proc/self/maps", "utf8")),
+    }).map((o) => o.path);
+    // A library loaded or unloaded meanwhile by the runtime: read again.
+    if (JSON.stringify(fromMaps) !== JSON.stringify(again) && attempt < 5) {
+      continue;
+    }
+    assert.deepEqual(queried, fromMaps);
+    assert.ok(queried.length > 1);
+    break;
+  }
+});

@@ -16,6 +16,7 @@ import {
   type PhdrInfo,
 } from "./libc.ts";
 import { parseMaps, parseSmaps, type SmapsVma, type Vma } from "./maps.ts";
+import { procmapAvailable, queryVma } from "./procmap.ts";
 import {
   type LoadedObject,
   type LoadSegment,
@@ -75,7 +76,11 @@ function withRelro(phdrs: readonly ProgramHeader[]) {
 
 /** Options of {@linkcode loadedObjects}. */
 export interface LoadedObjectsOptions {
-  /** This process's maps or smaps, for library paths; read now when absent. */
+  /**
+   * This process's maps or smaps, for library paths; when absent, the VMA
+   * at each library's first segment is queried (`PROCMAP_QUERY`), or maps
+   * read where the kernel lacks it.
+   */
   vmas?: readonly Vma[];
   /** Told about each library left out, and why. */
   onSkip?: (name: string, reason: string) => void;
@@ -109,7 +114,7 @@ export function loadedObjects(
   const { vmas, onSkip, pin = false } = options;
   const main = mainExecutable(c);
   const out: LoadedObject[] = [main];
-  const maps = vmas ?? parseMaps(c.readText("/proc/self/maps"));
+  const vmasAt = vmaLookup(c, vmas);
   const infos = c.dlIteratePhdr().filter((i) =>
     i.name !== "" && i.bias !== main.bias && i.phdrBytes.length > 0
   );
@@ -135,7 +140,10 @@ export function loadedObjects(
       continue;
     }
     out.push({
-      path: canonicalPath(maps, { name: info.name, bias: info.bias, segments }),
+      path: canonicalPath(
+        segments.length > 0 ? vmasAt(info.bias + segments[0].vaddr) : [],
+        { name: info.name, bias: info.bias, segments },
+      ),
       main: false,
       bias: info.bias,
       segments,
@@ -144,6 +152,26 @@ export function loadedObjects(
     });
   }
   return out;
+}
+
+/**
+ * Where {@linkcode canonicalPath} looks for the VMA at an address: the
+ * caller's VMAs; else one `PROCMAP_QUERY` (the VMA there, whatever the
+ * process's VMA count); else `/proc/self/maps`, read once.
+ */
+function vmaLookup(
+  c: Libc,
+  vmas: readonly Vma[] | undefined,
+): (at: number) => readonly Vma[] {
+  if (vmas !== undefined) return () => vmas;
+  if (procmapAvailable(c) === undefined) {
+    return (at) => {
+      const v = queryVma(c, at);
+      return v === undefined ? [] : [v];
+    };
+  }
+  let maps: Vma[] | undefined;
+  return () => maps ??= parseMaps(c.readText("/proc/self/maps"));
 }
 
 /**
