@@ -59,16 +59,17 @@ export function memcgProblem(
     const limitText = read(
       `${dir}/${v2 ? "memory.max" : "memory.limit_in_bytes"}`,
     )?.trim();
-    const usageText = read(
-      `${dir}/${v2 ? "memory.current" : "memory.usage_in_bytes"}`,
-    )?.trim();
     const limit = Number(limitText);
+    // The usage only where there is a limit: a level without one is not
+    // read further (one read, not two, per level).
+    const limited = limitText !== undefined && limitText !== "max" &&
+      Number.isFinite(limit) && limit < 2 ** 52;
+    const usageText = limited
+      ? read(`${dir}/${v2 ? "memory.current" : "memory.usage_in_bytes"}`)
+        ?.trim()
+      : undefined;
     const usage = Number(usageText);
-    if (
-      limitText !== undefined && limitText !== "max" &&
-      usageText !== undefined &&
-      Number.isFinite(limit) && Number.isFinite(usage) && limit < 2 ** 52
-    ) {
+    if (limited && usageText !== undefined && Number.isFinite(usage)) {
       const room = limit - usage;
       if (room < need + MEMCG_MARGIN) {
         return `the memory cgroup ${dir} allows ${
