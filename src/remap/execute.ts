@@ -46,6 +46,7 @@ import {
 } from "./backend.ts";
 import { NAME_PREFIX, type PlannedRegion } from "./plan.ts";
 import {
+  type ActiveSwap,
   copyIdentity,
   type FileIdentity,
   openIdentified,
@@ -905,15 +906,16 @@ function verify(ctx: RunContext): SmapsVma[] {
     ]),
     { vmLck: ctx.input.vmLck },
   ).vmas;
+  const identified: [number, ActiveSwap][] = [];
   for (const r of ctx.results) {
     if (r.status !== "remapped") continue;
     const swap = ctx.record.swaps.get(r.start)!;
     const a = swap.region;
     r.huge = sumIn(smaps, a.dataStart, a.dataEnd, hugeBytes);
-    ctx.record.set(r.start, {
+    identified.push([r.start, {
       ...swap,
       copy: copyIdentity(smaps, a.start, a.end),
-    });
+    }]);
     if (!ctx.ops.page4k && r.huge > 0 && r.huge < r.bytes) {
       ctx.warnings.push(
         `partial: ${formatBytes(r.huge)} of ${formatBytes(r.bytes)} (${
@@ -924,6 +926,7 @@ function verify(ctx: RunContext): SmapsVma[] {
       );
     }
   }
+  if (identified.length > 0) ctx.record.setAll(identified);
   const moved = ctx.results.filter((r) => r.status === "remapped");
   if (ctx.ops.memfd && moved.length > 0 && moved.every((r) => r.huge === 0)) {
     ctx.warnings.push(

@@ -54,6 +54,12 @@ export class SwapRecord {
     this.#save();
   }
 
+  /** Several swaps set, saved once. */
+  setAll(entries: Iterable<readonly [number, ActiveSwap]>): void {
+    for (const [start, swap] of entries) this.swaps.set(start, swap);
+    this.#save();
+  }
+
   delete(start: number): void {
     this.swaps.delete(start);
     this.#save();
