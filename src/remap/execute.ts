@@ -267,6 +267,8 @@ interface RunContext {
   /** Each object's file, opened and identified once per run. */
   files: Map<string, { fd: number; file: FileIdentity } | string>;
   share: ShareRun | undefined;
+  /** The shmem THP setting as the plan read it (for the memfd warning). */
+  shmem: string;
   /** How a copy is filled where memory equals the file ({@linkcode FILL_ENV}). */
   fill: "memory" | "file";
   namingWarned: boolean;
@@ -303,6 +305,7 @@ function remapLocked(
     record,
     input,
     backend: pre.backend,
+    shmem: pre.shmem,
     ops: BACKEND_OPS[pre.backend],
     mainPath: input.objects.find((o) => o.main)?.path,
     warnings: pre.warnings,
@@ -326,6 +329,8 @@ function remapLocked(
 /** What {@linkcode preflight} found: the plan, or why nothing can be done. */
 interface Preflight {
   backend: Backend | "4k";
+  /** The shmem THP setting as read for the plan. */
+  shmem: string;
   plan: { regions: readonly PlannedRegion[] };
   warnings: string[];
   maps: SmapsVma[];
@@ -352,6 +357,7 @@ function preflight(
   const pageSize = options.pageSize ?? "2m";
   const page4k = pageSize === "4k";
   const thp = thpStatus(c);
+  const shmem = shmemEnabled(c);
   // The VMAs where the ranges and this process's copies are, not all.
   const where = alignedRanges([
     ...ranges,
@@ -372,11 +378,12 @@ function preflight(
     wanted: page4k ? "4k" : shareWanted ? "memfd" : options.backend ?? "auto",
     pool: readPoolState(c),
     thp,
-    shmemEnabled: shmemEnabled(c),
+    shmemEnabled: shmem,
   });
   const { pool, plan, backend } = choice;
   const pre: Preflight = {
     backend,
+    shmem,
     plan,
     warnings: [],
     maps,
@@ -930,9 +937,7 @@ function verify(ctx: RunContext): SmapsVma[] {
   const moved = ctx.results.filter((r) => r.status === "remapped");
   if (ctx.ops.memfd && moved.length > 0 && moved.every((r) => r.huge === 0)) {
     ctx.warnings.push(
-      `memfd backend: the copies got 4 KiB pages (shmem THP is '${
-        shmemEnabled(ctx.c)
-      }' and MADV_COLLAPSE did not help); for 2 MiB pages: echo advise > ${SHMEM_ENABLED}`,
+      `memfd backend: the copies got 4 KiB pages (shmem THP is '${ctx.shmem}' and MADV_COLLAPSE did not help); for 2 MiB pages: echo advise > ${SHMEM_ENABLED}`,
     );
   }
   return smaps;
