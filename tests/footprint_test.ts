@@ -360,16 +360,18 @@ function startServer(rt: "deno" | "bun", mode: "file" | "4k"): Promise<Server> {
       () => reject(new Error(`${rt} server did not start: ${err}`)),
       20000,
     );
-    child.on("exit", (code) => {
+    // "close", not "exit": the stderr read so far is then all of it.
+    child.on("close", (code) => {
       clearTimeout(timer);
       reject(new Error(`${rt} server exited (${code}): ${err}`));
     });
     child.stdout!.on("data", (d) => {
       out += d;
-      const m = /LISTENING (\d+)/.exec(out);
+      // A whole line: a chunk may end inside the port number.
+      const m = /LISTENING (\d+)\n/.exec(out);
       if (!m) return;
       clearTimeout(timer);
-      child.removeAllListeners("exit");
+      child.removeAllListeners("close");
       resolve({
         pid: child.pid!,
         port: Number(m[1]),

@@ -101,7 +101,9 @@ export function startDriven(build: Build, libPath: string): Promise<Driven> {
     }
   });
   const exited = new Promise<string>((resolve) =>
-    child.on("exit", (code, signal) => {
+    // "close", not "exit": a DONE line or stderr still in flight at exit
+    // is read before the child counts as ended.
+    child.on("close", (code, signal) => {
       ended = { how: signal ?? (code === 0 ? "exit 0" : `exit ${code}`) };
       const w = waiter;
       if (w) settle(() => w.ko(new ChildDied(ended!.how, w.during, stderr)));
