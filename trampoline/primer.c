@@ -123,46 +123,50 @@ static long stage_advise(struct pp_region *r, uint64_t stage)
 	return is_err(ret) ? fail(r, PP_STEP_ADVISE, ret) : 0;
 }
 
-/* Every page now where a fault in the fill could not fail cleanly: a short
- * hugetlb pool or a hugetlb cgroup limit fails here with an errno, not as a
- * SIGBUS in the fill; 4 KiB pages are cheaper faulted in one call than one
- * fault at a time. An anonymous THP stage is not populated: its pages are
- * faulted by the fill, each 2 MiB page cleared just before its copy (a
- * populated stage is cleared in one pass and then copied in a second, which
- * misses the cache twice), and an anonymous fault never raises SIGBUS (a
- * memory cgroup charge over the limit calls the OOM killer whether the page
- * is faulted here or in the fill: the caller checks the cgroup's room first).
- * EINVAL: a kernel before 5.14 (no MADV_POPULATE_WRITE); go on. A shared
- * copy is filled already. */
-static int stage_needs_populate(const struct pp_region *r)
-{
-	if (r->flags & PP_F_SHARED)
-		return 0;
-	return (r->flags & (PP_F_HUGETLB | PP_F_MEMFD | PP_F_4K)) != 0;
-}
+/*
+ * The fill, one 2 MiB piece of the stage at a time: the piece's pages are
+ * allocated (MADV_POPULATE_WRITE), then its part of the original bytes is
+ * copied in, while the page just cleared is still in the cache (populating
+ * the whole stage first clears it in one pass and copies in a second, which
+ * misses the cache twice: 2 ms of 26 ms for Deno's 92 MiB). Populating
+ * first keeps every failure an errno: a short hugetlb pool or a hugetlb
+ * cgroup limit would otherwise be a SIGBUS in the copy, and a memory cgroup
+ * with nothing to kill would leave the copy's page fault retrying forever.
+ * EINVAL: a kernel before 5.14 (no MADV_POPULATE_*); the pages are then
+ * faulted by the copy. A shared copy was filled by the caller.
+ */
+struct piece {
+	uint64_t dst; /* where in the stage */
+	uint64_t src; /* the same bytes in the original mapping */
+	uint64_t off; /* and in the file */
+	uint64_t len;
+};
 
-static long stage_populate(struct pp_region *r, uint64_t stage)
+static long piece_populate(struct pp_region *r, uint64_t at, int *old_kernel)
 {
 	long ret;
 
-	if (!stage_needs_populate(r))
+	if (*old_kernel)
 		return 0;
-	ret = sys(r, PP_SYS_MADVISE, stage, r->len, MADV_POPULATE_WRITE, 0, 0,
+	ret = sys(r, PP_SYS_MADVISE, at, HUGE_SIZE, MADV_POPULATE_WRITE, 0, 0,
 		  0);
-
-	return is_err(ret) && ret != -22 ? fail(r, PP_STEP_POPULATE, ret) : 0;
+	if (ret == -22) {
+		*old_kernel = 1;
+		return 0;
+	}
+	return is_err(ret) ? fail(r, PP_STEP_POPULATE, ret) : 0;
 }
 
 /* From the page cache with pread when the caller knows the mapping holds
  * no private (COW) page, i.e. equals the file: no source page faults. */
-static long fill_from_file(struct pp_region *r, uint64_t dst)
+static long piece_from_file(struct pp_region *r, const struct piece *p)
 {
 	uint64_t done = 0;
 	long ret;
 
-	while (done < r->data_len) {
-		ret = sys(r, PP_SYS_PREAD64, (long)r->fd, dst + done,
-				  r->data_len - done, r->file_off + done, 0, 0);
+	while (done < p->len) {
+		ret = sys(r, PP_SYS_PREAD64, (long)r->fd, p->dst + done,
+			  p->len - done, p->off + done, 0, 0);
 		if (ret == -4) /* EINTR */
 			continue;
 		if (is_err(ret))
@@ -174,19 +178,54 @@ static long fill_from_file(struct pp_region *r, uint64_t dst)
 	return 0;
 }
 
-/* From memory: prefault the source in one call (much cheaper than a page
- * fault every few KiB; best effort, Linux 5.14+), then copy. */
+/* From memory: the source mapped in one call (much cheaper than a page
+ * fault every few KiB; EINVAL before Linux 5.14), then copied. */
+static long piece_from_memory(struct pp_region *r, const struct piece *p,
+			      int *old_kernel)
+{
+	long ret = *old_kernel ? 0
+		   : sys(r, PP_SYS_MADVISE, p->src, p->len, MADV_POPULATE_READ,
+			 0, 0, 0);
+
+	if (is_err(ret) && ret != -22)
+		return fail(r, PP_STEP_FILL, ret);
+	pp_copy((void *)p->dst, (const void *)p->src, p->len);
+	return 0;
+}
+
+/* The part of the original bytes that falls in the stage's piece at `at`
+ * (the head and tail the range grew into hold none). */
+static struct piece piece_at(const struct pp_region *r, uint64_t stage,
+			     uint64_t at)
+{
+	uint64_t head = r->data_start - r->start;
+	uint64_t lo = at > head ? at : head;
+	uint64_t end = at + HUGE_SIZE, data_end = head + r->data_len;
+	uint64_t hi = end < data_end ? end : data_end;
+	struct piece p = { stage + lo, r->data_start + (lo - head),
+			   r->file_off + (lo - head), hi > lo ? hi - lo : 0 };
+
+	return p;
+}
+
 static long stage_fill(struct pp_region *r, uint64_t stage)
 {
-	uint64_t dst = stage + (r->data_start - r->start);
+	int old_kernel = 0;
+	uint64_t at;
 
-	if (r->flags & PP_F_SHARED) /* filled and compared by the caller */
+	if (r->flags & PP_F_SHARED)
 		return 0;
-	if (r->flags & PP_F_FROM_FILE)
-		return fill_from_file(r, dst);
-	sys(r, PP_SYS_MADVISE, r->data_start, r->data_len,
-		    MADV_POPULATE_READ, 0, 0, 0);
-	pp_copy((void *)dst, (const void *)r->data_start, r->data_len);
+	for (at = 0; at < r->len; at += HUGE_SIZE) {
+		struct piece p = piece_at(r, stage, at);
+
+		if (piece_populate(r, stage + at, &old_kernel))
+			return -1;
+		if (p.len == 0)
+			continue;
+		if ((r->flags & PP_F_FROM_FILE) ? piece_from_file(r, &p)
+						: piece_from_memory(r, &p, &old_kernel))
+			return -1;
+	}
 	return 0;
 }
 
@@ -274,8 +313,7 @@ static long do_swap(struct pp_region *r)
 	if (stage_alloc(r, &stage))
 		return -1;
 	r->stage = stage;
-	if (stage_advise(r, stage) == 0 && stage_populate(r, stage) == 0 &&
-	    stage_fill(r, stage) == 0) {
+	if (stage_advise(r, stage) == 0 && stage_fill(r, stage) == 0) {
 		stage_finish(r, stage);
 		if (stage_protect(r, stage) == 0)
 			return swap(r, stage);

@@ -271,7 +271,8 @@ interface RunContext {
   shmem: string;
   /** How a copy is filled where memory equals the file ({@linkcode FILL_ENV}). */
   fill: "memory" | "file";
-  namingWarned: boolean;
+  /** The errnos of `PR_SET_VMA_ANON_NAME` warned of in this run. */
+  namingWarned: Set<number>;
 }
 
 /**
@@ -313,7 +314,7 @@ function remapLocked(
     files: new Map(),
     share: pre.shareWanted ? openShare(c, pre) : undefined,
     fill: fillMode(c.getenv(FILL_ENV)),
-    namingWarned: false,
+    namingWarned: new Set(),
   };
   try {
     for (const region of pre.plan.regions) swapRegion(ctx, region);
@@ -825,12 +826,17 @@ function swapNotes(
   if (res.collapseErrno && !ctx.ops.page4k) {
     notes.push(`MADV_COLLAPSE: ${errnoName(res.collapseErrno)}`);
   }
-  if (res.nameErrno && !ctx.namingWarned) {
-    ctx.namingWarned = true;
+  // Once per run and errno: a kernel without the feature fails every region
+  // the same way.
+  if (res.nameErrno && !ctx.namingWarned.has(res.nameErrno)) {
+    ctx.namingWarned.add(res.nameErrno);
+    const why = res.nameErrno === ERRNO.EINVAL
+      ? " (kernel without CONFIG_ANON_VMA_NAME)"
+      : "";
     ctx.warnings.push(
       `PR_SET_VMA_ANON_NAME: ${
         errnoName(res.nameErrno)
-      } (kernel without CONFIG_ANON_VMA_NAME): the copies show as unnamed anonymous mappings in /proc/self/maps`,
+      }${why}: the copies show as unnamed anonymous mappings in /proc/self/maps`,
     );
   }
 }

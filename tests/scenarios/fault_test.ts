@@ -60,10 +60,10 @@ const PATHS: {
   {
     name: "THP",
     options: { backend: "thp" },
-    // No MADV_POPULATE_WRITE: an anonymous THP stage is faulted by the fill.
     steps: [
       "stage mmap",
       "madvise(MADV_HUGEPAGE)",
+      "madvise(MADV_POPULATE_WRITE)",
       "fill",
       "mprotect",
       "mremap",
