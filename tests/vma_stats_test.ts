@@ -247,10 +247,20 @@ test("readVmas equals /proc/self/maps over the ranges, on both paths", () => {
 
 test("no descriptor stays open after the per-range reads, in or out of a scope", () => {
   const c = libc();
+  // Only descriptors of /proc/<pid>/maps and /proc/<pid>/pagemap: the
+  // runtime's own threads open and close others meanwhile.
   const fds = () => {
     const fd = c.openRead("/proc/self/fd");
     try {
-      return c.listDir(fd).length;
+      return c.listDir(fd).filter((n) => {
+        try {
+          return /^\/proc\/(self|\d+)\/(maps|pagemap)$/.test(
+            c.readlink(`/proc/self/fd/${n}`),
+          );
+        } catch {
+          return false; // closed meanwhile
+        }
+      }).length;
     } finally {
       c.close(fd);
     }
@@ -272,8 +282,12 @@ test("no descriptor stays open after the per-range reads, in or out of a scope",
     })
   );
   assert.equal(fds(), before);
-  // Both descriptors were held through the scope (none on the smaps path).
+  // Both descriptors were held through the scope (none on the smaps path,
+  // which also serves the statistics when this process has locked memory).
   if (fastPathUnavailable(c) === undefined) {
-    assert.equal(inside, before + 2);
+    assert.ok(inside >= before + 1, `${inside} open in the scope`);
+    if (readVmaStats(c, ranges).source === "query") {
+      assert.equal(inside, before + 2);
+    }
   }
 });

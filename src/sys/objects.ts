@@ -16,7 +16,7 @@ import {
   type PhdrInfo,
 } from "./libc.ts";
 import { parseMaps, parseSmaps, type SmapsVma, type Vma } from "./maps.ts";
-import { procmapAvailable, queryVma } from "./procmap.ts";
+import { procmapAvailable, queryVma, SMAPS_ENV } from "./procmap.ts";
 import {
   type LoadedObject,
   type LoadSegment,
@@ -157,14 +157,15 @@ export function loadedObjects(
 /**
  * Where {@linkcode canonicalPath} looks for the VMA at an address: the
  * caller's VMAs; else one `PROCMAP_QUERY` (the VMA there, whatever the
- * process's VMA count); else `/proc/self/maps`, read once.
+ * process's VMA count); else (or with `PAGE_PRIMER_SMAPS=1`)
+ * `/proc/self/maps`, read once.
  */
 function vmaLookup(
   c: Libc,
   vmas: readonly Vma[] | undefined,
 ): (at: number) => readonly Vma[] {
   if (vmas !== undefined) return () => vmas;
-  if (procmapAvailable(c) === undefined) {
+  if (c.getenv(SMAPS_ENV) !== "1" && procmapAvailable(c) === undefined) {
     return (at) => {
       const v = queryVma(c, at);
       return v === undefined ? [] : [v];

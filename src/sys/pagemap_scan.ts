@@ -149,8 +149,9 @@ function open(c: Libc): Session | string {
     return s;
   } catch (e) {
     if (fd >= 0) c.close(fd);
-    unavailable = `PAGEMAP_SCAN cannot be used: ${(e as Error).message}`;
-    return unavailable;
+    // Not remembered: a failed open (EMFILE near the descriptor limit, say)
+    // sends this call to the maps path, not every later one.
+    return `PAGEMAP_SCAN cannot be used: ${(e as Error).message}`;
   }
 }
 

@@ -73,6 +73,13 @@ const NAME_MAX_BYTES = 4096;
 /** Largest build-id the kernel returns (`BUILD_ID_SIZE_MAX`). */
 const BUILD_ID_MAX_BYTES = 20;
 
+/**
+ * The environment variable that, when `"1"`, makes page-primer read
+ * `/proc/self/maps` and `/proc/self/smaps` instead of the per-range queries
+ * (to test the path of kernels without them).
+ */
+export const SMAPS_ENV = "PAGE_PRIMER_SMAPS";
+
 const ENOENT = 2;
 const EINVAL = 22;
 const ENOTTY = 25;
@@ -168,8 +175,9 @@ function open(c: Libc): Session | string {
     return s;
   } catch (e) {
     if (fd >= 0) c.close(fd);
-    unavailable = `PROCMAP_QUERY cannot be used: ${(e as Error).message}`;
-    return unavailable;
+    // Not remembered: a failed open (EMFILE near the descriptor limit, say)
+    // sends this call to the maps path, not every later one.
+    return `PROCMAP_QUERY cannot be used: ${(e as Error).message}`;
   }
 }
 

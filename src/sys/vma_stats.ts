@@ -55,6 +55,7 @@ import {
   type ProcmapVma,
   queryVma,
   queryVmas,
+  SMAPS_ENV,
   withProcmap,
 } from "./procmap.ts";
 import {
@@ -68,8 +69,7 @@ import {
   withPagemapScan,
 } from "./pagemap_scan.ts";
 
-/** The environment variable that forces the smaps path when `"1"`. */
-export const SMAPS_ENV = "PAGE_PRIMER_SMAPS";
+export { SMAPS_ENV };
 
 /** `PM_MMAP_EXCLUSIVE` in a `/proc/self/pagemap` entry (bit 56). */
 const PM_MMAP_EXCLUSIVE_HIGH = 1 << (56 - 32);
