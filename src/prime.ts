@@ -344,12 +344,9 @@ export class Primer {
       ? found.before
       : remapped !== undefined && !this.#mlock && !this.#populate
       ? remapped.after
-      : readVmaStats(
-        c,
-        alignedRanges(found.ranges),
-        // Locking changes VmLck: the status read at inspect is stale then.
-        this.#mlock ? {} : { vmLck: found.status.vmLck },
-      ).vmas;
+      // VmLck read again: this run's mlock, or another thread's, may have
+      // changed it since inspect.
+      : readVmaStats(c, alignedRanges(found.ranges)).vmas;
     const segments = segmentReports(found, after, base.requested);
     const totals = totalsOf(segments);
     const reasons = failureReasons({ found, after, remap, totals, base });

@@ -917,7 +917,8 @@ function verify(ctx: RunContext): SmapsVma[] {
       ...ctx.input.ranges,
       ...[...ctx.record.swaps.values()].map((a) => a.region),
     ]),
-    { vmLck: ctx.input.vmLck },
+    // VmLck read again (not the preflight's): another thread may have
+    // locked memory during the swaps.
   ).vmas;
   const identified: [number, ActiveSwap][] = [];
   for (const r of ctx.results) {
