@@ -25,7 +25,7 @@ DOC_MODULES="mod.ts auto.ts cli.ts src/auto_config.ts src/mlock.ts
   src/sys/objects.ts src/sys/segments.ts src/sys/thp.ts
   src/tools/calibrate.ts src/tools/doctor.ts src/tools/footprint.ts
   src/tools/inspect.ts"
-DOC_FFI_MODULES="src/sys/ffi.ts src/sys/pagemap_scan.ts src/sys/procmap.ts
+DOC_FFI_MODULES="src/sys/ffi.ts src/sys/pagemap_scan.ts src/sys/proc_ioctl.ts src/sys/procmap.ts
   src/sys/vma_stats.ts"
 echo "== deno test --doc" >&2
 # shellcheck disable=SC2086 # one word per module

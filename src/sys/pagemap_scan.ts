@@ -35,6 +35,7 @@
 
 import { addressOf, setU64, u64 } from "./ffi.ts";
 import type { Libc } from "./libc.ts";
+import { ProcIoctlFile } from "./proc_ioctl.ts";
 
 /** `_IOWR('f', 16, struct pm_scan_arg)` with the 96-byte structure. */
 export const PAGEMAP_SCAN = 0xc0606610;
@@ -99,68 +100,46 @@ interface Session {
   vecAt: number;
 }
 
-/** The scan buffers, made once per JS realm (each Worker has its own). */
-let session: Session | undefined;
-let unavailable: string | undefined;
-/** Open {@linkcode withPagemapScan} scopes: the descriptor stays open while > 0. */
-let scopes = 0;
-
 const ALL = PAGE_IS_FILE | PAGE_IS_PRESENT | PAGE_IS_SWAPPED |
   PAGE_IS_PFNZERO | PAGE_IS_HUGE;
 
-/** The buffers and an open `/proc/self/pagemap`, or why the scan is unavailable. */
-function open(c: Libc): Session | string {
-  if (unavailable !== undefined) return unavailable;
-  if (session !== undefined && session.fd >= 0) return session;
-  let fd = -1;
-  try {
-    fd = c.openRead("/proc/self/pagemap");
-    if (session !== undefined) {
-      session.fd = fd;
-      return session;
-    }
-    // From an ArrayBuffer: Bun moves a small typed array made without one
-    // when its `.buffer` is first read, changing its address.
-    const argBuf = new ArrayBuffer(PM_SCAN_ARG_SIZE);
-    const vecBuf = new ArrayBuffer(VEC_LEN * PAGE_REGION_SIZE);
-    const arg = new Uint8Array(argBuf);
-    const s: Session = {
-      fd,
-      ioctl: (fd, request, arg) => c.ioctl(fd, request, arg),
-      arg,
-      argAt: addressOf(arg),
-      view: new DataView(argBuf),
-      vec: new DataView(vecBuf),
-      vecAt: addressOf(new Uint8Array(vecBuf)),
-    };
-    // The feature test, once per realm: scan the page of the argument.
-    const page = c.pageSize();
-    const at = s.argAt - (s.argAt % page);
-    const r = rawScan(s, at, at + page, PAGE_IS_PRESENT);
-    if (r < 0) {
-      const e = c.errno();
-      c.close(fd);
-      unavailable = e === ENOTTY || e === EINVAL
-        ? "PAGEMAP_SCAN is not supported by this kernel (Linux 6.7+ has it)"
-        : `PAGEMAP_SCAN failed with errno ${e}`;
-      return unavailable;
-    }
-    session = s;
-    return s;
-  } catch (e) {
-    if (fd >= 0) c.close(fd);
-    // Not remembered: a failed open (EMFILE near the descriptor limit, say)
-    // sends this call to the maps path, not every later one.
-    return `PAGEMAP_SCAN cannot be used: ${(e as Error).message}`;
-  }
-}
+/** The file, its buffers and feature test, once per JS realm (each Worker has its own). */
+const file = new ProcIoctlFile<Session>({
+  path: "/proc/self/pagemap",
+  feature: "PAGEMAP_SCAN",
+  setup: newSession,
+});
 
-/** Closes `/proc/self/pagemap` unless a {@linkcode withPagemapScan} scope holds it. */
-function release(c: Libc): void {
-  if (scopes > 0 || session === undefined || session.fd < 0) return;
-  const fd = session.fd;
-  session.fd = -1;
-  c.close(fd);
+/**
+ * The buffers on the first open descriptor, and the feature test: the
+ * session, or why the kernel does not support it.
+ */
+function newSession(c: Libc, fd: number): Session | string {
+  // From an ArrayBuffer: Bun moves a small typed array made without one
+  // when its `.buffer` is first read, changing its address.
+  const argBuf = new ArrayBuffer(PM_SCAN_ARG_SIZE);
+  const vecBuf = new ArrayBuffer(VEC_LEN * PAGE_REGION_SIZE);
+  const arg = new Uint8Array(argBuf);
+  const s: Session = {
+    fd,
+    ioctl: (fd, request, arg) => c.ioctl(fd, request, arg),
+    arg,
+    argAt: addressOf(arg),
+    view: new DataView(argBuf),
+    vec: new DataView(vecBuf),
+    vecAt: addressOf(new Uint8Array(vecBuf)),
+  };
+  // The feature test, once per realm: scan the page of the argument.
+  const page = c.pageSize();
+  const at = s.argAt - (s.argAt % page);
+  const r = rawScan(s, at, at + page, PAGE_IS_PRESENT);
+  if (r < 0) {
+    const e = c.errno();
+    return e === ENOTTY || e === EINVAL
+      ? "PAGEMAP_SCAN is not supported by this kernel (Linux 6.7+ has it)"
+      : `PAGEMAP_SCAN failed with errno ${e}`;
+  }
+  return s;
 }
 
 /**
@@ -182,13 +161,7 @@ function release(c: Libc): void {
  * ```
  */
 export function withPagemapScan<T>(c: Libc, fn: () => T): T {
-  scopes++;
-  try {
-    return fn();
-  } finally {
-    scopes--;
-    release(c);
-  }
+  return file.within(c, fn);
 }
 
 /** One ioctl over `[start, end)`: the number of runs written, or -1. */
@@ -217,10 +190,9 @@ function rawScan(s: Session, start: number, end: number, anyOf: number) {
  * ```
  */
 export function pagemapScanAvailable(c: Libc): string | undefined {
-  if (unavailable !== undefined) return unavailable;
-  if (session !== undefined) return undefined;
-  const s = open(c);
-  release(c);
+  if (file.tested) return undefined;
+  const s = file.open(c);
+  file.release(c);
   return typeof s === "string" ? s : undefined;
 }
 
@@ -252,12 +224,12 @@ export function scanRuns(c: Libc, start: number, end: number): PageRun[] {
       }) must be page aligned with start <= end`,
     );
   }
-  const s = open(c);
+  const s = file.open(c);
   if (typeof s === "string") throw new Error(s);
   try {
     return scanOpen(c, s, start, end);
   } finally {
-    release(c);
+    file.release(c);
   }
 }
 

@@ -31,6 +31,7 @@
 
 import { addressOf, setU64, u64 } from "./ffi.ts";
 import type { Libc } from "./libc.ts";
+import { ProcIoctlFile } from "./proc_ioctl.ts";
 import type { Vma } from "./maps.ts";
 
 /** `_IOWR('f', 17, struct procmap_query)` with the 104-byte structure. */
@@ -128,65 +129,43 @@ interface Session {
 
 const decoder = new TextDecoder();
 
-/** The query buffers, made once per JS realm (each Worker has its own). */
-let session: Session | undefined;
-let unavailable: string | undefined;
-/** Open {@linkcode withProcmap} scopes: the descriptor stays open while > 0. */
-let scopes = 0;
+/** The file, its buffers and feature test, once per JS realm (each Worker has its own). */
+const file = new ProcIoctlFile<Session>({
+  path: "/proc/self/maps",
+  feature: "PROCMAP_QUERY",
+  setup: newSession,
+});
 
-/** The buffers and an open `/proc/self/maps`, or why the query is unavailable. */
-function open(c: Libc): Session | string {
-  if (unavailable !== undefined) return unavailable;
-  if (session !== undefined && session.fd >= 0) return session;
-  let fd = -1;
-  try {
-    fd = c.openRead("/proc/self/maps");
-    if (session !== undefined) {
-      session.fd = fd;
-      return session;
-    }
-    // Buffers made from an ArrayBuffer: Bun moves a small typed array made
-    // without one when its `.buffer` is first read, changing its address.
-    const arg = new Uint8Array(new ArrayBuffer(PROCMAP_QUERY_SIZE));
-    const name = new Uint8Array(new ArrayBuffer(NAME_MAX_BYTES));
-    const buildId = new Uint8Array(new ArrayBuffer(BUILD_ID_MAX_BYTES));
-    const s: Session = {
-      fd,
-      ioctl: (fd, request, arg) => c.ioctl(fd, request, arg),
-      arg,
-      argAt: addressOf(arg),
-      view: new DataView(arg.buffer),
-      name,
-      nameAt: addressOf(name),
-      buildId,
-      buildIdAt: addressOf(buildId),
-    };
-    // The feature test, once per realm: the VMA of the query buffer itself
-    // must exist.
-    const r = rawQuery(c, s, s.argAt, 0, false);
-    if (typeof r === "number" && r !== ENOENT) {
-      c.close(fd);
-      unavailable = r === ENOTTY || r === EINVAL
-        ? "PROCMAP_QUERY is not supported by this kernel (Linux 6.11+ has it)"
-        : `PROCMAP_QUERY failed with errno ${r}`;
-      return unavailable;
-    }
-    session = s;
-    return s;
-  } catch (e) {
-    if (fd >= 0) c.close(fd);
-    // Not remembered: a failed open (EMFILE near the descriptor limit, say)
-    // sends this call to the maps path, not every later one.
-    return `PROCMAP_QUERY cannot be used: ${(e as Error).message}`;
+/**
+ * The buffers on the first open descriptor, and the feature test: the
+ * session, or why the kernel does not support it.
+ */
+function newSession(c: Libc, fd: number): Session | string {
+  // Buffers made from an ArrayBuffer: Bun moves a small typed array made
+  // without one when its `.buffer` is first read, changing its address.
+  const arg = new Uint8Array(new ArrayBuffer(PROCMAP_QUERY_SIZE));
+  const name = new Uint8Array(new ArrayBuffer(NAME_MAX_BYTES));
+  const buildId = new Uint8Array(new ArrayBuffer(BUILD_ID_MAX_BYTES));
+  const s: Session = {
+    fd,
+    ioctl: (fd, request, arg) => c.ioctl(fd, request, arg),
+    arg,
+    argAt: addressOf(arg),
+    view: new DataView(arg.buffer),
+    name,
+    nameAt: addressOf(name),
+    buildId,
+    buildIdAt: addressOf(buildId),
+  };
+  // The feature test, once per realm: the VMA of the query buffer itself
+  // must exist.
+  const r = rawQuery(c, s, s.argAt, 0, false);
+  if (typeof r === "number" && r !== ENOENT) {
+    return r === ENOTTY || r === EINVAL
+      ? "PROCMAP_QUERY is not supported by this kernel (Linux 6.11+ has it)"
+      : `PROCMAP_QUERY failed with errno ${r}`;
   }
-}
-
-/** Closes `/proc/self/maps` unless a {@linkcode withProcmap} scope holds it. */
-function release(c: Libc): void {
-  if (scopes > 0 || session === undefined || session.fd < 0) return;
-  const fd = session.fd;
-  session.fd = -1;
-  c.close(fd);
+  return s;
 }
 
 /**
@@ -208,13 +187,7 @@ function release(c: Libc): void {
  * ```
  */
 export function withProcmap<T>(c: Libc, fn: () => T): T {
-  scopes++;
-  try {
-    return fn();
-  } finally {
-    scopes--;
-    release(c);
-  }
+  return file.within(c, fn);
 }
 
 /** One ioctl; the VMA, or the errno when the kernel said no. */
@@ -288,10 +261,9 @@ function decode(s: Session, buildId: boolean): ProcmapVma {
  * ```
  */
 export function procmapAvailable(c: Libc): string | undefined {
-  if (unavailable !== undefined) return unavailable;
-  if (session !== undefined) return undefined;
-  const s = open(c);
-  release(c);
+  if (file.tested) return undefined;
+  const s = file.open(c);
+  file.release(c);
   return typeof s === "string" ? s : undefined;
 }
 
@@ -320,7 +292,7 @@ export function queryVma(
   if (!Number.isSafeInteger(addr) || addr < 0) {
     throw new RangeError(`queryVma(): bad address ${addr}`);
   }
-  const s = open(c);
+  const s = file.open(c);
   if (typeof s === "string") throw new Error(s);
   const flags = (options.next ? PROCMAP_QUERY_COVERING_OR_NEXT_VMA : 0) |
     (options.fileBacked ? PROCMAP_QUERY_FILE_BACKED_VMA : 0);
@@ -328,7 +300,7 @@ export function queryVma(
   try {
     r = rawQuery(c, s, addr, flags, options.buildId === true);
   } finally {
-    release(c);
+    file.release(c);
   }
   if (r === ENOENT) return undefined;
   if (typeof r === "number") {
