@@ -295,6 +295,22 @@ for (const rt of RUNTIMES) {
 // pool covers the plan but the cgroup allows 16 pages, so the plan runs out
 // in the middle: what fits is remapped, the rest fails cleanly.
 /**
+ * Removes a cgroup directory; a child that has just exited may still hold
+ * it for a moment (EBUSY), so a few tries 50 ms apart.
+ */
+function removeCgroup(dir: string): void {
+  for (let i = 0;; i++) {
+    try {
+      rmdirSync(dir);
+      return;
+    } catch (e) {
+      if (i >= 20 || (e as { code?: string }).code !== "EBUSY") throw e;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+    }
+  }
+}
+
+/**
  * A hugetlb cgroup; with `limitPages`, one that allows that many 2 MiB
  * pages, and a pool of 64 more pages than found (`cleanup` puts both back).
  */
@@ -337,10 +353,15 @@ function hugetlbCgroup(
     dir,
     cleanup: () => {
       if (limitPages !== undefined) setPool(saved);
-      rmdirSync(dir);
-      if (mounted) {
-        spawnSync("umount", [root!]);
-        rmdirSync(root!);
+      try {
+        removeCgroup(dir);
+      } finally {
+        // Unmounted even when the group could not be removed, so a failed
+        // test leaves no mount behind.
+        if (mounted) {
+          spawnSync("umount", [root!]);
+          rmdirSync(root!);
+        }
       }
     },
   };
