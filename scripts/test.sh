@@ -20,12 +20,12 @@ DOC_MODULES="mod.ts auto.ts cli.ts src/auto_config.ts src/mlock.ts
   src/remap/backend.ts src/remap/execute.ts src/remap/perf_map.ts
   src/remap/plan.ts src/remap/record.ts src/remap/report.ts
   src/remap/restore.ts src/remap/share.ts src/remap/trampoline.ts
-  src/remap/trampoline_abi.ts src/sys/elf.ts src/sys/format.ts
+  src/sys/trampoline_abi.ts src/sys/elf.ts src/sys/format.ts
   src/sys/hugetlb.ts src/sys/libc.ts src/sys/limits.ts src/sys/maps.ts
   src/sys/objects.ts src/sys/segments.ts src/sys/thp.ts
   src/tools/calibrate.ts src/tools/doctor.ts src/tools/footprint.ts
   src/tools/inspect.ts"
-DOC_FFI_MODULES="src/sys/ffi.ts src/sys/pagemap_scan.ts src/sys/proc_ioctl.ts src/sys/procmap.ts
+DOC_FFI_MODULES="src/sys/ffi.ts src/sys/loader.ts src/sys/pagemap_scan.ts src/sys/proc_ioctl.ts src/sys/procmap.ts
   src/sys/vma_stats.ts"
 echo "== deno test --doc" >&2
 # shellcheck disable=SC2086 # one word per module

@@ -3,7 +3,9 @@
 // /proc/<pid>/smaps from outside.
 import { type ChildProcess, spawn } from "node:child_process";
 import {
+  accessSync,
   closeSync,
+  constants,
   existsSync,
   lstatSync,
   openSync,
@@ -14,7 +16,7 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs";
-import { basename, dirname } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import process from "node:process";
 import { parseSmaps, type SmapsVma } from "../src/sys/maps.ts";
@@ -47,6 +49,21 @@ export const RUNTIMES: readonly ("deno" | "bun")[] = ["deno", "bun"];
  */
 export function shellQuote(argv: readonly string[]): string {
   return argv.map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(" ");
+}
+
+/** The executable `name` on PATH, or `undefined`. */
+export function onPath(name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? "").split(":")) {
+    if (dir === "") continue;
+    const path = join(dir, name);
+    try {
+      accessSync(path, constants.X_OK);
+      return path;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
 }
 
 /** True when this process runs as root. */

@@ -39,7 +39,7 @@ const EXPECTED = [
   "dist/cli.d.ts",
   "dist/src/sys/elf.js",
   "dist/src/sys/maps.js",
-  "dist/src/remap/trampoline_so.js",
+  "dist/src/sys/trampoline_so.js",
 ];
 
 /** PATH with the repository's bun, deno and node first (`bun`, as the bin's `#!/usr/bin/env bun` wants). */

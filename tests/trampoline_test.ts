@@ -16,7 +16,7 @@ import { ROOT, RUNTIMES, startChild } from "./helpers.ts";
 import {
   TRAMPOLINE_SO_BASE64,
   TRAMPOLINE_SOURCE_SHA256,
-} from "../src/remap/trampoline_so.ts";
+} from "../src/sys/trampoline_so.ts";
 import {
   bytesSource,
   EM_AARCH64,
@@ -50,15 +50,15 @@ test("the shipped trampoline bytes were built from the current sources", () => {
   assert.equal(
     TRAMPOLINE_SOURCE_SHA256,
     sourceHash(),
-    "trampoline/ changed but src/remap/trampoline_so.ts was not rebuilt: run `npm run build:trampoline`",
+    "trampoline/ changed but src/sys/trampoline_so.ts was not rebuilt: run `npm run build:trampoline`",
   );
 });
 
-test("src/remap/trampoline_abi.ts is what trampoline/primer.h gives", () => {
+test("src/sys/trampoline_abi.ts is what trampoline/primer.h gives", () => {
   assert.equal(
-    readFileSync(join(ROOT, "src", "remap", "trampoline_abi.ts"), "utf8"),
+    readFileSync(join(ROOT, "src", "sys", "trampoline_abi.ts"), "utf8"),
     abiModule(),
-    "trampoline/primer.h changed but src/remap/trampoline_abi.ts was not regenerated: run `npm run build:trampoline`",
+    "trampoline/primer.h changed but src/sys/trampoline_abi.ts was not regenerated: run `npm run build:trampoline`",
   );
 });
 
@@ -76,6 +76,7 @@ for (const arch of ["x86_64", "aarch64"] as const) {
       "pp_abi",
       "pp_calibrate",
       "pp_cpuid",
+      "pp_list_objects",
       "pp_lock",
       "pp_perf_map",
       "pp_registry",

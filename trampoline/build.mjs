@@ -1,10 +1,10 @@
 // Rebuilds the trampoline for each machine (x86_64 with gcc, aarch64 with
 // Debian's gcc-aarch64-linux-gnu) and regenerates
-//   src/remap/trampoline_so.ts   the shared objects' bytes, shipped inside the
+//   src/sys/trampoline_so.ts   the shared objects' bytes, shipped inside the
 //                                package (a module fetched from JSR has no files
 //                                beside it, and the user's machine may have no
 //                                compiler), with the SHA-256 of their sources;
-//   src/remap/trampoline_abi.ts  the ABI of primer.h: its PP_* constants, its
+//   src/sys/trampoline_abi.ts  the ABI of primer.h: its PP_* constants, its
 //                                enums and the word index of every field of its
 //                                structs, so no number is mirrored by hand.
 //
@@ -26,6 +26,7 @@ export const SOURCES = [
   "perf_map.c",
   "cpuid.c",
   "calibrate.c",
+  "objects.c",
   "primer.h",
   "registry.h",
   "arch_x86_64.h",
@@ -33,7 +34,13 @@ export const SOURCES = [
   "linux_abi.h",
 ];
 /** The translation units, linked into one primer.so. */
-export const UNITS = ["primer.c", "perf_map.c", "cpuid.c", "calibrate.c"];
+export const UNITS = [
+  "primer.c",
+  "perf_map.c",
+  "cpuid.c",
+  "calibrate.c",
+  "objects.c",
+];
 export const CFLAGS = [
   "-std=gnu11",
   "-O2",
@@ -223,7 +230,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     return { target, cc, bytes: readFileSync(out) };
   });
   const gen = (name, text) =>
-    writeFileSync(new URL(`../src/remap/${name}`, import.meta.url), text);
+    writeFileSync(new URL(`../src/sys/${name}`, import.meta.url), text);
   gen("trampoline_so.ts", soModule(built));
   gen("trampoline_abi.ts", abiModule());
   console.log(

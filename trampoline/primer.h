@@ -1,12 +1,13 @@
 /* The plan ABI shared with src/remap/trampoline.ts: operations, flags, steps and
  * the region record; the perf map request (perf_map.c); pp_cpuid (cpuid.c); the
- * calibration request (calibrate.c). Change PP_ABI_VERSION when any of it changes. */
+ * calibration request (calibrate.c); the list of loaded objects (objects.c,
+ * read by src/sys/loader.ts). Change PP_ABI_VERSION when any of it changes. */
 #ifndef PP_PRIMER_H
 #define PP_PRIMER_H
 
 #include <stdint.h>
 
-#define PP_ABI_VERSION 10
+#define PP_ABI_VERSION 11
 
 #define HUGE_SIZE (2UL << 20)
 
@@ -175,5 +176,21 @@ struct pp_calibrate {
 	uint64_t cpu_ns;       /* RUN: this thread's CPU time over the calls,
 				  ns (CLOCK_THREAD_CPUTIME_ID); 0: no clock */
 };
+
+/* The list of loaded objects (objects.c): one record per object, each
+ * followed by name_len bytes of its name (no NUL) padded with zeros to a
+ * multiple of 8, then phnum program headers of PP_PHDR_SIZE bytes. */
+struct pp_object {
+	uint64_t bias;     /* dlpi_addr: the load bias */
+	uint64_t phdr;     /* dlpi_phdr: its program headers in memory */
+	uint64_t phnum;    /* dlpi_phnum */
+	uint64_t name_len; /* bytes of dlpi_name, at most PP_OBJECT_NAME_MAX */
+};
+
+/* Bytes of one ELF64 program header. */
+#define PP_PHDR_SIZE 56
+
+/* The longest name copied (PATH_MAX); a longer one is cut there. */
+#define PP_OBJECT_NAME_MAX 4096
 
 #endif

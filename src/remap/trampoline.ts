@@ -21,7 +21,11 @@ import {
   runtimeInfo,
 } from "../sys/ffi.ts";
 import type { Libc } from "../sys/libc.ts";
-import { TRAMPOLINE_SO_BASE64 } from "./trampoline_so.ts";
+import {
+  LISTER_MEMFD_NAME,
+  listLoadedObjects,
+  sharedObjectMemfd,
+} from "../sys/loader.ts";
 import {
   PP_ABI_VERSION,
   PP_CALIBRATE_WORDS,
@@ -44,7 +48,7 @@ import {
   PP_REGION,
   PP_REGION_WORDS,
   PP_STEP,
-} from "./trampoline_abi.ts";
+} from "../sys/trampoline_abi.ts";
 
 const SYMBOLS = {
   pp_abi: { args: [], returns: "u64" },
@@ -350,13 +354,6 @@ export interface PerfMapResult {
 
 let loaded: Trampoline | undefined;
 
-function decodeBase64(s: string): Uint8Array {
-  const bin = atob(s);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
-}
-
 function bind(lib: NativeLibrary<typeof SYMBOLS>, path: string): Trampoline {
   const abi = lib.symbols.pp_abi!();
   if (abi !== PP_ABI_VERSION) {
@@ -584,11 +581,10 @@ export function loadTrampoline(c: Libc): Trampoline {
   if (loaded !== undefined) return loaded;
   const override = c.getenv("PAGE_PRIMER_TRAMPOLINE");
   if (override) return loaded = keep(c, override);
-  const first = firstLoaded(c);
-  if (first !== undefined) return loaded = first;
-  // None yet: load ours. Threads doing this at the same moment each load
-  // one; all then take the first in the loader's list, which only grows.
-  const own = writeMemfd(c);
+  // Load ours, then take the first in the loader's list, which only grows:
+  // one another thread loaded before (ours is then closed again), else ours.
+  // Threads doing this at the same moment all take the same one.
+  const own = sharedObjectMemfd(c, MEMFD_NAME);
   let lib;
   try {
     lib = openLibrary([own.path], SYMBOLS);
@@ -643,7 +639,7 @@ export function loadedTrampoline(c: Libc): Trampoline | undefined {
   if (loaded !== undefined) return loaded;
   const override = c.getenv("PAGE_PRIMER_TRAMPOLINE");
   if (override) {
-    return c.dlIteratePhdr().some((o) => o.name === override)
+    return listLoadedObjects(c).some((o) => o.name === override)
       ? loadTrampoline(c)
       : undefined;
   }
@@ -660,56 +656,9 @@ function trampolinesLoaded(c: Libc): string[] {
       return false; // its descriptor was closed
     }
   };
-  return c.dlIteratePhdr().map((o) => o.name).filter((name) =>
+  return listLoadedObjects(c).map((o) => o.name).filter((name) =>
     name.startsWith(`/proc/${pid}/fd/`) && isOurs(name)
   );
-}
-
-/**
- * The machines page-primer ships a trampoline for, as
- * `runtimeInfo().arch` names them.
- *
- * @example
- * ```ts
- * import { TRAMPOLINE_ARCHES } from "./trampoline.ts";
- * console.log(TRAMPOLINE_ARCHES.includes("aarch64")); // true
- * ```
- */
-export const TRAMPOLINE_ARCHES: readonly string[] = Object.keys(
-  TRAMPOLINE_SO_BASE64,
-);
-
-/** The shipped trampoline for this machine. */
-function shippedBytes(): Uint8Array {
-  const arch = runtimeInfo().arch;
-  const b64 = (TRAMPOLINE_SO_BASE64 as Record<string, string | undefined>)[
-    arch
-  ];
-  if (b64 === undefined) {
-    throw new Error(
-      `page-primer ships its trampoline for ${
-        TRAMPOLINE_ARCHES.join(" and ")
-      } only, this machine is ${arch}: set PAGE_PRIMER_TRAMPOLINE to one built for it`,
-    );
-  }
-  return decodeBase64(b64);
-}
-
-/** The trampoline's bytes in a new memfd: its descriptor and the path to load. */
-function writeMemfd(c: Libc): { fd: number; path: string } {
-  if (!c.has("memfd_create")) {
-    throw new Error(
-      "this libc has no memfd_create (glibc < 2.27?): set PAGE_PRIMER_TRAMPOLINE to a built primer.so",
-    );
-  }
-  const fd = c.memfdCreate(MEMFD_NAME, 1 /* MFD_CLOEXEC */);
-  try {
-    c.writeAll(fd, shippedBytes());
-  } catch (e) {
-    c.close(fd);
-    throw e;
-  }
-  return { fd, path: `/proc/${c.getpid()}/fd/${fd}` };
 }
 
 /**
@@ -722,6 +671,7 @@ function writeMemfd(c: Libc): { fd: number; path: string } {
  * ```
  */
 export function isTrampolinePath(path: string): boolean {
-  return path.includes(MEMFD_NAME) || /^\/proc\/(self|\d+)\/fd\//.test(path) ||
+  return path.includes(MEMFD_NAME) || path.includes(LISTER_MEMFD_NAME) ||
+    /^\/proc\/(self|\d+)\/fd\//.test(path) ||
     (loaded !== undefined && path === loaded.path);
 }

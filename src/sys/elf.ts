@@ -592,7 +592,8 @@ export interface ElfFile {
 }
 
 const EHDR_SIZE = 64;
-const PHDR_SIZE = 56;
+/** Bytes of one ELF64 program header. */
+export const PHDR_SIZE = 56;
 const SHDR_SIZE = 64;
 const SYM_SIZE = 24;
 const PN_XNUM = 0xffff;

@@ -9,7 +9,6 @@
 import type { ByteSource } from "./elf.ts";
 import {
   addressOf,
-  callback,
   memory,
   type NativeLibrary,
   openLibrary,
@@ -65,6 +64,7 @@ export const LIBC_SYMBOLS = {
   // In libc since glibc 2.34 (libdl before): pins a loaded library.
   dlopen: { args: ["u64", "i32"], returns: "u64", optional: true },
   dlclose: { args: ["u64"], returns: "i32", optional: true },
+  dlsym: { args: ["u64", "u64"], returns: "u64", optional: true },
 } as const;
 
 /** Library names tried, in order, to find libc. */
@@ -94,8 +94,8 @@ const AT_FDCWD = -100;
 const RTLD_LAZY = 1;
 const RTLD_NOLOAD = 4;
 const RTLD_NODELETE = 0x1000;
-/** Bytes of one ELF64 program header. */
-export const PHDR_SIZE = 56;
+/** `dlsym` handle: the global scope, in load order. */
+const RTLD_DEFAULT = 0;
 
 /** `getauxval` keys. */
 export const AT_PHDR = 3;
@@ -419,23 +419,6 @@ export interface Rlimit {
   cur: number;
   /** Hard limit in bytes. */
   max: number;
-}
-
-/** One loaded object as reported by `dl_iterate_phdr`. */
-export interface PhdrInfo {
-  /** Load bias (`dlpi_addr`). */
-  bias: number;
-  /** Name as the loader knows it; `""` for the main executable. */
-  name: string;
-  /** Address of its program header table in memory. */
-  phdr: number;
-  /** Number of program headers. */
-  phnum: number;
-  /**
-   * The program header table, copied while the loader held its lock (a
-   * library may be unloaded as soon as `dl_iterate_phdr` returns).
-   */
-  phdrBytes: Uint8Array;
 }
 
 function cstr(s: string): Uint8Array {
@@ -916,31 +899,25 @@ export class Libc {
     this.#fn("dlclose")(handle);
   }
 
-  /** Lists loaded objects through `dl_iterate_phdr`. */
-  dlIteratePhdr(): PhdrInfo[] {
-    const out: PhdrInfo[] = [];
-    const cb = callback(
-      { args: ["u64", "u64", "u64"], returns: "i32" },
-      (info: number) => {
-        const v = memory(info, 26);
-        const dv = new DataView(v.buffer, v.byteOffset, 26);
-        const bias = Number(dv.getBigUint64(0, true));
-        const namePtr = Number(dv.getBigUint64(8, true));
-        const phdr = Number(dv.getBigUint64(16, true));
-        const phnum = dv.getUint16(24, true);
-        const phdrBytes = phdr === 0 || phnum === 0
-          ? new Uint8Array(0)
-          : memory(phdr, phnum * PHDR_SIZE).slice();
-        out.push({ bias, name: readCString(namePtr), phdr, phnum, phdrBytes });
-        return 0;
-      },
-    );
-    try {
-      this.#fn("dl_iterate_phdr")(cb.address, 0);
-    } finally {
-      cb.close();
-    }
-    return out;
+  /**
+   * The address of `name` in the process's global scope
+   * (`dlsym(RTLD_DEFAULT, name)`), or 0 when it is not there or this libc
+   * cannot look.
+   */
+  symbolAddress(name: string): number {
+    if (!this.has("dlsym")) return 0;
+    const b = cstr(name);
+    return Number(this.#fn("dlsym")(RTLD_DEFAULT, addressOf(b)));
+  }
+
+  /**
+   * `dl_iterate_phdr(callback, data)`. The loader holds its write lock while
+   * `callback` runs: a JavaScript callback can deadlock with another
+   * thread's `dlopen` (see `src/sys/loader.ts`, which lists objects without
+   * one).
+   */
+  dlIteratePhdr(callback: number, data: number): number {
+    return this.#fn("dl_iterate_phdr")(callback, data);
   }
 }
 

@@ -6,15 +6,15 @@
  * @module
  */
 
-import { parseProgramHeaders, type ProgramHeader, PT_PHDR } from "./elf.ts";
-import { memory } from "./ffi.ts";
 import {
-  AT_PHDR,
-  AT_PHNUM,
-  type Libc,
+  parseProgramHeaders,
   PHDR_SIZE,
-  type PhdrInfo,
-} from "./libc.ts";
+  type ProgramHeader,
+  PT_PHDR,
+} from "./elf.ts";
+import { memory } from "./ffi.ts";
+import { AT_PHDR, AT_PHNUM, type Libc } from "./libc.ts";
+import { listLoadedObjects, type PhdrInfo } from "./loader.ts";
 import { parseMaps, parseSmaps, type SmapsVma, type Vma } from "./maps.ts";
 import { procmapAvailable, queryVma, SMAPS_ENV } from "./procmap.ts";
 import {
@@ -54,7 +54,7 @@ export function mainExecutable(c: Libc): LoadedObject {
     bias = at - self.vaddr;
   } else {
     // No PT_PHDR: the loader's entry for the main program (name "") has it.
-    const entry = c.dlIteratePhdr().find((o) => o.name === "");
+    const entry = listLoadedObjects(c).find((o) => o.name === "");
     if (entry === undefined) {
       throw new Error("cannot find the main executable's load bias");
     }
@@ -95,8 +95,9 @@ export interface LoadedObjectsOptions {
 
 /**
  * Every loaded object: the main executable first, then each shared library
- * `dl_iterate_phdr` reports (including ones loaded later through FFI).
- * Program headers are copied while the loader holds its lock. A library
+ * the loader lists (including ones loaded later through FFI), with
+ * {@linkcode listLoadedObjects}: program headers are copied while the loader
+ * holds its lock. A library
  * whose program headers cannot be read is left out and reported to
  * `onSkip`.
  *
@@ -115,7 +116,7 @@ export function loadedObjects(
   const main = mainExecutable(c);
   const out: LoadedObject[] = [main];
   const vmasAt = vmaLookup(c, vmas);
-  const infos = c.dlIteratePhdr().filter((i) =>
+  const infos = listLoadedObjects(c).filter((i) =>
     i.name !== "" && i.bias !== main.bias && i.phdrBytes.length > 0
   );
   const pins = pin ? pinAll(c, infos, onSkip) : undefined;
@@ -195,7 +196,7 @@ function pinAll(
       );
     } else pins.set(info, handle);
   }
-  const now = new Set(c.dlIteratePhdr().map((i) => `${i.name}\0${i.bias}`));
+  const now = new Set(listLoadedObjects(c).map((i) => `${i.name}\0${i.bias}`));
   for (const [info, handle] of pins) {
     if (!now.has(`${info.name}\0${info.bias}`)) {
       c.unpin(handle);

@@ -38,7 +38,7 @@ import {
   PP_CAL_STEP,
   PP_CAL_UNMAP,
   PP_CALIBRATE,
-} from "../remap/trampoline_abi.ts";
+} from "../sys/trampoline_abi.ts";
 
 /** What happens per call besides the call. */
 export type CalibrationVariant = "call" | "syscall";

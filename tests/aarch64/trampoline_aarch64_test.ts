@@ -1,4 +1,4 @@
-// The aarch64 trampoline, as shipped in src/remap/trampoline_so.ts: an ELF64
+// The aarch64 trampoline, as shipped in src/sys/trampoline_so.ts: an ELF64
 // AArch64 shared object with no undefined symbol and no library needed; and,
 // under qemu-user (Debian's qemu-user-static), a static aarch64 program
 // (tests/aarch64/own_text.c, built with gcc-aarch64-linux-gnu) that dlopens
@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT, run } from "../helpers.ts";
-import { TRAMPOLINE_SO_BASE64 } from "../../src/remap/trampoline_so.ts";
+import { TRAMPOLINE_SO_BASE64 } from "../../src/sys/trampoline_so.ts";
 import {
   bytesSource,
   EM_AARCH64,

@@ -3,7 +3,7 @@
 // of its records (every field is 64 bits).
 
 /** `PP_ABI_VERSION` of primer.h. */
-export const PP_ABI_VERSION = 10;
+export const PP_ABI_VERSION = 11;
 
 /** `PP_OP_SWAP` of primer.h. */
 export const PP_OP_SWAP = 1;
@@ -55,6 +55,12 @@ export const PP_CAL_F_HUGE = 0x1;
 
 /** `PP_CAL_F_SYSCALL` of primer.h. */
 export const PP_CAL_F_SYSCALL = 0x2;
+
+/** `PP_PHDR_SIZE` of primer.h. */
+export const PP_PHDR_SIZE = 56;
+
+/** `PP_OBJECT_NAME_MAX` of primer.h. */
+export const PP_OBJECT_NAME_MAX = 4096;
 
 /** `enum pp_step` of primer.h: member to value. */
 export const PP_STEP = {
@@ -188,3 +194,14 @@ export const PP_CALIBRATE = {
 
 /** Words (64 bits) of `struct pp_calibrate`. */
 export const PP_CALIBRATE_WORDS = 14;
+
+/** `struct pp_object` of primer.h: field to word index. */
+export const PP_OBJECT = {
+  bias: 0,
+  phdr: 1,
+  phnum: 2,
+  nameLen: 3,
+} as const;
+
+/** Words (64 bits) of `struct pp_object`. */
+export const PP_OBJECT_WORDS = 4;
