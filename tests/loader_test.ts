@@ -3,7 +3,13 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, readlinkSync, realpathSync } from "node:fs";
+import {
+  existsSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+} from "node:fs";
 import { memory } from "../src/sys/ffi.ts";
 import { libc } from "../src/sys/libc.ts";
 import {
@@ -35,9 +41,11 @@ test("listLoadedObjects: every library of maps, at its address, with the program
   );
   assert.ok(files.length >= 2, objects.map((o) => o.name).join(", "));
   for (const o of files) {
-    const real = realpathSync(o.name);
+    // Another test may have loaded a library and deleted its file since.
+    const real = existsSync(o.name) ? realpathSync(o.name) : o.name;
+    const paths = [real, `${real} (deleted)`];
     assert.ok(
-      maps.some((v) => v.path === real && v.start >= o.bias),
+      maps.some((v) => paths.includes(v.path) && v.start >= o.bias),
       `${o.name} (bias 0x${o.bias.toString(16)}) is not in maps`,
     );
     assert.ok(o.phnum > 0, `${o.name}: no program headers`);

@@ -166,7 +166,8 @@ export function sharedObjectMemfd(
 /**
  * Every object the loader has loaded, in its order: the main program first
  * (name `""`), then each shared library, with its program headers copied
- * while the loader held its lock (the lister itself left out).
+ * while the loader held its lock (listers, this one's and other threads',
+ * left out).
  *
  * The copying is done by native code, so no JavaScript runs while the
  * loader's lock is held (see the module doc). Only where the shipped object
@@ -195,10 +196,23 @@ export function listLoadedObjects(c: Libc): PhdrInfo[] {
   if (lister === undefined) return listWithCallback(c);
   try {
     return listNative(iterate, lister.list).filter((o) =>
-      o.name !== lister.path
+      o.name !== lister.path && !isLister(c, o.name)
     );
   } finally {
     lister.close();
+  }
+}
+
+/**
+ * True when `name` is a lister another thread has loaded for its own
+ * listing (and unloads in a moment): not one of the program's objects.
+ */
+function isLister(c: Libc, name: string): boolean {
+  if (!name.startsWith("/proc/")) return false;
+  try {
+    return c.readlink(name).startsWith(`/memfd:${LISTER_MEMFD_NAME}`);
+  } catch {
+    return false; // its descriptor is closed: not a lister still loading
   }
 }
 
