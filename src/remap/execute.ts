@@ -414,13 +414,28 @@ function preflight(
     return { ...pre, stop: choice.unavailable };
   }
   if (backend === "thp" && thp.reason) pre.warnings.push(thp.reason);
-  const charged = shareWanted ? 0 : memcgCharge({
+  pre.stop = limitProblem(c, {
     regions: plan.regions,
     ops: BACKEND_OPS[backend],
     wanted: options.backend,
     vmas: maps,
+    shared: shareWanted !== undefined,
   });
-  pre.stop = mapCountProblem(c, plan.regions.length) ??
+  return pre;
+}
+
+/**
+ * Why the plan would exceed `vm.max_map_count` or the memory cgroup's
+ * limit, or `undefined`; a shared copy charges nothing here.
+ */
+function limitProblem(
+  c: Libc,
+  { shared, ...charge }: Parameters<typeof memcgCharge>[0] & {
+    shared: boolean;
+  },
+): string | undefined {
+  const charged = shared ? 0 : memcgCharge(charge);
+  return mapCountProblem(c, charge.regions.length) ??
     (charged > 0
       ? memcgProblem(
         c.tryReadText("/proc/self/cgroup") ?? "",
@@ -428,7 +443,6 @@ function preflight(
         charged,
       )
       : undefined);
-  return pre;
 }
 
 /**
