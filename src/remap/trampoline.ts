@@ -24,6 +24,7 @@ import type { Libc } from "../sys/libc.ts";
 import {
   LISTER_MEMFD_NAME,
   listLoadedObjects,
+  loadedFromMemfd,
   sharedObjectMemfd,
 } from "../sys/loader.ts";
 import {
@@ -648,16 +649,8 @@ export function loadedTrampoline(c: Libc): Trampoline | undefined {
 
 /** Paths of the trampolines loaded in this process, in load order. */
 function trampolinesLoaded(c: Libc): string[] {
-  const pid = c.getpid();
-  const isOurs = (name: string) => {
-    try {
-      return c.readlink(name).startsWith(`/memfd:${MEMFD_NAME}`);
-    } catch {
-      return false; // its descriptor was closed
-    }
-  };
   return listLoadedObjects(c).map((o) => o.name).filter((name) =>
-    name.startsWith(`/proc/${pid}/fd/`) && isOurs(name)
+    loadedFromMemfd(c, name, MEMFD_NAME)
   );
 }
 

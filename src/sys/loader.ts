@@ -196,7 +196,8 @@ export function listLoadedObjects(c: Libc): PhdrInfo[] {
   if (lister === undefined) return listWithCallback(c);
   try {
     return listNative(iterate, lister.list).filter((o) =>
-      o.name !== lister.path && !isLister(c, o.name)
+      o.name !== lister.path &&
+      !loadedFromMemfd(c, o.name, LISTER_MEMFD_NAME)
     );
   } finally {
     lister.close();
@@ -204,15 +205,27 @@ export function listLoadedObjects(c: Libc): PhdrInfo[] {
 }
 
 /**
- * True when `name` is a lister another thread has loaded for its own
- * listing (and unloads in a moment): not one of the program's objects.
+ * True when the object the loader knows as `name` was loaded from a memfd
+ * named `memfdName` whose descriptor is still open (`/proc/<pid>/fd/N`
+ * naming `/memfd:<memfdName>`); false for a file, or a closed descriptor.
+ *
+ * @example
+ * ```ts ignore
+ * import { libc } from "./libc.ts";
+ * import { LISTER_MEMFD_NAME, loadedFromMemfd } from "./loader.ts";
+ * console.log(loadedFromMemfd(libc(), "/usr/lib/libc.so.6", LISTER_MEMFD_NAME)); // false
+ * ```
  */
-function isLister(c: Libc, name: string): boolean {
-  if (!name.startsWith("/proc/")) return false;
+export function loadedFromMemfd(
+  c: Libc,
+  name: string,
+  memfdName: string,
+): boolean {
+  if (!name.startsWith(`/proc/${c.getpid()}/fd/`)) return false;
   try {
-    return c.readlink(name).startsWith(`/memfd:${LISTER_MEMFD_NAME}`);
+    return c.readlink(name).startsWith(`/memfd:${memfdName}`);
   } catch {
-    return false; // its descriptor is closed: not a lister still loading
+    return false; // its descriptor was closed
   }
 }
 
