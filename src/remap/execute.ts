@@ -213,7 +213,15 @@ export function remapObjects(
   // Before the first remap of the process, nothing is recorded: plan and
   // check without a trampoline, load it only when there is work (loading
   // needs mappings and a memfd, which the checks may show are not there).
-  const tramp = loadedTrampoline(c);
+  // Looking for it lists the loaded objects, which needs memory and
+  // mappings too: when that fails, the checks run without the record, and
+  // the lookup is made again (and its error reported) only if there is work.
+  let tramp: Trampoline | undefined;
+  try {
+    tramp = loadedTrampoline(c);
+  } catch {
+    tramp = undefined;
+  }
   return tramp === undefined
     ? remapLocked(c, undefined, input)
     : tramp.locked(() => remapLocked(c, tramp, input));

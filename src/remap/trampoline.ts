@@ -593,7 +593,14 @@ export function loadTrampoline(c: Libc): Trampoline {
     c.close(own.fd);
     throw e;
   }
-  const winner = firstLoaded(c) ?? keep(c, own.path);
+  let winner: Trampoline;
+  try {
+    winner = firstLoaded(c) ?? keep(c, own.path);
+  } catch (e) {
+    lib.close();
+    c.close(own.fd);
+    throw e;
+  }
   lib.close();
   if (winner.path !== own.path) c.close(own.fd);
   return loaded = winner;

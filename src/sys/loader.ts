@@ -77,8 +77,11 @@ const LISTER_SYMBOLS = {
   pp_list_objects: { args: ["u64", "u64", "u64"], returns: "u64" },
 } as const;
 
-/** Bytes first offered to the lister; it says when it needs more. */
-const LIST_FIRST_BYTES = 64 * 1024;
+/**
+ * Bytes first offered to the lister (Deno's and Bun's lists take 4-6 KiB);
+ * it says when it needs more.
+ */
+const LIST_FIRST_BYTES = 16 * 1024;
 
 /** Times the list is asked for again when objects were loaded meanwhile. */
 const LIST_TRIES = 8;
