@@ -62,3 +62,17 @@ test("libc: getrlimit/setrlimit round-trip the soft memlock limit", () => {
   }
   assert.deepEqual(c.getrlimit(RLIMIT_MEMLOCK), before);
 });
+
+test("libc: readChunks hands a file over in chunks of at most its buffer, together the whole file", () => {
+  const c = libc();
+  const path = new URL(import.meta.url).pathname;
+  const chunks: Uint8Array[] = [];
+  c.readChunks(path, (b) => chunks.push(b.slice()), 97);
+  assert.ok(chunks.length > 10);
+  assert.ok(chunks.every((b) => b.length > 0 && b.length <= 97));
+  assert.ok(Buffer.concat(chunks).equals(readFileSync(path)));
+  assert.throws(
+    () => c.readChunks("/nonexistent/page-primer", () => {}),
+    (e) => e instanceof SyscallError && e.code === "ENOENT",
+  );
+});

@@ -592,6 +592,34 @@ export class Libc {
     }
   }
 
+  /**
+   * Reads a file through one buffer of `chunkBytes`, handing each chunk
+   * read to `onChunk` (a view of the buffer, valid until it returns): for
+   * files too large to hold, such as `/proc/self/maps` at
+   * `vm.max_map_count`, where a growing buffer could not be allocated.
+   */
+  readChunks(
+    path: string,
+    onChunk: (bytes: Uint8Array) => void,
+    chunkBytes = 1 << 16,
+  ): void {
+    const fd = this.openRead(path);
+    try {
+      const buf = new Uint8Array(chunkBytes);
+      for (;;) {
+        const r = this.#fn("read")(fd, addressOf(buf), buf.length);
+        if (r < 0) {
+          if (this.errno() === ERRNO.EINTR) continue;
+          this.#fail(`read(${path})`);
+        }
+        if (r === 0) break;
+        onChunk(buf.subarray(0, r));
+      }
+    } finally {
+      this.#fn("close")(fd);
+    }
+  }
+
   /** {@linkcode Libc.readFile} decoded as UTF-8. */
   readText(path: string): string {
     return new TextDecoder().decode(this.readFile(path));

@@ -593,7 +593,9 @@ export function canMapMore(c: Libc, room: number): boolean {
 
 /**
  * The number of VMAs of this process: the lines of `/proc/self/maps`
- * (counted, not parsed).
+ * (counted through one 64 KiB buffer, not parsed: this is asked when the
+ * process may be out of mappings, and a buffer for all of it, 5 MiB at
+ * 65,530 VMAs, may then not be allocated).
  *
  * @example Usage
  * ```ts
@@ -603,8 +605,9 @@ export function canMapMore(c: Libc, room: number): boolean {
  * ```
  */
 export function countVmas(c: Libc): number {
-  const bytes = c.readFile("/proc/self/maps");
   let n = 0;
-  for (let i = 0; i < bytes.length; i++) if (bytes[i] === 0x0a) n++;
+  c.readChunks("/proc/self/maps", (bytes) => {
+    for (let i = 0; i < bytes.length; i++) if (bytes[i] === 0x0a) n++;
+  });
   return n;
 }
