@@ -1,6 +1,7 @@
 // Run by tests/aarch64/runtimes_aarch64_test.ts inside an arm64 Deno or Bun
-// under qemu-user: mlock and populate through prime(), then the shipped
-// trampoline swaps the runtime's own text (2 MiB-aligned part, THP and 4 KiB
+// under qemu-user: mlock and populate through prime(), the loaded objects
+// listed by the shipped object's native dl_iterate_phdr callback, then the
+// shipped trampoline swaps the runtime's own text (2 MiB-aligned part, THP and 4 KiB
 // records) onto an anonymous copy and restores the file, with the protection
 // /proc/self/maps gives. Prints one "RESULT <json>" line per step.
 //
@@ -11,7 +12,12 @@
 // shows r-x.
 import { prime } from "../../mod.ts";
 import { libc } from "../../src/sys/libc.ts";
-import { memory } from "../../src/sys/ffi.ts";
+import { addressOf, memory, openLibrary } from "../../src/sys/ffi.ts";
+import {
+  LISTER_MEMFD_NAME,
+  parseObjectList,
+  sharedObjectMemfd,
+} from "../../src/sys/loader.ts";
 import { parseMaps } from "../../src/sys/maps.ts";
 import { loadTrampoline } from "../../src/remap/trampoline.ts";
 
@@ -23,6 +29,34 @@ const locked = prime().mlock(true).populate(true).run();
 console.log(
   "RESULT",
   JSON.stringify({ step: "mlock", ok: locked.ok, ...locked.toJSON().totals }),
+);
+
+// The lister itself, not listLoadedObjects (which would fall back to a
+// JavaScript callback unseen if the native one failed here).
+const lister = sharedObjectMemfd(c, LISTER_MEMFD_NAME);
+const lib = openLibrary(
+  [lister.path],
+  {
+    pp_list_objects: { args: ["u64", "u64", "u64"], returns: "u64" },
+  } as const,
+);
+const listBuf = new Uint8Array(1 << 16);
+const used = lib.symbols.pp_list_objects!(
+  c.symbolAddress("dl_iterate_phdr"),
+  addressOf(listBuf),
+  listBuf.length,
+);
+const listed = parseObjectList(listBuf.subarray(0, used));
+lib.close();
+c.close(lister.fd);
+console.log(
+  "RESULT",
+  JSON.stringify({
+    step: "list",
+    bytes: used,
+    names: listed.map((o) => o.name),
+    headers: listed.filter((o) => o.phnum > 0).length,
+  }),
 );
 
 const text = parseMaps(c.readText("/proc/self/maps")).find((v) =>

@@ -1,6 +1,7 @@
 // The library inside the arm64 builds of Deno and Bun, under qemu-user:
 // tests/aarch64/runtime_text.ts locks and prefaults the runtime's code with
-// prime(), then swaps its text onto an anonymous copy with the shipped
+// prime(), lists the loaded objects with the shipped object's native
+// dl_iterate_phdr callback, then swaps its text onto an anonymous copy with the shipped
 // aarch64 trampoline and restores the file, checking the bytes, the mapping
 // and that the runtime still works. Runs the arm64 builds that
 // scripts/setup.sh fetches (the same versions as the x86_64 ones, from npm
@@ -56,6 +57,8 @@ interface Step {
   step: string;
   ok?: boolean;
   bytes: number;
+  names?: string[];
+  headers?: number;
   locked?: number;
   swap?: Outcome;
   restore?: Outcome;
@@ -85,7 +88,7 @@ for (const rt of RUNTIMES) {
     console.log(`runtimes_aarch64_test: ${rt.name} skipped: ${skip}`);
   }
   test(
-    `arm64 ${rt.name} under qemu-aarch64: mlock and populate, then its own text swapped and restored by the shipped trampoline`,
+    `arm64 ${rt.name} under qemu-aarch64: mlock and populate, the loaded objects listed natively, then its own text swapped and restored by the shipped trampoline`,
     {
       skip,
     },
@@ -100,10 +103,17 @@ for (const rt of RUNTIMES) {
         .filter((l) => l.startsWith("RESULT "))
         .map((l) => JSON.parse(l.slice("RESULT ".length)));
       assert.equal(res.code, 0, res.stdout + res.stderr);
-      const [mlock, ...swaps] = steps;
+      const [mlock, list, ...swaps] = steps;
       assert.equal(mlock?.step, "mlock", res.stdout + res.stderr);
       assert.equal(mlock.ok, true);
       assert.ok(mlock.bytes > 0 && mlock.locked === mlock.bytes);
+      assert.equal(list?.step, "list", res.stdout + res.stderr);
+      assert.equal(list.names![0], "", "the main program comes first");
+      assert.ok(
+        list.names!.some((n) => n.endsWith("/libc.so.6")),
+        list.names!.join(", "),
+      );
+      assert.equal(list.headers, list.names!.length);
       assert.deepEqual(swaps.map((s) => s.step), ["swap thp", "swap 4k"]);
       for (const s of swaps) {
         assert.ok(s.bytes >= 2 * 1024 * 1024);
