@@ -582,9 +582,17 @@ export function loadTrampoline(c: Libc): Trampoline {
   if (loaded !== undefined) return loaded;
   const override = c.getenv("PAGE_PRIMER_TRAMPOLINE");
   if (override) return loaded = keep(c, override);
+  // One another thread loaded needs no copy of ours (and no memfd or
+  // mappings); when looking fails, loading ours looks again.
+  try {
+    const first = firstLoaded(c);
+    if (first !== undefined) return loaded = first;
+  } catch {
+    // looked for again below
+  }
   // Load ours, then take the first in the loader's list, which only grows:
-  // one another thread loaded before (ours is then closed again), else ours.
-  // Threads doing this at the same moment all take the same one.
+  // one another thread loaded meanwhile (ours is then closed again), else
+  // ours. Threads doing this at the same moment all take the same one.
   const own = sharedObjectMemfd(c, MEMFD_NAME);
   let lib;
   try {
@@ -622,11 +630,20 @@ function keep(c: Libc, path: string): Trampoline {
  * whichever thread loaded it, or `undefined`.
  */
 function firstLoaded(c: Libc): Trampoline | undefined {
+  // glibc before 2.34 has dlopen in libdl only: no pin, as before.
+  const canPin = c.has("dlopen") && c.has("dlclose");
   for (const path of trampolinesLoaded(c)) {
+    // Still loaded under that name? The listing is a moment old: the
+    // object may be gone and its descriptor's number reused by a memfd
+    // another thread is still writing, which must not be loaded.
+    const pin = canPin ? c.pin(path) : undefined;
+    if (canPin && pin === undefined) continue;
     try {
       return keep(c, path);
     } catch {
       // Another page-primer version's trampoline: not ours to use.
+    } finally {
+      if (pin !== undefined) c.unpin(pin);
     }
   }
   return undefined;
@@ -672,6 +689,6 @@ function trampolinesLoaded(c: Libc): string[] {
  */
 export function isTrampolinePath(path: string): boolean {
   return path.includes(MEMFD_NAME) || path.includes(LISTER_MEMFD_NAME) ||
-    /^\/proc\/(self|\d+)\/fd\//.test(path) ||
+    /^\/proc\/(self|\d+)\/(task\/\d+\/)?fd\//.test(path) ||
     (loaded !== undefined && path === loaded.path);
 }

@@ -25,7 +25,7 @@ import {
   readCString,
   runtimeInfo,
 } from "./ffi.ts";
-import { type Libc, MFD_CLOEXEC } from "./libc.ts";
+import { type Libc, MFD_CLOEXEC, SyscallError } from "./libc.ts";
 import { PP_OBJECT, PP_OBJECT_WORDS } from "./trampoline_abi.ts";
 import { TRAMPOLINE_SO_BASE64 } from "./trampoline_so.ts";
 
@@ -170,7 +170,7 @@ export function sharedObjectMemfd(
  * Every object the loader has loaded, in its order: the main program first
  * (name `""`), then each shared library, with its program headers copied
  * while the loader held its lock (listers, this one's and other threads',
- * left out).
+ * left out by their name).
  *
  * The copying is done by native code, so no JavaScript runs while the
  * loader's lock is held (see the module doc). Only where the shipped object
@@ -188,23 +188,83 @@ export function sharedObjectMemfd(
  * assert.ok(objects.some((o) => o.name.includes("libc.so")));
  * ```
  */
-export function listLoadedObjects(c: Libc): PhdrInfo[] {
+export function listLoadedObjects(
+  c: Libc,
+  options: ListOptions = {},
+): PhdrInfo[] {
+  const { fallback = true } = options;
   const iterate = c.symbolAddress("dl_iterate_phdr");
   let lister;
   try {
     lister = iterate === 0 ? undefined : openLister(c);
-  } catch {
-    lister = undefined;
+  } catch (e) {
+    if (!fallback || !isLasting(e)) throw e;
   }
-  if (lister === undefined) return listWithCallback(c);
+  if (lister === undefined) {
+    if (!fallback) {
+      throw new Error(
+        "this libc has no dlsym or dl_iterate_phdr: cannot list the loaded objects natively",
+      );
+    }
+    return listWithCallback(c);
+  }
   try {
+    const listers = listerPrefix(c);
     return listNative(iterate, lister.list).filter((o) =>
-      o.name !== lister.path &&
-      !loadedFromMemfd(c, o.name, LISTER_MEMFD_NAME)
+      !o.name.startsWith(listers)
     );
   } finally {
     lister.close();
   }
+}
+
+/**
+ * Options of {@linkcode listLoadedObjects}.
+ *
+ * @example
+ * ```ts
+ * import { libc } from "./libc.ts";
+ * import { listLoadedObjects } from "./loader.ts";
+ * // Native or nothing: throws rather than use a JavaScript callback.
+ * console.log(listLoadedObjects(libc(), { fallback: false }).length > 0); // true
+ * ```
+ */
+export interface ListOptions {
+  /**
+   * Where the native lister cannot be loaded (another machine, no
+   * `memfd_create`, refused by a sandbox or by the loader), list through a
+   * JavaScript callback instead of throwing. A `memfd_create` or `write`
+   * that fails for want of descriptors or memory is thrown either way:
+   * trying again later mends that, and the callback could hang.
+   *
+   * @default {true}
+   */
+  fallback?: boolean;
+}
+
+/** Errors of loading the lister that trying again will not mend. */
+const LASTING_ERRNOS: readonly string[] = ["EPERM", "EACCES", "ENOSYS"];
+
+/**
+ * True when the lister cannot be loaded in this process for good, so the
+ * JavaScript callback is the only way to list.
+ */
+function isLasting(e: unknown): boolean {
+  if (e instanceof SyscallError) return LASTING_ERRNOS.includes(e.code);
+  // No shipped object for this machine, no memfd_create in this libc, or
+  // the loader refused the object (noexec, a seccomp policy on PROT_EXEC).
+  return true;
+}
+
+/**
+ * The start of the names listers are loaded under,
+ * `/proc/<pid>/task/<pid>/fd/`: the process's descriptors, under a name the
+ * trampoline (`/proc/<pid>/fd/N`) and other code do not use, so a lister is
+ * told apart by its name alone, even one another thread unloads meanwhile.
+ */
+function listerPrefix(c: Libc): string {
+  const pid = c.getpid();
+  return `/proc/${pid}/task/${pid}/fd/`;
 }
 
 /**
@@ -236,7 +296,8 @@ export function loadedFromMemfd(
 function openLister(
   c: Libc,
 ): { path: string; list: BoundFunction; close(): void } {
-  const { fd, path } = sharedObjectMemfd(c, LISTER_MEMFD_NAME);
+  const { fd } = sharedObjectMemfd(c, LISTER_MEMFD_NAME);
+  const path = `${listerPrefix(c)}${fd}`;
   let lib;
   try {
     lib = openLibrary([path], LISTER_SYMBOLS);

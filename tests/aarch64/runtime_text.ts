@@ -46,7 +46,9 @@ const used = lib.symbols.pp_list_objects!(
   addressOf(listBuf),
   listBuf.length,
 );
-const listed = parseObjectList(listBuf.subarray(0, used));
+const listed = used > 0 && used <= listBuf.length
+  ? parseObjectList(listBuf.subarray(0, used))
+  : [];
 lib.close();
 c.close(lister.fd);
 console.log(
@@ -54,6 +56,7 @@ console.log(
   JSON.stringify({
     step: "list",
     bytes: used,
+    cap: listBuf.length,
     names: listed.map((o) => o.name),
     headers: listed.filter((o) => o.phnum > 0).length,
   }),

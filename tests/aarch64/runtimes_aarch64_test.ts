@@ -59,6 +59,7 @@ interface Step {
   bytes: number;
   names?: string[];
   headers?: number;
+  cap?: number;
   locked?: number;
   swap?: Outcome;
   restore?: Outcome;
@@ -108,6 +109,10 @@ for (const rt of RUNTIMES) {
       assert.equal(mlock.ok, true);
       assert.ok(mlock.bytes > 0 && mlock.locked === mlock.bytes);
       assert.equal(list?.step, "list", res.stdout + res.stderr);
+      assert.ok(
+        list.bytes > 0 && list.bytes <= list.cap!,
+        `pp_list_objects took ${list.bytes} bytes of ${list.cap}`,
+      );
       assert.equal(list.names![0], "", "the main program comes first");
       assert.ok(
         list.names!.some((n) => n.endsWith("/libc.so.6")),

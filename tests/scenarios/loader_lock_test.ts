@@ -6,7 +6,7 @@
 // runs of dlclose_stress_test). So page-primer hands dl_iterate_phdr only
 // native callbacks: gdb, with a breakpoint on dl_iterate_phdr, finds every
 // callback of a run inside a loaded object's sections, and some in
-// page-primer's lister (loaded as /proc/<pid>/fd/N).
+// page-primer's lister (loaded as /proc/<pid>/task/<pid>/fd/N).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { onPath, ROOT, run, runtimeCommand, RUNTIMES } from "../helpers.ts";
@@ -55,7 +55,10 @@ for (const rt of RUNTIMES) {
         [],
         "a callback outside every loaded object (a JavaScript callback) was given to dl_iterate_phdr",
       );
-      const ours = calls.filter((l) => / of \/proc\/\d+\/fd\/\d+$/.test(l));
+      // The lister loads as /proc/<pid>/task/<pid>/fd/N.
+      const ours = calls.filter((l) =>
+        / of \/proc\/\d+\/task\/\d+\/fd\/\d+$/.test(l)
+      );
       assert.ok(
         ours.length >= 2,
         `page-primer's lister gave dl_iterate_phdr ${ours.length} callbacks (the trampoline lookup and objects("all") each list): ${output}`,
